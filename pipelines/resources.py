@@ -1,0 +1,93 @@
+"""Resources shared by every domain: where data lives and where the catalog comes from.
+
+Values come from environment variables when set (so Dagster workers on other machines agree), and
+otherwise from the project's defaults: the embedded synthetic sample under `data/sample`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from scene_assets import settings
+from scene_assets.catalog import CatalogOptions, CatalogResult, ColumnMapping, MAPPING_PRESETS, load_catalog
+from scene_assets.image_source import FetchPolicy
+
+
+class ProjectStorage(dg.ConfigurableResource):
+    """Root folder for everything the pipeline writes (vectors, indexes, exports, caches)."""
+
+    data_dir: str = Field(description="Folder the pipeline writes into; git-ignored.")
+
+    def path(self, *parts: str) -> Path:
+        target = Path(self.data_dir).joinpath(*parts)
+        target.mkdir(parents=True, exist_ok=True)
+        return target
+
+
+class CatalogSource(dg.ConfigurableResource):
+    """The product catalog to read and how its columns map onto the normalized fields."""
+
+    path: str = Field(
+        default="",
+        description="CSV or Parquet catalog file. Empty: the embedded synthetic sample (data/sample/products.csv).",
+    )
+    mapping: str = Field(
+        default="labeled",
+        description=f"Column-mapping preset: one of {sorted(MAPPING_PRESETS)}.",
+    )
+    column_overrides: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-field column names that replace the preset's, e.g. {'title': 'product_name'}; "
+        "an empty string unmaps a field.",
+    )
+    fetch_remote_images: bool = Field(
+        default=True,
+        description="Fetch http(s) image URLs (private, loopback and link-local addresses are always refused).",
+    )
+    fetch_timeout_s: float = Field(default=10.0, description="Timeout per image download, seconds.")
+    fetch_max_bytes: int = Field(default=20_000_000, description="Largest image download accepted, bytes.")
+    image_cache_dir: str = Field(default="", description="Where fetched images are cached. Empty: <data_dir>/cache/images.")
+
+    def catalog_path(self) -> Path:
+        if self.path:
+            return Path(self.path).expanduser().resolve()
+        from scene_assets.sample_data import ensure_sample_dataset
+
+        return ensure_sample_dataset(settings.sample_dataset_dir()) / "products.csv"
+
+    def column_mapping(self) -> ColumnMapping:
+        preset = MAPPING_PRESETS[self.mapping]
+        if not self.column_overrides:
+            return preset
+        overrides = {name: (column or None) for name, column in self.column_overrides.items()}
+        return ColumnMapping(**{**preset.__dict__, **overrides})
+
+    def load(self) -> CatalogResult:
+        cache_dir = Path(self.image_cache_dir) if self.image_cache_dir else settings.data_dir() / "cache" / "images"
+        policy = FetchPolicy(
+            enabled=self.fetch_remote_images,
+            timeout_s=self.fetch_timeout_s,
+            max_bytes=self.fetch_max_bytes,
+            cache_dir=cache_dir,
+        )
+        return load_catalog(self.catalog_path(), self.column_mapping(), CatalogOptions(fetch_policy=policy))
+
+
+def default_resources() -> dict[str, object]:
+    """Resources for the project's Definitions; environment variables override the defaults."""
+    data_dir = (
+        dg.EnvVar(settings.ENV_DATA_DIR) if os.environ.get(settings.ENV_DATA_DIR) else str(settings.data_dir())
+    )
+    catalog_path = dg.EnvVar(settings.ENV_CATALOG) if os.environ.get(settings.ENV_CATALOG) else ""
+    mapping = os.environ.get(settings.ENV_CATALOG_MAPPING, "labeled")
+    from dagster_polars import PolarsParquetIOManager
+
+    return {
+        "storage": ProjectStorage(data_dir=data_dir),
+        "catalog_source": CatalogSource(path=catalog_path, mapping=mapping),
+        "io_manager": PolarsParquetIOManager(base_dir=str(settings.data_dir() / "warehouse")),
+    }

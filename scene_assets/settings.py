@@ -1,0 +1,43 @@
+"""Where things live. One place names every path and environment variable the project reads.
+
+Every path is overridable by an environment variable so Dagster workers, the CLI and the API server
+(possibly on other machines) agree on the same locations without process-global state.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+ENV_DATA_DIR = "SCENE_MATCHER_DATA_DIR"
+ENV_CATALOG = "SCENE_MATCHER_CATALOG"
+ENV_CATALOG_MAPPING = "SCENE_MATCHER_CATALOG_MAPPING"
+ENV_IKEA_DIR = "SCENE_MATCHER_IKEA_DIR"
+ENV_SHARED_DIR = "SCENE_MATCHER_SHARED_DIR"
+
+
+def data_dir() -> Path:
+    """Root of everything the pipeline writes (git-ignored), default `<repo>/data`."""
+    return Path(os.environ.get(ENV_DATA_DIR, PROJECT_ROOT / "data")).resolve()
+
+
+def sample_dataset_dir() -> Path:
+    """The embedded synthetic labeled dataset shipped with the repo."""
+    return PROJECT_ROOT / "data" / "sample"
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get(ENV_SHARED_DIR, PROJECT_ROOT.parent / "shared")).resolve()
+
+
+def ikea_dataset_dir() -> Path | None:
+    """The real labeled IKEA dataset, if present (never part of the repo: non-commercial licence)."""
+    configured = os.environ.get(ENV_IKEA_DIR)
+    candidate = Path(configured) if configured else shared_dir() / "ikea"
+    return candidate.resolve() if (candidate / "products.csv").is_file() else None
+
+
+def dagster_home() -> Path:
+    return Path(os.environ.get("DAGSTER_HOME", data_dir() / "dagster_home")).resolve()
