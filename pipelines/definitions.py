@@ -1,14 +1,25 @@
-"""The project's one Definitions: each domain folder contributes its own; shared policy lives here."""
+"""The project's one Definitions: each domain folder contributes its own; shared wiring lives here."""
 
 import dagster as dg
 
 from pipelines.catalog import definitions as catalog
+from pipelines.embeddings import definitions as embeddings
 from pipelines.enrichment import definitions as enrichment
-from pipelines.jobs import main_job
+from pipelines.index import definitions as index
+from pipelines.jobs import ALL_JOBS
 from pipelines.resources import default_resources
 
-defs = dg.Definitions.merge(
-    catalog.defs(),
-    enrichment.defs(),
-    dg.Definitions(jobs=[main_job], resources=default_resources()),
-)
+
+def build_defs(resource_overrides: dict | None = None) -> dg.Definitions:
+    """All domains with the default resources; tests pass overrides (temp folders, a fake encoder)."""
+    resources = {**default_resources(), **(resource_overrides or {})}
+    return dg.Definitions.merge(
+        catalog.defs(),
+        enrichment.defs(),
+        embeddings.defs(),
+        index.defs(),
+        dg.Definitions(jobs=ALL_JOBS, resources=resources),
+    )
+
+
+defs = build_defs()

@@ -1,7 +1,38 @@
+"""Jobs. Assets with different partitioning cannot share one run, so the main job is a sequence of
+runs (see pipelines/runner.py): catalog → per-shard vectors → alignment → per-shard projection → index."""
+
 import dagster as dg
 
-main_job = dg.define_asset_job(
-    "main_job",
+from pipelines.embeddings.partitions import catalog_shards
+
+catalog_job = dg.define_asset_job(
+    "catalog_job",
     selection=dg.AssetSelection.groups("catalog", "enrichment"),
-    description="Everything from the raw catalog to the searchable index, on the configured catalog.",
+    description="Clean the catalog and enrich its descriptions.",
 )
+embed_shards_job = dg.define_asset_job(
+    "embed_shards_job",
+    selection=dg.AssetSelection.assets("product_image_features", "product_text_vectors"),
+    partitions_def=catalog_shards,
+    description="Encode new or changed products of the selected catalog shards (images and texts).",
+)
+alignment_job = dg.define_asset_job(
+    "alignment_job",
+    selection=dg.AssetSelection.assets("image_text_alignment"),
+    description="Train the image→text projection head on the catalog's (image, text) pairs.",
+)
+project_shards_job = dg.define_asset_job(
+    "project_shards_job",
+    selection=dg.AssetSelection.assets("product_image_vectors"),
+    partitions_def=catalog_shards,
+    description="Project cached image features into the shared space with the trained head.",
+)
+index_job = dg.define_asset_job(
+    "index_job",
+    selection=dg.AssetSelection.assets("product_index"),
+    description="Build or incrementally update the FAISS index.",
+)
+
+# The CLI's `scene-matcher materialize` runs these in order as one "main job".
+MAIN_JOB_STEPS = [catalog_job, embed_shards_job, alignment_job, project_shards_job, index_job]
+ALL_JOBS = MAIN_JOB_STEPS

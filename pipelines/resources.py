@@ -86,7 +86,13 @@ def default_resources() -> dict[str, object]:
     mapping = os.environ.get(settings.ENV_CATALOG_MAPPING, "labeled")
     from dagster_polars import PolarsParquetIOManager
 
+    from pipelines.embeddings.resources import EncoderResource
+
+    encoder_kind = os.environ.get("SCENE_MATCHER_ENCODER", "default")
     return {
+        "encoder": EncoderResource(kind=encoder_kind),
+        # Small Python objects (model heads' locations, index manifests) keyed by asset (and partition).
+        "model_io_manager": dg.FilesystemIOManager(base_dir=str(settings.data_dir() / "models_io")),
         "storage": ProjectStorage(data_dir=data_dir),
         "catalog_source": CatalogSource(path=catalog_path, mapping=mapping),
         "io_manager": PolarsParquetIOManager(base_dir=str(settings.data_dir() / "warehouse")),

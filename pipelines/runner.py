@@ -1,11 +1,15 @@
-"""Run the project's jobs from the command line against the persistent Dagster instance.
+"""Run the main job from the command line against the persistent Dagster instance.
 
-Each step is a real Dagster run recorded in $DAGSTER_HOME, so the UI shows what the CLI did.
+Assets with different partitioning cannot share one Dagster run, so the main job is a sequence of
+real runs (all recorded in $DAGSTER_HOME and visible in the UI). Sharded steps run as one ranged
+run over every shard, so the model loads once; in the UI a backfill of the same assets can instead
+launch one run per shard on other processes or machines.
 """
 
 from __future__ import annotations
 
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 
 def _metadata_lines(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -13,30 +17,44 @@ def _metadata_lines(result: dg.ExecuteInProcessResult) -> list[str]:
     for event in result.get_asset_materialization_events():
         materialization = event.step_materialization_data.materialization
         metadata = materialization.metadata
-        interesting = {
+        numbers = {
             key: value.value
             for key, value in metadata.items()
             if isinstance(value, (dg.IntMetadataValue, dg.FloatMetadataValue)) and not key.startswith("dagster/")
         }
-        rows = metadata.get("dagster/row_count")
-        head = f"{materialization.asset_key.to_user_string()}"
-        if rows is not None:
-            head += f": {rows.value} rows"
-        details = ", ".join(f"{k}={v}" for k, v in list(interesting.items())[:6])
+        head = materialization.asset_key.to_user_string()
+        if materialization.partition:
+            head += f"[{materialization.partition}]"
+        if "dagster/row_count" in metadata:
+            head += f": {metadata['dagster/row_count'].value} rows"
+        details = ", ".join(f"{k}={v}" for k, v in list(numbers.items())[:7])
         lines.append(f"{head}{' (' + details + ')' if details else ''}")
+    for evaluation in result.get_asset_check_evaluations():
+        status = "passed" if evaluation.passed else "FAILED"
+        lines.append(f"check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} {status}")
     return lines
 
 
-def run_main_job(instance: dg.DagsterInstance | None = None) -> dict:
-    from pipelines.definitions import defs
+def run_main_job(instance: dg.DagsterInstance | None = None, defs: dg.Definitions | None = None) -> dict:
+    from pipelines.jobs import MAIN_JOB_STEPS
 
+    if defs is None:
+        from pipelines.definitions import defs
     instance = instance or dg.DagsterInstance.get()
-    job = defs.resolve_job_def("main_job")
-    result = job.execute_in_process(instance=instance, raise_on_error=False)
-    lines = _metadata_lines(result)
-    checks = [
-        f"check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} "
-        f"{'passed' if evaluation.passed else 'FAILED'}"
-        for evaluation in result.get_asset_check_evaluations()
-    ]
-    return {"success": result.success, "run_id": result.run_id, "lines": lines + checks}
+    lines: list[str] = []
+    run_ids: list[str] = []
+    for step in MAIN_JOB_STEPS:
+        job = defs.resolve_job_def(step.name)
+        tags = {}
+        if job.partitions_def is not None:
+            keys = job.partitions_def.get_partition_keys()
+            tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+        result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+        run_ids.append(result.run_id)
+        lines.extend(_metadata_lines(result))
+        if not result.success:
+            failure = next((e for e in result.all_events if e.is_failure), None)
+            message = failure.message if failure else "see the run in the Dagster UI"
+            lines.append(f"{step.name} FAILED (run {result.run_id}): {message}")
+            return {"success": False, "run_ids": run_ids, "lines": lines}
+    return {"success": True, "run_ids": run_ids, "lines": lines}

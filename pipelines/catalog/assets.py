@@ -1,6 +1,5 @@
 """Catalog domain: the cleaned product table and the table of rows that were dropped or degraded."""
 
-from __future__ import annotations
 
 import time
 

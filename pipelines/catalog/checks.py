@@ -1,6 +1,5 @@
 """Asset checks on the cleaned catalog. Unique ids are blocking: every later step keys on them."""
 
-from __future__ import annotations
 
 import dagster as dg
 import polars as pl

@@ -1,6 +1,5 @@
 """Enrichment domain: structured fields parsed from raw product text."""
 
-from __future__ import annotations
 
 import time
 

@@ -1,0 +1,246 @@
+"""Embeddings domain: per-shard, incremental vector files for product images and texts, and the
+alignment head that maps image features into the text space."""
+
+
+import time
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+import numpy as np
+import polars as pl
+
+from pipelines.embeddings.partitions import catalog_shards
+from pipelines.embeddings.resources import EncoderResource
+from pipelines.metadata import markdown_table
+from pipelines.resources import ProjectStorage
+from scene_assets.alignment import AlignmentResult, save_projection, train_alignment
+from scene_assets.embeddings import (
+    ImageFeatureStage,
+    encode_image_rows,
+    read_vectors,
+    select_shard,
+    update_vector_file,
+    vector_matrix,
+    vectors_frame,
+    write_atomic_parquet,
+)
+
+GROUP = "embeddings"
+# Dagster runs that cover several shards (one ranged run) process them one after another in one
+# step; a backfill with one run per shard spreads them over processes or cluster pods instead.
+BACKFILL = dg.BackfillPolicy.single_run()
+
+
+def vector_path(storage: ProjectStorage, name: str, shard_key: str) -> Path:
+    return storage.path("vectors", name) / f"{shard_key}.parquet"
+
+
+def _progress(context: dg.AssetExecutionContext, total: int, what: str):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=what, unit="img", disable=total == 0 or None, leave=False)
+    return bar
+
+
+def _shard_metadata(stats_by_shard: dict[str, object], extra: dict | None = None) -> dict:
+    totals: dict[str, float] = {}
+    for stats in stats_by_shard.values():
+        for key, value in stats.as_metadata().items():
+            totals[key] = totals.get(key, 0) + value
+    seconds = totals.get("seconds", 0.0)
+    totals["encoded_per_second"] = round(totals.get("encoded", 0) / seconds, 1) if seconds else 0.0
+    skipped = pl.concat([s.skipped_reasons for s in stats_by_shard.values()])
+    metadata = {key: (int(v) if float(v).is_integer() and key != "seconds" else float(v)) for key, v in totals.items()}
+    metadata["shards"] = ", ".join(stats_by_shard)
+    if skipped.height:
+        metadata["skipped_products"] = markdown_table(skipped, limit=20, max_chars=120)
+    return {**metadata, **(extra or {})}
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=catalog_shards,
+    backfill_policy=BACKFILL,
+    ins={"enriched_catalog": dg.AssetIn()},
+    description="Cached image features per product (the CNN trunk for the default encoder, the final "
+    "image vector otherwise). Incremental: only new or changed products, or a changed encoder, are "
+    "encoded; removed products are dropped. Products without a readable image are skipped and listed.",
+    kinds={"pytorch", "parquet"},
+)
+def product_image_features(
+    context: dg.AssetExecutionContext,
+    enriched_catalog: pl.DataFrame,
+    encoder: EncoderResource,
+    storage: ProjectStorage,
+) -> dg.MaterializeResult:
+    model = encoder.encoder()
+    stage = ImageFeatureStage.of(model)
+    with_image = enriched_catalog.filter(pl.col("image_status") == "ok")
+    stats = {}
+    for shard in context.partition_keys:
+        wanted = select_shard(with_image, shard)
+        bar = _progress(context, wanted.height, f"image features {shard}")
+
+        def encode(rows: pl.DataFrame):
+            return encode_image_rows(
+                rows,
+                model.preprocess_image,
+                stage.encode_batch,
+                batch_size=encoder.batch_size,
+                decode_workers=encoder.decode_workers,
+                progress=bar.update,
+            )
+
+        _, stats[shard] = update_vector_file(
+            vector_path(storage, "image_features", shard), wanted, stage.fingerprint, encode, dim=stage.dim
+        )
+        bar.close()
+        context.log.info(f"{shard}: {stats[shard].as_metadata()}")
+    return dg.MaterializeResult(
+        metadata=_shard_metadata(stats, {"fingerprint": stage.fingerprint, "dim": stage.dim})
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=catalog_shards,
+    backfill_policy=BACKFILL,
+    ins={"enriched_catalog": dg.AssetIn()},
+    description="Text vector per product from its enriched embedding text. Incremental like the image features.",
+    kinds={"pytorch", "parquet"},
+)
+def product_text_vectors(
+    context: dg.AssetExecutionContext,
+    enriched_catalog: pl.DataFrame,
+    encoder: EncoderResource,
+    storage: ProjectStorage,
+) -> dg.MaterializeResult:
+    model = encoder.encoder()
+    # The text vector depends on the embedding text, so hash that rather than the whole row.
+    catalog = enriched_catalog.with_columns(content_hash=pl.col("embedding_text").hash().cast(pl.String))
+    fingerprint = model.fingerprint() if not hasattr(model, "text_fingerprint") else model.text_fingerprint()
+    stats = {}
+    for shard in context.partition_keys:
+        wanted = select_shard(catalog, shard)
+
+        def encode(rows: pl.DataFrame):
+            vectors = model.encode_texts(rows["embedding_text"].to_list())
+            return list(range(rows.height)), vectors, []
+
+        _, stats[shard] = update_vector_file(
+            vector_path(storage, "text", shard), wanted, fingerprint, encode, dim=model.dim
+        )
+    return dg.MaterializeResult(metadata=_shard_metadata(stats, {"fingerprint": fingerprint, "dim": model.dim}))
+
+
+def _read_all_shards(storage: ProjectStorage, name: str) -> pl.DataFrame:
+    from pipelines.embeddings.partitions import catalog_shards as shards
+
+    frames = [read_vectors(vector_path(storage, name, key)) for key in shards.get_partition_keys()]
+    frames = [f for f in frames if f is not None and f.height]
+    if not frames:
+        raise dg.Failure(f"no {name} vectors found under {storage.path('vectors', name)}: materialize all shards first")
+    return pl.concat(frames, how="vertical_relaxed").sort("product_id")
+
+
+class AlignmentConfig(dg.Config):
+    epochs: int = Field(default=40, description="Passes over the (image, text) pairs of the catalog.")
+    learning_rate: float = Field(default=1e-3, description="AdamW learning rate of the projection head.")
+    batch_size: int = Field(default=128, description="Pairs per contrastive batch (more negatives with more).")
+    head: str = Field(default="mlp", description="mlp (measured better) or linear.")
+    seed: int = Field(default=0, description="Seed for initialisation and batching.")
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[product_image_features, product_text_vectors],
+    io_manager_key="model_io_manager",
+    description="Projection head (image trunk features → text space) trained contrastively (InfoNCE) on "
+    "the catalog's own (product image, product text) pairs, both towers frozen. Only the default encoder "
+    "needs one; other encoders already embed images and texts in one space.",
+    kinds={"pytorch"},
+)
+def image_text_alignment(
+    context: dg.AssetExecutionContext, config: AlignmentConfig, encoder: EncoderResource, storage: ProjectStorage
+) -> dg.Output[dict]:
+    model = encoder.encoder()
+    stage = ImageFeatureStage.of(model)
+    if stage.project is None:
+        return dg.Output({"kind": "identity"}, metadata={"trained": False, "reason": f"encoder kind {encoder.kind} needs no alignment"})
+    features = _read_all_shards(storage, "image_features").filter(pl.col("fingerprint") == stage.fingerprint)
+    texts = _read_all_shards(storage, "text")
+    pairs = features.join(texts.select("product_id", pl.col("vector").alias("text_vector")), on="product_id")
+    if pairs.height < 8:
+        raise dg.Failure(f"only {pairs.height} products have both an image and a text vector; alignment needs at least 8")
+    started = time.perf_counter()
+    result: AlignmentResult = train_alignment(
+        vector_matrix(pairs),
+        pairs["text_vector"].to_numpy().astype(np.float32).reshape(pairs.height, -1),
+        epochs=config.epochs,
+        lr=config.learning_rate,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        head=config.head,
+    )
+    elapsed = time.perf_counter() - started
+    for epoch, loss in enumerate(result.loss_curve):
+        context.log.debug(f"epoch {epoch}: loss {loss:.4f}")
+    curve = pl.DataFrame({"epoch": list(range(len(result.loss_curve))), "loss": result.loss_curve})
+    # Content-addressed file: a new head never overwrites one that an index was built with.
+    path = save_projection(result, storage.path("models", "alignment") / f"head-{result.sha256[:16]}.pt")
+    return dg.Output(
+        {"kind": config.head, "path": str(path), "sha256": result.sha256},
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "trained": True,
+            "pairs": pairs.height,
+            "initial_loss": round(result.initial_loss, 4),
+            "final_loss": round(result.final_loss, 4),
+            "seconds": round(elapsed, 2),
+            "head_sha256": result.sha256[:16],
+            "loss_curve": markdown_table(curve, limit=len(result.loss_curve)),
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=catalog_shards,
+    backfill_policy=BACKFILL,
+    deps=[product_image_features],
+    ins={"image_text_alignment": dg.AssetIn(input_manager_key="model_io_manager")},
+    description="Image vector per product in the shared image/text space: cached features passed through "
+    "the trained alignment head (cheap: no CNN work). Fingerprint = encoder + head.",
+    kinds={"numpy", "parquet"},
+)
+def product_image_vectors(
+    context: dg.AssetExecutionContext,
+    image_text_alignment: dict,
+    encoder: EncoderResource,
+    storage: ProjectStorage,
+) -> dg.MaterializeResult:
+    stage = ImageFeatureStage.of(encoder.encoder())
+    model = encoder.encoder(projection_path=image_text_alignment.get("path"))
+    projected = ImageFeatureStage.of(model)
+    fingerprint = model.fingerprint()
+    counts = {}
+    started = time.perf_counter()
+    for shard in context.partition_keys:
+        features = read_vectors(vector_path(storage, "image_features", shard))
+        if features is None:
+            raise dg.Failure(f"{shard}: image features missing; materialize product_image_features for it first")
+        features = features.filter(pl.col("fingerprint") == stage.fingerprint)
+        matrix = vector_matrix(features)
+        vectors = projected.project(matrix) if projected.project is not None and features.height else matrix
+        frame = vectors_frame(features["product_id"], features["content_hash"], fingerprint, vectors) if features.height else features
+        write_atomic_parquet(frame, vector_path(storage, "image", shard))
+        counts[shard] = frame.height
+    return dg.MaterializeResult(
+        metadata={
+            "vectors": sum(counts.values()),
+            "per_shard": dg.MetadataValue.json(counts),
+            "fingerprint": fingerprint,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    )

@@ -1,0 +1,82 @@
+"""Build or incrementally update the on-disk product index from a vector set.
+
+The index folder holds `index.faiss`, `manifest.json` (see `vector_index.save_index`) and
+`members.parquet` (product_id, content_hash of every indexed vector), which lets the next build
+touch only products whose vector changed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from scene_assets import vector_index
+from scene_assets.embeddings import vector_matrix, write_atomic_parquet
+
+MEMBERS_FILE = "members.parquet"
+
+
+@dataclass
+class IndexBuildReport:
+    directory: Path
+    manifest: dict
+    mode: str  # "full" or "incremental"
+    added: int
+    removed: int
+    seconds: float
+
+
+def build_or_update_index(
+    vectors: pl.DataFrame,
+    directory: Path,
+    *,
+    fingerprint: str,
+    exact_threshold: int = 50_000,
+    incremental: bool = True,
+) -> IndexBuildReport:
+    """Make `directory` hold an index of exactly `vectors` (product_id, content_hash, vector)."""
+    started = time.perf_counter()
+    vectors = vectors.sort("product_id")
+    matrix = vector_matrix(vectors)
+    members_path = directory / MEMBERS_FILE
+    previous = None
+    if incremental and members_path.is_file() and (directory / vector_index.MANIFEST_FILE).is_file():
+        try:
+            index, manifest = vector_index.load_index(directory, expected_fingerprint=fingerprint)
+            if vector_index.supports_remove(index):
+                previous = (index, manifest, pl.read_parquet(members_path))
+        except vector_index.VectorIndexError:
+            previous = None  # corrupt, half-written or another encoder's: rebuild from scratch
+    spec = vector_index.choose_index_spec(vectors.height, matrix.shape[1] if vectors.height else 1, exact_threshold=exact_threshold)
+    if previous is not None and previous[1].get("spec", {}).get("factory") == spec.factory:
+        index, manifest, members = previous
+        changed = vectors.join(members, on=["product_id", "content_hash"], how="anti")
+        removed = members.join(vectors.select("product_id"), on="product_id", how="anti")["product_id"].to_list()
+        upsert_ids = changed["product_id"].to_list()
+        vector_index.update_index(
+            index,
+            upsert_ids=upsert_ids,
+            upsert_vectors=vector_matrix(changed) if changed.height else None,
+            remove_ids=removed,
+        )
+        mode, added, n_removed = "incremental", len(upsert_ids), len(removed)
+    else:
+        index = vector_index.build_index(matrix, vectors["product_id"].to_list(), spec)
+        mode, added, n_removed = "full", vectors.height, 0
+    elapsed = time.perf_counter() - started
+    manifest = vector_index.save_index(
+        index,
+        directory,
+        {
+            "encoder_fingerprint": fingerprint,
+            "product_ids": vectors["product_id"].to_list(),
+            "spec": spec.to_dict(),
+            "build_seconds": round(elapsed, 3),
+            "build_mode": mode,
+        },
+    )
+    write_atomic_parquet(vectors.select("product_id", "content_hash"), members_path)
+    return IndexBuildReport(directory, manifest, mode, added, n_removed, time.perf_counter() - started)
