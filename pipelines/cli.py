@@ -6,6 +6,7 @@ Thin: each command parses arguments and calls domain code in `scene_assets/` or 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -107,11 +108,16 @@ def cmd_data_fetch_ikea(args: argparse.Namespace) -> int:
     from scene_assets import ikea_dataset
 
     dest = Path(args.dest)
-    if args.from_raw:
-        stats = ikea_dataset.convert_raw_ikea(Path(args.from_raw), dest)
-    else:
-        stats = ikea_dataset.fetch_ikea(dest)
-    print(json.dumps(stats, indent=2, default=str))
+    try:
+        if args.from_raw:
+            stats = ikea_dataset.convert_raw_ikea(Path(args.from_raw), dest)
+        else:
+            stats = ikea_dataset.download_ikea(dest, **({"url": args.url} if args.url else {}))
+    except ikea_dataset.IkeaDownloadError as exc:
+        print(f"scene-matcher: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(dataclasses.asdict(stats), indent=2, default=str))
+    print(f"labeled dataset written to {dest}; evaluate with: scene-matcher evaluate --dataset {dest}")
     return 0
 
 
@@ -157,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = data_commands.add_parser("fetch-ikea", help="download the public IKEA dataset and convert it (needs internet)")
     fetch.add_argument("dest")
     fetch.add_argument("--from-raw", help="convert an already downloaded raw checkout instead of downloading")
+    fetch.add_argument("--url", help="archive URL of the public dataset repository (default: the authors' GitHub)")
     fetch.set_defaults(func=cmd_data_fetch_ikea)
 
     ui = commands.add_parser("ui", help="start the Dagster UI with the project's DAGSTER_HOME")
