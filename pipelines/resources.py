@@ -84,7 +84,7 @@ def default_resources() -> dict[str, object]:
     )
     catalog_path = dg.EnvVar(settings.ENV_CATALOG) if os.environ.get(settings.ENV_CATALOG) else ""
     mapping = os.environ.get(settings.ENV_CATALOG_MAPPING, "labeled")
-    from dagster_polars import PolarsParquetIOManager
+    from pipelines.io_managers import PolarsParquetIOManager
 
     from pipelines.embeddings.resources import EncoderResource
 

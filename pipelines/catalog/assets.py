@@ -13,23 +13,21 @@ CATALOG_GROUP = "catalog"
 
 
 @dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            "cleaned_catalog",
+    outs={
+        "cleaned_catalog": dg.AssetOut(
             group_name=CATALOG_GROUP,
             description="One normalized row per product: stable product_id, sku, title/type, cleaned "
             "description, checked image reference, variant group and a content hash over everything "
             "that changes an embedding.",
             kinds={"polars", "parquet"},
         ),
-        dg.AssetSpec(
-            "catalog_issues",
+        "catalog_issues": dg.AssetOut(
             group_name=CATALOG_GROUP,
             description="Every source row that was dropped or degraded, with its row/line number, the "
             "field and the reason (duplicate id, empty description, unreadable image, bad encoding…).",
             kinds={"polars", "parquet"},
         ),
-    ],
+    },
 )
 def cleaned_catalog(context: dg.AssetExecutionContext, catalog_source: CatalogSource):
     started = time.perf_counter()

@@ -76,7 +76,10 @@ def product_image_features(
 ) -> dg.MaterializeResult:
     model = encoder.encoder()
     stage = ImageFeatureStage.of(model)
-    with_image = enriched_catalog.filter(pl.col("image_status") == "ok")
+    # Image features depend on the image bytes only: a text edit must not re-run the CNN.
+    with_image = enriched_catalog.filter(pl.col("image_status") == "ok").with_columns(
+        content_hash=pl.col("image_sha256")
+    )
     stats = {}
     for shard in context.partition_keys:
         wanted = select_shard(with_image, shard)

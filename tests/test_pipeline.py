@@ -1,0 +1,134 @@
+"""The Dagster wiring end to end, in-process, on tiny data with the fake encoder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+from pipelines.io_managers import PolarsParquetIOManager
+from PIL import Image
+
+from pipelines.definitions import build_defs
+from pipelines.embeddings.resources import EncoderResource
+from pipelines.resources import CatalogSource, ProjectStorage
+from pipelines.runner import run_main_job
+from scene_assets import vector_index
+from scene_assets.embeddings import read_vectors, vector_matrix
+from scene_assets.settings import PROJECT_ROOT
+
+HEADER = "product_id,name,type,color,size,description,image\n"
+COLORS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40), (40, 200, 200), (200, 40, 200)]
+
+
+def _write_catalog(root: Path, rows: list[tuple]) -> Path:
+    lines = [HEADER]
+    for product_id, name, kind, description, color in rows:
+        image = ""
+        if color is not None:
+            image = f"images/{product_id}.jpg"
+            (root / "images").mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (48, 48), color).save(root / image, "JPEG")
+        lines.append(f'{product_id},{name},"{kind}",White,40 cm,"{description}",{image}\n')
+    path = root / "products.csv"
+    path.write_text("".join(lines))
+    return path
+
+
+def _rows() -> list[tuple]:
+    kinds = ["Chair", "Table", "Vase", "Pendant lamp", "Rug, low pile", "Three-seat sofa"]
+    rows = [(f"p{i:02d}", f"NAME{i}", kinds[i % 6], f"A {kinds[i % 6].lower()} number {i}", COLORS[i % 6]) for i in range(11)]
+    rows.append(("p11", "NOIMG", "Cushion", "A cushion with no photo", None))
+    return rows
+
+
+def _defs(tmp_path: Path, catalog: Path) -> dg.Definitions:
+    data = tmp_path / "data"
+    return build_defs(
+        {
+            "storage": ProjectStorage(data_dir=str(data)),
+            "catalog_source": CatalogSource(path=str(catalog), fetch_remote_images=False),
+            "encoder": EncoderResource(kind="fake", dim=16),
+            "io_manager": PolarsParquetIOManager(base_dir=str(data / "warehouse")),
+            "model_io_manager": dg.FilesystemIOManager(base_dir=str(data / "models_io")),
+        }
+    )
+
+
+def _encoded_counts(instance: dg.DagsterInstance, run_id: str, asset: str) -> int:
+    """`encoded` as reported by the asset's materialization in that run."""
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=50).records
+    values = {r.asset_materialization.metadata["encoded"].value for r in records if r.run_id == run_id}
+    assert len(values) == 1, values
+    return values.pop()
+
+
+@pytest.fixture()
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def test_main_job_then_incremental_rerun(tmp_path: Path, instance: dg.DagsterInstance):
+    catalog = _write_catalog(tmp_path / "catalog", _rows())
+    summary = run_main_job(instance=instance, defs=_defs(tmp_path, catalog))
+    assert summary["success"], summary["lines"]
+    index_dir = next((tmp_path / "data" / "index").iterdir())
+    index, manifest = vector_index.load_index(index_dir)
+    assert manifest["count"] == 11  # products with an image
+    assert sorted(manifest["product_ids"]) == [f"p{i:02d}" for i in range(11)]
+    assert any("check product_index:index_matches_vectors passed" in line for line in summary["lines"])
+
+    # Change one product's image, another's description; delete a third.
+    rows = _rows()
+    rows[3] = (*rows[3][:4], (1, 2, 3))
+    rows[5] = (rows[5][0], rows[5][1], rows[5][2], "A completely new description", rows[5][4])
+    del rows[7]
+    _write_catalog(tmp_path / "catalog", rows)
+    summary = run_main_job(instance=instance, defs=_defs(tmp_path, catalog))
+    assert summary["success"], summary["lines"]
+    embed_run = summary["run_ids"][1]
+    assert _encoded_counts(instance, embed_run, "product_image_features") == 1
+    assert _encoded_counts(instance, embed_run, "product_text_vectors") == 1
+
+    index, manifest = vector_index.load_index(index_dir)
+    assert manifest["count"] == 10 and "p07" not in manifest["product_ids"]
+    assert manifest["build_mode"] == "incremental"
+    vectors = pl.concat([read_vectors(p) for p in sorted((tmp_path / "data" / "vectors" / "image").glob("*.parquet"))])
+    assert vectors["product_id"].n_unique() == vectors.height == 10
+    # The index holds the current vector of the changed product.
+    row = vectors.filter(pl.col("product_id") == "p03")
+    scores, ids = vector_index.search(index, vector_matrix(row), 1)
+    assert ids[0, 0] == vector_index.product_int_id("p03") and scores[0, 0] > 0.999
+
+
+def test_catalog_assets_metadata_and_checks(tmp_path: Path, instance: dg.DagsterInstance):
+    catalog = _write_catalog(tmp_path / "catalog", _rows())
+    defs = _defs(tmp_path, catalog)
+    result = defs.resolve_job_def("catalog_job").execute_in_process(instance=instance)
+    assert result.success
+    products = result.output_for_node("cleaned_catalog", "cleaned_catalog")
+    issues = result.output_for_node("cleaned_catalog", "catalog_issues")
+    assert products.height == 12 and issues.height == 1
+    enriched = result.output_for_node("enriched_catalog")
+    assert {"category", "colors", "dimensions_cm", "embedding_text"} <= set(enriched.columns)
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"product_ids_unique": True, "image_share": True, "enrichment_complete": True}
+    materialization = result.asset_materializations_for_node("cleaned_catalog")[0]
+    assert materialization.metadata["dagster/row_count"].value == 12
+    assert "preview" in materialization.metadata
+
+
+def test_definitions_validate():
+    completed = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "pipelines.definitions"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
