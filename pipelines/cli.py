@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from scene_assets import settings
@@ -175,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Dagster marks some stable-in-practice parameters (backfill_policy) beta; not news to a CLI user.
+    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
     try:
         return args.func(args)
     except KeyboardInterrupt:

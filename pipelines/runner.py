@@ -13,21 +13,27 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 
 def _metadata_lines(result: dg.ExecuteInProcessResult) -> list[str]:
-    lines = []
+    """One line per asset: a ranged run materializes every shard with the same (run-wide) metadata,
+    so partitions of one asset are folded into one line."""
+    by_asset: dict[str, tuple[dg.AssetMaterialization, list[str]]] = {}
     for event in result.get_asset_materialization_events():
         materialization = event.step_materialization_data.materialization
+        key = materialization.asset_key.to_user_string()
+        first, partitions = by_asset.setdefault(key, (materialization, []))
+        if materialization.partition:
+            partitions.append(materialization.partition)
+    lines = []
+    for key, (materialization, partitions) in by_asset.items():
         metadata = materialization.metadata
         numbers = {
-            key: value.value
-            for key, value in metadata.items()
-            if isinstance(value, (dg.IntMetadataValue, dg.FloatMetadataValue)) and not key.startswith("dagster/")
+            name: value.value
+            for name, value in metadata.items()
+            if isinstance(value, (dg.IntMetadataValue, dg.FloatMetadataValue)) and not name.startswith("dagster/")
         }
-        head = materialization.asset_key.to_user_string()
-        if materialization.partition:
-            head += f"[{materialization.partition}]"
+        head = key + (f" [{len(partitions)} shards]" if partitions else "")
         if "dagster/row_count" in metadata:
             head += f": {metadata['dagster/row_count'].value} rows"
-        details = ", ".join(f"{k}={v}" for k, v in list(numbers.items())[:7])
+        details = ", ".join(f"{name}={value}" for name, value in list(numbers.items())[:7])
         lines.append(f"{head}{' (' + details + ')' if details else ''}")
     for evaluation in result.get_asset_check_evaluations():
         status = "passed" if evaluation.passed else "FAILED"
@@ -35,7 +41,9 @@ def _metadata_lines(result: dg.ExecuteInProcessResult) -> list[str]:
     return lines
 
 
-def run_main_job(instance: dg.DagsterInstance | None = None, defs: dg.Definitions | None = None) -> dict:
+def run_main_job(
+    instance: dg.DagsterInstance | None = None, defs: dg.Definitions | None = None, log_level: str = "WARNING"
+) -> dict:
     from pipelines.jobs import MAIN_JOB_STEPS
 
     if defs is None:
@@ -49,7 +57,13 @@ def run_main_job(instance: dg.DagsterInstance | None = None, defs: dg.Definition
         if job.partitions_def is not None:
             keys = job.partitions_def.get_partition_keys()
             tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
-        result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+        result = job.execute_in_process(
+            instance=instance,
+            tags=tags,
+            raise_on_error=False,
+            # Full event logs stay in the instance (the UI shows them); the console gets warnings only.
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        )
         run_ids.append(result.run_id)
         lines.extend(_metadata_lines(result))
         if not result.success:

@@ -191,9 +191,9 @@ def image_text_alignment(
         context.log.debug(f"epoch {epoch}: loss {loss:.4f}")
     curve = pl.DataFrame({"epoch": list(range(len(result.loss_curve))), "loss": result.loss_curve})
     # Content-addressed file: a new head never overwrites one that an index was built with.
-    path = save_projection(result, storage.path("models", "alignment") / f"head-{result.sha256[:16]}.pt")
+    path = save_projection(result, storage.path("models", "alignment") / f"head-{result.sha256()[:16]}.pt")
     return dg.Output(
-        {"kind": config.head, "path": str(path), "sha256": result.sha256},
+        {"kind": config.head, "path": str(path), "sha256": result.sha256()},
         metadata={
             "path": dg.MetadataValue.path(str(path)),
             "trained": True,
@@ -201,7 +201,7 @@ def image_text_alignment(
             "initial_loss": round(result.initial_loss, 4),
             "final_loss": round(result.final_loss, 4),
             "seconds": round(elapsed, 2),
-            "head_sha256": result.sha256[:16],
+            "head_sha256": result.sha256()[:16],
             "loss_curve": markdown_table(curve, limit=len(result.loss_curve)),
         },
     )
