@@ -6,6 +6,7 @@ otherwise from the project's defaults: the embedded synthetic sample under `data
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -74,7 +75,11 @@ class CatalogSource(dg.ConfigurableResource):
             max_bytes=self.fetch_max_bytes,
             cache_dir=cache_dir,
         )
-        return load_catalog(self.catalog_path(), self.column_mapping(), CatalogOptions(fetch_policy=policy))
+        path = self.catalog_path()
+        # One check cache per catalog file, so two catalogs never share (or fight over) one.
+        cache_key = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+        check_cache = settings.data_dir() / "cache" / "image_checks" / f"{cache_key}.parquet"
+        return load_catalog(path, self.column_mapping(), CatalogOptions(fetch_policy=policy, image_check_cache=check_cache))
 
 
 def default_resources() -> dict[str, object]:

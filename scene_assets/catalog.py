@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from scene_assets.image_source import FetchPolicy, resolve_image
+from scene_assets.image_source import FetchPolicy, ImageResolution, resolve_image
 
 # Fields of the normalized table, in order. `content_hash` covers every field that changes an
 # embedding (text fields and the image bytes), so downstream steps re-encode exactly what changed.
@@ -290,6 +290,9 @@ class CatalogOptions:
     # Folder that local image paths must stay inside (symlinks escaping it are refused).
     data_root: Path | None = None
     image_workers: int = 4
+    # Parquet file remembering images already verified, keyed by (real path, size, mtime): a
+    # re-run re-decodes only new or changed files. None disables the cache.
+    image_check_cache: Path | None = None
 
 
 def load_catalog(
@@ -416,25 +419,73 @@ def load_catalog(
     return CatalogResult(products=products, issues=issue_frame, stats=stats)
 
 
+_CHECK_CACHE_SCHEMA = {
+    "real_path": pl.String(), "size": pl.Int64(), "mtime_ns": pl.Int64(), "sha256": pl.String(),
+}
+
+
+def _local_file_key(ref: str | None, base_dir: Path) -> tuple[str, int, int] | None:
+    if not ref or "://" in ref:
+        return None
+    try:
+        real = (base_dir / ref).resolve(strict=True)
+        stat = real.stat()
+    except (OSError, RuntimeError):
+        return None
+    return (str(real), stat.st_size, stat.st_mtime_ns) if real.is_file() else None
+
+
+def _load_check_cache(path: Path | None) -> dict[tuple[str, int, int], str]:
+    if path is None or not path.is_file():
+        return {}
+    try:
+        frame = pl.read_parquet(path)
+    except Exception:  # a damaged cache only costs a re-check
+        return {}
+    return {(r, s, m): sha for r, s, m, sha in frame.iter_rows()}
+
+
+def _save_check_cache(path: Path | None, entries: dict[tuple[str, int, int], str]) -> None:
+    if path is None:
+        return
+    from scene_assets.embeddings import write_atomic_parquet
+
+    rows = [(*key, sha) for key, sha in entries.items()]
+    write_atomic_parquet(pl.DataFrame(rows, schema=_CHECK_CACHE_SCHEMA, orient="row"), path)
+
+
 def _resolve_images(rows: list[dict], base_dir: Path, options: CatalogOptions, issues: _IssueLog, column: str | None) -> None:
     """Check every image reference (decode, fetch when enabled) in a thread pool; Pillow and
-    sockets release the GIL, so this overlaps I/O and decoding."""
+    sockets release the GIL, so this overlaps I/O and decoding. Local files verified before (same
+    real path, size and mtime) are taken from the check cache without decoding again."""
+    cache = _load_check_cache(options.image_check_cache)
+    verified: dict[tuple[str, int, int], str] = {}
 
     def resolve(row: dict):
+        key = _local_file_key(row["image_ref"], base_dir)
+        inside_root = key is not None and (
+            options.data_root is None or Path(key[0]).is_relative_to(Path(options.data_root).resolve())
+        )
+        if key is not None and inside_root and key in cache:
+            return ImageResolution(status="ok", path=Path(key[0])), cache[key], key
         resolution = resolve_image(
             row["image_ref"], base_dir=base_dir, policy=options.fetch_policy, data_root=options.data_root
         )
         sha = _file_sha256(resolution.path) if resolution.status == "ok" and resolution.path else None
-        return resolution, sha
+        return resolution, sha, key
 
     with ThreadPoolExecutor(max_workers=max(1, options.image_workers)) as pool:
         results = list(pool.map(resolve, rows))
-    for row, (resolution, sha) in zip(rows, results):
+    for row, (resolution, sha, key) in zip(rows, results):
         row["image_status"] = resolution.status
         row["image_path"] = str(resolution.path) if resolution.path and resolution.status == "ok" else None
         row["image_sha256"] = sha
+        if resolution.status == "ok" and key is not None:
+            verified[key] = sha
         if resolution.status != "ok":
             issues.add(
                 row["source_row"], row["_line"], row["product_id"], "degraded", column,
                 f"{resolution.status}: {resolution.reason}; product kept text-only",
             )
+    if verified != cache:
+        _save_check_cache(options.image_check_cache, verified)

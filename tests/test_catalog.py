@@ -186,3 +186,30 @@ def test_unicode_and_slash_ids_survive(tmp_path: Path):
     body = HEADER + "é/1,ÉLAN,Chair,White,,ok,\nüñî/../x,UNI,Chair,White,,ok,\n"
     result = load_catalog(_write(tmp_path, body), "labeled")
     assert result.products["product_id"].to_list() == ["é/1", "üñî/../x"]
+
+
+def test_image_check_cache_skips_unchanged_files(tmp_path: Path, monkeypatch):
+    _jpeg(tmp_path / "images" / "a.jpg")
+    _jpeg(tmp_path / "images" / "b.jpg", color=(1, 2, 3))
+    body = HEADER + "A,ALPHA,Chair,White,,x,images/a.jpg\nB,BETA,Chair,White,,y,images/b.jpg\n"
+    path = _write(tmp_path, body)
+    options = CatalogOptions(image_check_cache=tmp_path / "cache" / "checks.parquet")
+    first = load_catalog(path, "labeled", options)
+
+    import scene_assets.catalog as catalog_module
+
+    decoded: list[str] = []
+    real_resolve = catalog_module.resolve_image
+
+    def counting_resolve(ref, **kwargs):
+        decoded.append(ref)
+        return real_resolve(ref, **kwargs)
+
+    monkeypatch.setattr(catalog_module, "resolve_image", counting_resolve)
+    second = load_catalog(path, "labeled", options)
+    assert decoded == []
+    assert second.products.equals(first.products)
+    _jpeg(tmp_path / "images" / "b.jpg", color=(9, 9, 9))  # changed file: checked again
+    third = load_catalog(path, "labeled", options)
+    assert decoded == ["images/b.jpg"]
+    assert third.products["content_hash"].to_list()[1] != first.products["content_hash"].to_list()[1]
