@@ -76,7 +76,8 @@ def vectors_frame(product_ids, content_hashes, fingerprint: str, vectors: np.nda
 def vector_matrix(frame: pl.DataFrame) -> np.ndarray:
     if frame.height == 0:
         return np.zeros((0, 0), dtype=np.float32)
-    return frame["vector"].to_numpy().astype(np.float32, copy=False).reshape(frame.height, -1)
+    # A writable copy: Arrow-backed arrays are read-only and torch refuses to wrap those.
+    return np.array(frame["vector"].to_numpy(), dtype=np.float32).reshape(frame.height, -1)
 
 
 def read_vectors(path: Path) -> pl.DataFrame | None:

@@ -1,0 +1,369 @@
+"""Tests for scene_assets.encoders / scene_assets.alignment (offline, CPU)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from scene_assets.alignment import (
+    AlignmentResult,
+    load_projection_artifact,
+    save_projection,
+    state_dict_sha256,
+    train_alignment,
+)
+from scene_assets.encoders import (
+    DEFAULT_PREPROCESSING,
+    DefaultEncoder,
+    EncoderLoadError,
+    EncoderSpec,
+    FakeEncoder,
+    TextOnlyEncoderError,
+    build_encoder,
+    default_trunk_weights_path,
+)
+
+COLORS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220), "yellow": (240, 220, 20)}
+SHAPES = ("square", "circle", "triangle", "stripes")
+
+
+def _scene(color: str, shape: str, size=(160, 120), bg=(235, 235, 230)) -> Image.Image:
+    img = Image.new("RGB", size, bg)
+    d = ImageDraw.Draw(img)
+    w, h = size
+    c = COLORS[color]
+    if shape == "square":
+        d.rectangle([w * 0.25, h * 0.2, w * 0.75, h * 0.8], fill=c)
+    elif shape == "circle":
+        d.ellipse([w * 0.25, h * 0.15, w * 0.75, h * 0.85], fill=c)
+    elif shape == "triangle":
+        d.polygon([(w * 0.5, h * 0.1), (w * 0.85, h * 0.9), (w * 0.15, h * 0.9)], fill=c)
+    else:
+        for x in range(0, w, 16):
+            d.rectangle([x, 0, x + 7, h], fill=c)
+    return img
+
+
+class _Collate:
+    def __init__(self, tf):
+        self.tf = tf
+
+    def __call__(self, items):
+        return torch.stack([self.tf(i) for i in items])
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(x, axis=1)
+
+
+@pytest.fixture(scope="module")
+def default_encoder() -> DefaultEncoder:
+    enc = build_encoder(EncoderSpec(kind="default", device="cpu", batch_size=16))
+    assert isinstance(enc, DefaultEncoder)
+    return enc
+
+
+# ------------------------------------------------------------------------------ spec / fake
+
+
+def test_spec_is_frozen_and_validated():
+    spec = EncoderSpec()
+    assert spec.kind == "default" and spec.device == "auto"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.kind = "fake"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="kind"):
+        EncoderSpec(kind="nope")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="model_name"):
+        EncoderSpec(kind="open_clip")
+    with pytest.raises(ValueError):
+        EncoderSpec(batch_size=0)
+    assert hash(EncoderSpec(kind="fake", dim=8)) == hash(EncoderSpec(kind="fake", dim=8))
+
+
+def test_fake_encoder_deterministic():
+    a = build_encoder(EncoderSpec(kind="fake", dim=24))
+    b = FakeEncoder(24)
+    assert isinstance(a, FakeEncoder) and a.dim == 24
+    texts = ["grey sofa", "oak table", "grey sofa"]
+    ta, tb = a.encode_texts(texts), b.encode_texts(texts)
+    assert ta.shape == (3, 24) and ta.dtype == np.float32
+    np.testing.assert_array_equal(ta, tb)
+    np.testing.assert_allclose(_unit(ta), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(ta[0], ta[2])
+    assert abs(float(ta[0] @ ta[1])) < 0.9
+
+    imgs = [_scene("red", "square"), _scene("blue", "circle"), _scene("red", "square")]
+    ia = a.encode_images(imgs)
+    np.testing.assert_array_equal(ia, b.encode_images(imgs))
+    np.testing.assert_array_equal(ia[0], ia[2])
+    assert not np.allclose(ia[0], ia[1])
+    # DataLoader path == convenience path
+    batch = torch.stack([a.preprocess_image(im) for im in imgs])
+    np.testing.assert_array_equal(a.encode_image_tensors(batch), ia)
+
+    assert a.encode_texts([]).shape == (0, 24) and a.encode_images([]).shape == (0, 24)
+    fp = a.fingerprint()
+    assert fp == b.fingerprint() and len(fp) == 16 and int(fp, 16) >= 0
+    assert FakeEncoder(24, seed=1).fingerprint() != fp
+    assert FakeEncoder(25).fingerprint() != fp
+    assert not np.allclose(FakeEncoder(24, seed=1).encode_texts(["grey sofa"]), ta[:1])
+
+
+# ------------------------------------------------------------------------------ default encoder
+
+
+def test_default_encoder_is_lazy_and_fingerprints_without_loading():
+    enc = build_encoder(EncoderSpec(device="cpu"))
+    assert isinstance(enc, DefaultEncoder) and not enc.is_loaded
+    info = enc.fingerprint_info()
+    assert not enc.is_loaded
+    assert info["projection"] == "untrained"
+    assert info["embed_dim"] == 384 == enc.dim
+    assert info["model_name"]
+    assert len(info["weights_sha256"]["image_trunk"]) == 64
+    assert len(info["weights_sha256"]["text_tower"]) == 64
+    for lib in ("torch", "open_clip_torch", "timm", "sentence-transformers"):
+        assert info["library_versions"][lib]
+    assert enc.fingerprint() == build_encoder(EncoderSpec(device="cpu")).fingerprint()
+    assert enc.fingerprint() != build_encoder(EncoderSpec(device="cpu", seed=1)).fingerprint()
+    json.dumps(info)  # serialisable (goes into asset metadata)
+
+
+def test_default_trunk_weights_equal_packaged_pth(default_encoder):
+    report = default_encoder.verify_trunk_weights()
+    assert report["tensors_loaded"] == report["tensors_verified_equal"] == 294
+    src = torch.load(default_trunk_weights_path(), map_location="cpu", weights_only=True)
+    src_tensors = [v for k, v in src.items() if not k.startswith("_fc.")]
+    trunk_sd = default_encoder.model.visual.trunk.state_dict()
+    assert len(trunk_sd) == len(src_tensors)
+    for (name, got), want in zip(trunk_sd.items(), src_tensors):
+        assert torch.equal(got.cpu(), want), name
+    # spot-check named tensors too
+    assert torch.equal(trunk_sd["conv_stem.weight"], src["_conv_stem.weight"])
+    assert torch.equal(trunk_sd["bn2.running_var"], src["_bn1.running_var"])
+    # it is an open_clip CustomTextCLIP with a timm trunk and a HF text tower
+    import open_clip
+
+    assert isinstance(default_encoder.model, open_clip.CustomTextCLIP)
+    assert type(default_encoder.model.visual.trunk).__name__ == "EfficientNet"
+
+
+def test_default_preprocessing_config(default_encoder):
+    info = default_encoder.fingerprint_info()
+    pp = info["preprocessing"]
+    assert pp["resize"] == 256 and pp["crop"] == 224
+    assert pp["mean"] == [0.5, 0.5, 0.5] and pp["std"] == [0.5, 0.5, 0.5]
+    assert pp["interpolation"] == "bicubic"
+    assert pp == DEFAULT_PREPROCESSING
+    white = default_encoder.preprocess_image(Image.new("RGB", (400, 300), (255, 255, 255)))
+    black = default_encoder.preprocess_image(Image.new("L", (300, 400), 0))
+    assert tuple(white.shape) == tuple(black.shape) == (3, 224, 224)
+    assert torch.allclose(white, torch.ones_like(white)) and torch.allclose(black, -torch.ones_like(black))
+    # centre crop of a resize-to-256: a 256x256 image with a 16px border is cropped to its centre
+    img = Image.new("RGB", (256, 256), (255, 255, 255))
+    ImageDraw.Draw(img).rectangle([0, 0, 255, 15], fill=(0, 0, 0))
+    assert torch.allclose(default_encoder.preprocess_image(img), torch.ones(3, 224, 224))
+    assert default_encoder.model.visual.preprocess_cfg["mean"] == (0.5, 0.5, 0.5)
+
+
+def test_default_shapes_and_normalisation(default_encoder):
+    imgs = [
+        _scene("red", "square"),
+        _scene("blue", "circle", size=(300, 200)).convert("RGBA"),
+        _scene("green", "stripes", size=(90, 200)).convert("L"),
+    ]
+    emb = default_encoder.encode_images(imgs, batch_size=2)
+    assert emb.shape == (3, 384) and emb.dtype == np.float32
+    np.testing.assert_allclose(_unit(emb), 1.0, atol=1e-5)
+    # batch composition does not change results
+    np.testing.assert_allclose(default_encoder.encode_images(imgs[:1]), emb[:1], atol=1e-5)
+
+    txt = default_encoder.encode_texts(["a grey fabric sofa", "oak dining table", ""])
+    assert txt.shape == (3, 384) and txt.dtype == np.float32
+    np.testing.assert_allclose(_unit(txt), 1.0, atol=1e-5)
+    assert default_encoder.encode_texts([]).shape == (0, 384)
+    assert default_encoder.encode_images([]).shape == (0, 384)
+
+    feats = default_encoder.encode_image_trunk_features(imgs)
+    assert feats.shape == (3, 1280) and feats.dtype == np.float32
+    np.testing.assert_allclose(default_encoder.project_trunk_features(feats), emb, atol=1e-5)
+
+    fmap = default_encoder.image_feature_map(imgs[0])
+    assert fmap.shape == (1280, 7, 7)
+    np.testing.assert_allclose(fmap.mean(axis=(1, 2)), feats[0], atol=1e-4)
+    assert default_encoder.image_feature_map(imgs[1], size=(320, 448)).shape == (1280, 10, 14)
+
+
+def test_dataloader_workers_preprocess(default_encoder):
+    """Images decoded/preprocessed in worker processes give the same embeddings."""
+    import pickle
+
+    from torch.utils.data import DataLoader
+
+    imgs = [_scene(c, s) for c, s in [("red", "square"), ("blue", "circle"), ("green", "triangle")]]
+    for enc in (default_encoder, FakeEncoder(8)):
+        tf = pickle.loads(pickle.dumps(enc.image_transform))  # must survive spawn-based workers
+        loader = DataLoader(imgs, batch_size=2, num_workers=1, collate_fn=_Collate(tf))
+        got = np.concatenate([enc.encode_image_tensors(b) for b in loader])
+        np.testing.assert_allclose(got, enc.encode_images(imgs), atol=1e-5)
+
+
+def test_default_text_tower_equals_sentence_transformers(default_encoder):
+    st = build_encoder(EncoderSpec(kind="sentence_transformers", device="cpu"))
+    texts = ["a grey fabric sofa", "Scandinavian oak dining table with four chairs", "lamp"]
+    got = st.encode_texts(texts)
+    assert got.shape == (3, 384) and got.dtype == np.float32 and st.dim == 384
+    np.testing.assert_allclose(_unit(got), 1.0, atol=1e-5)
+    np.testing.assert_allclose(default_encoder.encode_texts(texts), got, atol=1e-5)
+    # semantics sanity: sofa ~ couch
+    a, b, c = st.encode_texts(["a comfy sofa", "a cosy couch", "a stainless steel fork"])
+    assert a @ b > a @ c
+    with pytest.raises(TextOnlyEncoderError, match="text-only"):
+        st.encode_images([_scene("red", "square")])
+    assert len(st.fingerprint()) == 16
+
+
+# ------------------------------------------------------------------------------ alignment
+
+
+def _synthetic_pairs(n=32, d_in=1280, d_out=384, seed=0):
+    rng = np.random.default_rng(seed)
+    img = np.maximum(rng.standard_normal((n, d_in)), 0).astype(np.float32)
+    mix = rng.standard_normal((d_in, d_out)).astype(np.float32) / np.sqrt(d_in)
+    txt = img @ mix + 0.05 * rng.standard_normal((n, d_out)).astype(np.float32)
+    return img, txt / np.linalg.norm(txt, axis=1, keepdims=True)
+
+
+def test_alignment_lowers_infonce_and_is_deterministic():
+    img, txt = _synthetic_pairs()
+    kw = dict(epochs=30, lr=2e-3, batch_size=16, seed=7, num_threads=1)
+    r1 = train_alignment(img, txt, **kw)
+    assert isinstance(r1, AlignmentResult)
+    assert len(r1.loss_curve) == 31 and len(r1.train_loss_curve) == 30
+    assert r1.final_loss < r1.initial_loss - 1.0, r1.loss_curve
+    assert r1.final_loss < 0.5 * r1.initial_loss
+    r2 = train_alignment(img, txt, **kw)
+    assert r1.loss_curve == r2.loss_curve
+    for k in r1.state_dict:
+        assert torch.equal(r1.state_dict[k], r2.state_dict[k])
+    assert r1.sha256() == r2.sha256()
+    r3 = train_alignment(img, txt, **{**kw, "seed": 8})
+    assert r3.sha256() != r1.sha256()
+
+    lin = train_alignment(img, txt, epochs=30, lr=5e-3, batch_size=16, seed=0, head="linear", num_threads=1)
+    assert lin.head_config.kind == "linear" and set(lin.state_dict) == {"net.0.weight", "net.0.bias"}
+    assert lin.final_loss < lin.initial_loss - 1.0
+    with pytest.raises(ValueError):
+        train_alignment(img, txt[:5], epochs=1)
+
+
+def test_projection_changes_fingerprint(default_encoder, tmp_path):
+    enc = build_encoder(EncoderSpec(device="cpu"))
+    base_fp = enc.fingerprint()
+    assert enc.fingerprint_info()["projection"] == "untrained"
+    img, txt = _synthetic_pairs(n=16)
+    res = train_alignment(img, txt, epochs=2, batch_size=8, seed=0, num_threads=1)
+    path = save_projection(res, tmp_path / "head.pt")
+    cfg, sd = load_projection_artifact(path)
+    assert cfg == res.head_config and state_dict_sha256(sd) == res.sha256()
+
+    enc.load_projection(path)
+    info = enc.fingerprint_info()
+    assert info["projection"] == "trained" and info["projection_head"]["sha256"] == res.sha256()
+    trained_fp = enc.fingerprint()
+    assert trained_fp != base_fp
+    assert enc.trunk_fingerprint() == default_encoder.trunk_fingerprint()
+    assert enc.text_fingerprint() == default_encoder.text_fingerprint()
+    assert len({trained_fp, enc.trunk_fingerprint(), enc.text_fingerprint()}) == 3
+    # same head from a different source -> same fingerprint
+    assert build_encoder(EncoderSpec(device="cpu")).load_projection(res).fingerprint() == trained_fp
+    assert build_encoder(EncoderSpec(device="cpu")).load_projection(res.state_dict).fingerprint() == trained_fp
+    spec_enc = build_encoder(EncoderSpec(device="cpu", projection_path=str(path)))
+    assert spec_enc.fingerprint() == trained_fp
+    # a different head -> different fingerprint
+    other = train_alignment(img, txt, epochs=2, batch_size=8, seed=1, num_threads=1)
+    assert build_encoder(EncoderSpec(device="cpu")).load_projection(other).fingerprint() != trained_fp
+
+    # loading into an already-loaded encoder swaps the head in place
+    probe = [_scene("yellow", "triangle")]
+    before = default_encoder.encode_images(probe)
+    try:
+        default_encoder.load_projection(path)
+        after = default_encoder.encode_images(probe)
+        assert not np.allclose(before, after)
+        np.testing.assert_allclose(_unit(after), 1.0, atol=1e-5)
+        np.testing.assert_allclose(spec_enc.encode_images(probe), after, atol=1e-5)
+    finally:
+        default_encoder.reset_projection()
+    np.testing.assert_allclose(default_encoder.encode_images(probe), before, atol=1e-6)
+    assert default_encoder.fingerprint() == base_fp
+    with pytest.raises(FileNotFoundError):
+        enc.load_projection(tmp_path / "missing.pt")
+
+
+def test_alignment_on_real_trunk_features_improves_retrieval(default_encoder):
+    pairs = [(c, s) for c in COLORS for s in SHAPES]  # 16 distinct scenes
+    imgs = [_scene(c, s) for c, s in pairs]
+    texts = [f"a {c} {s}" for c, s in pairs]
+    feats = default_encoder.encode_image_trunk_features(imgs)
+    temb = default_encoder.encode_texts(texts)
+    res = train_alignment(feats, temb, epochs=60, lr=2e-3, batch_size=16, seed=0, num_threads=1)
+    assert res.final_loss < res.initial_loss - 1.0
+
+    enc = build_encoder(EncoderSpec(device="cpu")).load_projection(res)
+    sims = enc.project_trunk_features(feats) @ temb.T
+    top1 = float((sims.argmax(axis=1) == np.arange(len(pairs))).mean())
+    base = float(((default_encoder.project_trunk_features(feats) @ temb.T).argmax(1) == np.arange(16)).mean())
+    assert top1 >= 0.9 and top1 > base
+
+
+# ------------------------------------------------------------------------------ open_clip
+
+
+TINY_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+def test_open_clip_checkpoint_roundtrip(tmp_path):
+    cfg_path = tmp_path / "scene-tiny-clip.json"
+    cfg_path.write_text(json.dumps(TINY_CFG))
+    common = dict(kind="open_clip", model_name="scene-tiny-clip", model_config_path=str(cfg_path),
+                  device="cpu", batch_size=2)
+    rand = build_encoder(EncoderSpec(**common, pretrained=None, seed=3))
+    assert rand.dim == 32
+    imgs = [_scene("red", "square"), _scene("blue", "circle"), _scene("green", "stripes")]
+    texts = ["a red square", "a blue circle", "green stripes"]
+    i0, t0 = rand.encode_images(imgs), rand.encode_texts(texts)
+    assert i0.shape == (3, 32) and t0.shape == (3, 32)
+    np.testing.assert_allclose(_unit(i0), 1.0, atol=1e-5)
+
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(rand.model.state_dict(), ckpt)
+    loaded = build_encoder(EncoderSpec(**common, checkpoint_path=str(ckpt), seed=99))
+    np.testing.assert_array_equal(loaded.encode_images(imgs), i0)
+    np.testing.assert_array_equal(loaded.encode_texts(texts), t0)
+    # `pretrained=<file>` works like checkpoint_path
+    via_pretrained = build_encoder(EncoderSpec(**common, pretrained=str(ckpt)))
+    np.testing.assert_array_equal(via_pretrained.encode_texts(texts), t0)
+
+    info = loaded.fingerprint_info()
+    assert info["weights"]["file"] == "tiny.pt" and info["embed_dim"] == 32
+    assert info["preprocessing"]["size"] == [64, 64]
+    assert loaded.fingerprint() == via_pretrained.fingerprint()
+    other = build_encoder(EncoderSpec(**common, seed=4))
+    assert not np.allclose(other.encode_texts(texts), t0)
+
+    with pytest.raises(EncoderLoadError, match="does not exist"):
+        build_encoder(EncoderSpec(**common, checkpoint_path=str(tmp_path / "nope.pt"))).encode_texts(["x"])
+    with pytest.raises(EncoderLoadError, match="local checkpoint path"):
+        build_encoder(EncoderSpec(kind="open_clip", model_name="ViT-B-32", pretrained="no-such-tag")).encode_texts(["x"])
+    with pytest.raises(EncoderLoadError, match="unknown open_clip model"):
+        build_encoder(EncoderSpec(kind="open_clip", model_name="ViT-Q-99")).encode_texts(["x"])
