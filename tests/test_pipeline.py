@@ -132,3 +132,49 @@ def test_definitions_validate():
         timeout=300,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_alignment_head_reused_for_small_changes(tmp_path: Path, instance: dg.DagsterInstance, monkeypatch):
+    """With the default encoder's split (trunk features + head), a small catalog change keeps the
+    trained head, so only the changed product's vectors and index entries move."""
+    from pipelines.embeddings import assets as embedding_assets
+    from scene_assets.embeddings import ImageFeatureStage
+
+    real_of = ImageFeatureStage.of
+
+    def fake_split(encoder):
+        stage = real_of(encoder)
+        # Pretend the fake encoder has a trainable head: identity-sized projection via the alignment API.
+        from scene_assets.alignment import load_projection_artifact  # noqa: F401
+
+        return ImageFeatureStage(stage.fingerprint, stage.dim, stage.encode_batch, lambda x: x)
+
+    monkeypatch.setattr(embedding_assets.ImageFeatureStage, "of", staticmethod(fake_split))
+    rows = [(f"p{i:02d}", f"NAME{i}", "Chair", f"A chair number {i}", (i * 20, 100, 200 - i * 10)) for i in range(10)]
+    catalog = _write_catalog(tmp_path / "catalog", rows)
+    defs = _defs(tmp_path, catalog)
+    job = defs.resolve_job_def("catalog_job")
+    assert job.execute_in_process(instance=instance).success
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    keys = defs.resolve_job_def("embed_shards_job").partitions_def.get_partition_keys()
+    ranged = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+    assert defs.resolve_job_def("embed_shards_job").execute_in_process(instance=instance, tags=ranged).success
+    alignment = defs.resolve_job_def("alignment_job")
+    run_config = {"ops": {"image_text_alignment": {"config": {"epochs": 2, "batch_size": 8}}}}
+    first = alignment.execute_in_process(instance=instance, run_config=run_config)
+    first_meta = first.asset_materializations_for_node("image_text_alignment")[0].metadata
+    assert first_meta["trained"].value is True
+
+    # Change 1 of 10 pairs (10 %): above a 5 % threshold → retrain; with 20 % threshold → reuse.
+    rows[0] = (*rows[0][:3], "A different chair", rows[0][4])
+    _write_catalog(tmp_path / "catalog", rows)
+    assert job.execute_in_process(instance=instance).success
+    assert defs.resolve_job_def("embed_shards_job").execute_in_process(instance=instance, tags=ranged).success
+    lenient = {"ops": {"image_text_alignment": {"config": {"epochs": 2, "batch_size": 8, "retrain_changed_share": 0.2}}}}
+    reused = alignment.execute_in_process(instance=instance, run_config=lenient)
+    meta = reused.asset_materializations_for_node("image_text_alignment")[0].metadata
+    assert meta["reused"].value is True and meta["changed_share"].value == pytest.approx(0.1)
+    assert meta["head_sha256"].value == first_meta["head_sha256"].value
+    strict = alignment.execute_in_process(instance=instance, run_config={"ops": {"image_text_alignment": {"config": {"epochs": 2, "batch_size": 8, "retrain_changed_share": 0.2, "force_retrain": True}}}})
+    assert strict.asset_materializations_for_node("image_text_alignment")[0].metadata["trained"].value is True

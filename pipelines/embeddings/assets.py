@@ -153,6 +153,39 @@ class AlignmentConfig(dg.Config):
     batch_size: int = Field(default=128, description="Pairs per contrastive batch (more negatives with more).")
     head: str = Field(default="mlp", description="mlp (measured better) or linear.")
     seed: int = Field(default=0, description="Seed for initialisation and batching.")
+    retrain_changed_share: float = Field(
+        default=0.05,
+        description="Keep the previous head while fewer than this share of (image, text) pairs changed since "
+        "it was trained; a new head changes every image vector and so rebuilds the whole index.",
+    )
+    force_retrain: bool = Field(default=False, description="Train a new head even if the pairs barely changed.")
+
+
+def _previous_head(context: dg.AssetExecutionContext, trunk_fingerprint: str, config: AlignmentConfig):
+    """The head this asset produced last time (found through Dagster's event log, not by listing
+    files), if it was trained on the same trunk with the same settings and its files still exist."""
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    if event is None or event.asset_materialization is None:
+        return None
+    metadata = event.asset_materialization.metadata
+    if "head_path" not in metadata:
+        return None
+    head_path = Path(metadata["head_path"].value)
+    pairs_path = head_path.with_suffix(".pairs.parquet")
+    if not head_path.is_file() or not pairs_path.is_file():
+        return None
+    output = {
+        "kind": config.head,
+        "path": str(head_path),
+        "pairs_path": str(pairs_path),
+        "sha256": str(metadata["head_sha256"].value) if "head_sha256" in metadata else "",
+        "trunk_fingerprint": trunk_fingerprint,
+        "config": config.model_dump(exclude={"force_retrain", "retrain_changed_share"}),
+    }
+    recorded = metadata.get("training_config")
+    if recorded is None or recorded.value != {**output["config"], "trunk_fingerprint": trunk_fingerprint}:
+        return None
+    return output, pl.read_parquet(pairs_path)
 
 
 @dg.asset(
@@ -173,9 +206,32 @@ def image_text_alignment(
         return dg.Output({"kind": "identity"}, metadata={"trained": False, "reason": f"encoder kind {encoder.kind} needs no alignment"})
     features = _read_all_shards(storage, "image_features").filter(pl.col("fingerprint") == stage.fingerprint)
     texts = _read_all_shards(storage, "text")
-    pairs = features.join(texts.select("product_id", pl.col("vector").alias("text_vector")), on="product_id")
+    pairs = features.join(
+        texts.select("product_id", pl.col("vector").alias("text_vector"), pl.col("content_hash").alias("text_hash")),
+        on="product_id",
+    )
     if pairs.height < 8:
         raise dg.Failure(f"only {pairs.height} products have both an image and a text vector; alignment needs at least 8")
+    # Pairs are identified by (product, image bytes, text): the head's training set.
+    pair_keys = pairs.select("product_id", pl.col("content_hash").alias("image_hash"), "text_hash")
+    previous = _previous_head(context, stage.fingerprint, config)
+    if previous is not None and not config.force_retrain:
+        previous_output, previous_keys = previous
+        unchanged = pair_keys.join(previous_keys, on=["product_id", "image_hash", "text_hash"], how="semi").height
+        changed_share = 1.0 - unchanged / max(pair_keys.height, 1)
+        if changed_share < config.retrain_changed_share:
+            return dg.Output(
+                previous_output,
+                metadata={
+                    "head_path": dg.MetadataValue.path(previous_output["path"]),
+                    "trained": False,
+                    "reused": True,
+                    "changed_share": round(changed_share, 4),
+                    "pairs": pairs.height,
+                    "head_sha256": previous_output["sha256"],
+                    "training_config": dg.MetadataValue.json({**previous_output["config"], "trunk_fingerprint": stage.fingerprint}),
+                },
+            )
     started = time.perf_counter()
     result: AlignmentResult = train_alignment(
         vector_matrix(pairs),
@@ -192,16 +248,26 @@ def image_text_alignment(
     curve = pl.DataFrame({"epoch": list(range(len(result.loss_curve))), "loss": result.loss_curve})
     # Content-addressed file: a new head never overwrites one that an index was built with.
     path = save_projection(result, storage.path("models", "alignment") / f"head-{result.sha256()[:16]}.pt")
+    pairs_path = path.with_suffix(".pairs.parquet")
+    write_atomic_parquet(pair_keys, pairs_path)
     return dg.Output(
-        {"kind": config.head, "path": str(path), "sha256": result.sha256()},
+        {
+            "kind": config.head,
+            "path": str(path),
+            "pairs_path": str(pairs_path),
+            "sha256": result.sha256(),
+            "trunk_fingerprint": stage.fingerprint,
+            "config": config.model_dump(exclude={"force_retrain", "retrain_changed_share"}),
+        },
         metadata={
-            "path": dg.MetadataValue.path(str(path)),
+            "head_path": dg.MetadataValue.path(str(path)),
             "trained": True,
             "pairs": pairs.height,
             "initial_loss": round(result.initial_loss, 4),
             "final_loss": round(result.final_loss, 4),
             "seconds": round(elapsed, 2),
-            "head_sha256": result.sha256()[:16],
+            "head_sha256": result.sha256(),
+            "training_config": dg.MetadataValue.json({**config.model_dump(exclude={"force_retrain", "retrain_changed_share"}), "trunk_fingerprint": stage.fingerprint}),
             "loss_curve": markdown_table(curve, limit=len(result.loss_curve)),
         },
     )

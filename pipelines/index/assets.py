@@ -40,7 +40,7 @@ def product_index(context: dg.AssetExecutionContext, config: IndexConfig, storag
     return dg.Output(
         {"path": str(directory), "fingerprint": fingerprint, "count": manifest["count"], "index_sha256": manifest["index_sha256"]},
         metadata={
-            "path": dg.MetadataValue.path(str(directory)),
+            "index_dir": dg.MetadataValue.path(str(directory)),
             "count": manifest["count"],
             "dim": manifest["dim"],
             "factory": manifest["index_factory"],
