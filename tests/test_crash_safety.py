@@ -1,0 +1,89 @@
+"""A run killed mid-way (SIGKILL, for real) loses nothing that was committed and duplicates nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from scene_assets import vector_index
+from scene_assets.embeddings import read_vectors, update_vector_file, vector_matrix, vectors_frame
+from scene_assets.index_build import build_or_update_index
+from scene_assets.settings import PROJECT_ROOT
+
+WORKER = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np, polars as pl
+    from scene_assets.embeddings import update_vector_file
+
+    path = sys.argv[1]
+    wanted = pl.DataFrame({"product_id": [f"p{i:03d}" for i in range(60)], "content_hash": ["h"] * 60})
+
+    def slow_encode(rows):
+        time.sleep(0.3)  # a model working; the parent kills us somewhere in here
+        vectors = np.stack([np.full(4, int(pid[1:]), dtype=np.float32) for pid in rows["product_id"]])
+        return list(range(rows.height)), vectors, []
+
+    update_vector_file(__import__("pathlib").Path(path), wanted, "fp", slow_encode, dim=4, chunk_size=6)
+    """
+)
+
+
+def test_sigkill_mid_encoding_then_rerun(tmp_path: Path):
+    path = tmp_path / "vectors" / "shard.parquet"
+    process = subprocess.Popen([sys.executable, "-c", WORKER, str(path)], cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    deadline = time.monotonic() + 60
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5 + np.random.default_rng().random())  # a random point after the first commit
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+
+    partial = read_vectors(path)
+    assert 0 < partial.height < 60 and partial["product_id"].n_unique() == partial.height
+
+    wanted = pl.DataFrame({"product_id": [f"p{i:03d}" for i in range(60)], "content_hash": ["h"] * 60})
+    encoded: list[str] = []
+
+    def encode(rows):
+        encoded.extend(rows["product_id"])
+        vectors = np.stack([np.full(4, int(pid[1:]), dtype=np.float32) for pid in rows["product_id"]])
+        return list(range(rows.height)), vectors, []
+
+    result, stats = update_vector_file(path, wanted, "fp", encode, dim=4, chunk_size=6)
+    assert stats.encoded == 60 - partial.height and len(encoded) == stats.encoded
+    assert result.height == 60 and result["product_id"].n_unique() == 60
+    # Every product holds its own vector exactly once.
+    matrix = vector_matrix(result.sort("product_id"))
+    assert np.array_equal(matrix[:, 0], np.arange(60, dtype=np.float32))
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_corrupt_index_is_detected_and_rebuilt(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((40, 8)).astype(np.float32)
+    ids = [f"p{i:02d}" for i in range(40)]
+    frame = vectors_frame(ids, ["h"] * 40, "fp", vectors)
+    directory = tmp_path / "index"
+    build_or_update_index(frame, directory, fingerprint="fp")
+    index_file = directory / vector_index.INDEX_FILE
+    data = index_file.read_bytes()
+    index_file.write_bytes(data[: len(data) // 2])  # a half-written file
+    try:
+        vector_index.load_index(directory)
+        raise AssertionError("a truncated index must not load")
+    except vector_index.IndexCorruptError as exc:
+        assert "index.faiss" in str(exc)
+    report = build_or_update_index(frame, directory, fingerprint="fp")
+    assert report.mode == "full"
+    index, manifest = vector_index.load_index(directory)
+    assert index.ntotal == 40 and manifest["count"] == 40
