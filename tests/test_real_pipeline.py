@@ -1,0 +1,49 @@
+"""The main job with the real default encoder on a slice of the real IKEA catalog (slow)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from pipelines.definitions import build_defs
+from pipelines.embeddings.resources import EncoderResource
+from pipelines.io_managers import PolarsParquetIOManager
+from pipelines.resources import CatalogSource, ProjectStorage
+from pipelines.runner import run_main_job
+from scene_assets import vector_index
+
+SLICE = 160
+
+
+@pytest.mark.slow
+def test_main_job_on_ikea_slice_with_default_encoder(ikea_dir: Path, tmp_path: Path):
+    products = pl.read_csv(ikea_dir / "products.csv", infer_schema=False).head(SLICE)
+    catalog_dir = tmp_path / "catalog"
+    (catalog_dir / "images" / "products").mkdir(parents=True)
+    for image in products["image"].drop_nulls():
+        shutil.copyfile(ikea_dir / image, catalog_dir / image)
+    products.write_csv(catalog_dir / "products.csv")
+    data = tmp_path / "data"
+    defs = build_defs(
+        {
+            "storage": ProjectStorage(data_dir=str(data)),
+            "catalog_source": CatalogSource(path=str(catalog_dir / "products.csv"), fetch_remote_images=False),
+            "encoder": EncoderResource(kind="default", device="cpu"),
+            "io_manager": PolarsParquetIOManager(base_dir=str(data / "warehouse")),
+            "model_io_manager": dg.FilesystemIOManager(base_dir=str(data / "models_io")),
+        }
+    )
+    with dg.instance_for_test() as instance:
+        summary = run_main_job(instance=instance, defs=defs)
+        assert summary["success"], summary["lines"]
+        alignment = instance.get_latest_materialization_event(dg.AssetKey("image_text_alignment")).asset_materialization
+        assert alignment.metadata["final_loss"].value < alignment.metadata["initial_loss"].value
+    with_image = products.filter(pl.col("image").is_not_null() & (pl.col("image") != "")).height
+    index_dir = next((data / "index").iterdir())
+    index, manifest = vector_index.load_index(index_dir)
+    assert manifest["count"] == with_image and manifest["dim"] == 384
+    assert all("FAILED" not in line for line in summary["lines"])
