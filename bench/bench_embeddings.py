@@ -133,6 +133,15 @@ def incremental(dataset: Path, limit: int | None, share: float) -> dict:
             }
         )
         with dg.instance_for_test() as instance:
+
+            def step_seconds(summary: dict) -> float:
+                # Time inside the steps (asset code + IO), without Dagster's per-run start-up.
+                return sum(
+                    (stat.end_time or 0) - (stat.start_time or 0)
+                    for run_id in summary["run_ids"]
+                    for stat in instance.get_run_step_stats(run_id)
+                )
+
             started = time.perf_counter()
             full = run_main_job(instance=instance, defs=defs)
             full_seconds = time.perf_counter() - started
@@ -140,6 +149,7 @@ def incremental(dataset: Path, limit: int | None, share: float) -> dict:
             started = time.perf_counter()
             again = run_main_job(instance=instance, defs=defs)
             incremental_seconds = time.perf_counter() - started
+            full_steps, incremental_steps = step_seconds(full), step_seconds(again)
         if not (full["success"] and again["success"]):
             raise SystemExit("main job failed:\n" + "\n".join(full["lines"] + again["lines"]))
         return {
@@ -148,6 +158,9 @@ def incremental(dataset: Path, limit: int | None, share: float) -> dict:
             "full_seconds": round(full_seconds, 2),
             "incremental_seconds": round(incremental_seconds, 2),
             "ratio": round(incremental_seconds / full_seconds, 4),
+            "full_step_seconds": round(full_steps, 2),
+            "incremental_step_seconds": round(incremental_steps, 2),
+            "step_ratio": round(incremental_steps / full_steps, 4),
             "incremental_run_lines": again["lines"],
         }
     finally:
@@ -190,7 +203,9 @@ def main() -> int:
                     ("products", str(inc["products"])),
                     ("full build", f"{inc['full_seconds']} s"),
                     (f"after changing {inc['changed_products']} products", f"{inc['incremental_seconds']} s"),
-                    ("ratio", f"{inc['ratio']:.1%}"),
+                    ("ratio, wall clock", f"{inc['ratio']:.1%}"),
+                    ("inside steps: full / after change", f"{inc['full_step_seconds']} s / {inc['incremental_step_seconds']} s"),
+                    ("ratio, inside steps", f"{inc['step_ratio']:.1%}"),
                 ],
             )
         )

@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from urllib.parse import urlsplit
 from pathlib import Path
 
 import polars as pl
@@ -419,6 +420,8 @@ def load_catalog(
     return CatalogResult(products=products, issues=issue_frame, stats=stats)
 
 
+_HOST_FAILURE = re.compile(r"DNS lookup|timed out|timeout|Connection refused|No route|unreachable", re.IGNORECASE)
+
 _CHECK_CACHE_SCHEMA = {
     "real_path": pl.String(), "size": pl.Int64(), "mtime_ns": pl.Int64(), "sha256": pl.String(),
 }
@@ -460,8 +463,21 @@ def _resolve_images(rows: list[dict], base_dir: Path, options: CatalogOptions, i
     real path, size and mtime) are taken from the check cache without decoding again."""
     cache = _load_check_cache(options.image_check_cache)
     verified: dict[tuple[str, int, int], str] = {}
+    # Hosts that failed to resolve or connect in this load: a dead file server costs one
+    # failure, not one per product (merchant catalogs put every image on one host).
+    dead_hosts: dict[str, str] = {}
 
     def resolve(row: dict):
+        host = urlsplit(row["image_ref"]).hostname if row["image_ref"] and "://" in row["image_ref"] else None
+        if host in dead_hosts:
+            reason = f"{row['image_ref']}: host {host!r} already failed in this load ({dead_hosts[host]})"
+            return ImageResolution(status="fetch_failed", reason=reason), None, None
+        resolution, sha, key = _resolve_one(row)
+        if host and resolution.status == "fetch_failed" and _HOST_FAILURE.search(resolution.reason):
+            dead_hosts.setdefault(host, resolution.reason.split(": ", 1)[-1])
+        return resolution, sha, key
+
+    def _resolve_one(row: dict):
         key = _local_file_key(row["image_ref"], base_dir)
         inside_root = key is not None and (
             options.data_root is None or Path(key[0]).is_relative_to(Path(options.data_root).resolve())
