@@ -51,7 +51,7 @@ def _shard_metadata(stats_by_shard: dict[str, object], extra: dict | None = None
     seconds = totals.get("seconds", 0.0)
     totals["encoded_per_second"] = round(totals.get("encoded", 0) / seconds, 1) if seconds else 0.0
     skipped = pl.concat([s.skipped_reasons for s in stats_by_shard.values()])
-    metadata = {key: (int(v) if float(v).is_integer() and key != "seconds" else float(v)) for key, v in totals.items()}
+    metadata = {key: (int(v) if float(v).is_integer() and key != "seconds" else round(float(v), 2)) for key, v in totals.items()}
     metadata["shards"] = ", ".join(stats_by_shard)
     if skipped.height:
         metadata["skipped_products"] = markdown_table(skipped, limit=20, max_chars=120)
