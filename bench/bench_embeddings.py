@@ -5,7 +5,7 @@
 
 Part 1, throughput: images/s end to end (JPEG decode on threads + EfficientNet-Lite0 trunk, the
 expensive cached stage) and texts/s (MiniLM), default encoder, CPU.
-Part 2, incremental: the real main job (five Dagster runs) on a private copy of the catalog, then
+Part 2, incremental: the real main job (three Dagster runs) on a private copy of the catalog, then
 1 % of products get a new image and a new description and the job runs again. Both runs are
 measured in this one process, so the ratio compares like with like.
 """
@@ -198,7 +198,7 @@ def main() -> int:
         results["incremental"] = inc = incremental(args.dataset, args.limit, args.changed_share)
         print(
             _table(
-                "Incremental main job (5 Dagster runs each)",
+                "Incremental main job (3 Dagster runs each)",
                 [
                     ("products", str(inc["products"])),
                     ("full build", f"{inc['full_seconds']} s"),

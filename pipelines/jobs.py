@@ -1,5 +1,5 @@
 """Jobs. Assets with different partitioning cannot share one run, so the main job is a sequence of
-runs (see pipelines/runner.py): catalog → per-shard vectors → alignment → per-shard projection → index."""
+three runs (see pipelines/runner.py): catalog → per-shard vectors → alignment, projection and index."""
 
 import dagster as dg
 
@@ -21,18 +21,12 @@ alignment_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("image_text_alignment"),
     description="Train the image→text projection head on the catalog's (image, text) pairs.",
 )
-project_shards_job = dg.define_asset_job(
-    "project_shards_job",
-    selection=dg.AssetSelection.assets("product_image_vectors"),
-    partitions_def=catalog_shards,
-    description="Project cached image features into the shared space with the trained head.",
-)
 index_job = dg.define_asset_job(
     "index_job",
-    selection=dg.AssetSelection.assets("product_index"),
-    description="Build or incrementally update the FAISS index.",
+    selection=dg.AssetSelection.assets("image_text_alignment", "product_image_vectors", "product_index"),
+    description="Align (or reuse the head), project image features, build or update the FAISS index.",
 )
 
 # The CLI's `scene-matcher materialize` runs these in order as one "main job".
-MAIN_JOB_STEPS = [catalog_job, embed_shards_job, alignment_job, project_shards_job, index_job]
-ALL_JOBS = MAIN_JOB_STEPS
+MAIN_JOB_STEPS = [catalog_job, embed_shards_job, index_job]
+ALL_JOBS = [*MAIN_JOB_STEPS, alignment_job]
