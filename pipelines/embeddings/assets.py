@@ -137,10 +137,10 @@ def product_text_vectors(
     return dg.MaterializeResult(metadata=_shard_metadata(stats, {"fingerprint": fingerprint, "dim": model.dim}))
 
 
-def _read_all_shards(storage: ProjectStorage, name: str) -> pl.DataFrame:
-    from pipelines.embeddings.partitions import catalog_shards as shards
-
-    frames = [read_vectors(vector_path(storage, name, key)) for key in shards.get_partition_keys()]
+def _read_all_shards(storage: ProjectStorage, name: str, columns: list[str] | None = None) -> pl.DataFrame:
+    """All shards of a vector set; `columns` reads only those (Parquet column projection)."""
+    paths = [vector_path(storage, name, key) for key in catalog_shards.get_partition_keys()]
+    frames = [pl.read_parquet(path, columns=columns) for path in paths if path.is_file()]
     frames = [f for f in frames if f is not None and f.height]
     if not frames:
         raise dg.Failure(f"no {name} vectors found under {storage.path('vectors', name)}: materialize all shards first")
@@ -204,16 +204,16 @@ def image_text_alignment(
     stage = ImageFeatureStage.of(model)
     if stage.project is None:
         return dg.Output({"kind": "identity"}, metadata={"trained": False, "reason": f"encoder kind {encoder.kind} needs no alignment"})
-    features = _read_all_shards(storage, "image_features").filter(pl.col("fingerprint") == stage.fingerprint)
-    texts = _read_all_shards(storage, "text")
-    pairs = features.join(
-        texts.select("product_id", pl.col("vector").alias("text_vector"), pl.col("content_hash").alias("text_hash")),
-        on="product_id",
+    # Pairs are identified by (product, image bytes, text): the head's training set. Only the keys
+    # are read to decide whether the previous head still fits; vectors only when training.
+    key_columns = ["product_id", "content_hash", "fingerprint"]
+    image_keys = _read_all_shards(storage, "image_features", key_columns).filter(pl.col("fingerprint") == stage.fingerprint)
+    text_keys = _read_all_shards(storage, "text", key_columns)
+    pair_keys = image_keys.select("product_id", pl.col("content_hash").alias("image_hash")).join(
+        text_keys.select("product_id", pl.col("content_hash").alias("text_hash")), on="product_id"
     )
-    if pairs.height < 8:
-        raise dg.Failure(f"only {pairs.height} products have both an image and a text vector; alignment needs at least 8")
-    # Pairs are identified by (product, image bytes, text): the head's training set.
-    pair_keys = pairs.select("product_id", pl.col("content_hash").alias("image_hash"), "text_hash")
+    if pair_keys.height < 8:
+        raise dg.Failure(f"only {pair_keys.height} products have both an image and a text vector; alignment needs at least 8")
     previous = _previous_head(context, stage.fingerprint, config)
     if previous is not None and not config.force_retrain:
         previous_output, previous_keys = previous
@@ -227,11 +227,14 @@ def image_text_alignment(
                     "trained": False,
                     "reused": True,
                     "changed_share": round(changed_share, 4),
-                    "pairs": pairs.height,
+                    "pairs": pair_keys.height,
                     "head_sha256": previous_output["sha256"],
                     "training_config": dg.MetadataValue.json({**previous_output["config"], "trunk_fingerprint": stage.fingerprint}),
                 },
             )
+    features = _read_all_shards(storage, "image_features").filter(pl.col("fingerprint") == stage.fingerprint)
+    texts = _read_all_shards(storage, "text")
+    pairs = features.join(texts.select("product_id", pl.col("vector").alias("text_vector")), on="product_id")
     started = time.perf_counter()
     result: AlignmentResult = train_alignment(
         vector_matrix(pairs),
