@@ -150,6 +150,11 @@ def incremental(dataset: Path, limit: int | None, share: float) -> dict:
             again = run_main_job(instance=instance, defs=defs)
             incremental_seconds = time.perf_counter() - started
             full_steps, incremental_steps = step_seconds(full), step_seconds(again)
+            incremental_by_step = {
+                stat.step_key: round((stat.end_time or 0) - (stat.start_time or 0), 3)
+                for run_id in again["run_ids"]
+                for stat in instance.get_run_step_stats(run_id)
+            }
         if not (full["success"] and again["success"]):
             raise SystemExit("main job failed:\n" + "\n".join(full["lines"] + again["lines"]))
         return {
@@ -161,6 +166,7 @@ def incremental(dataset: Path, limit: int | None, share: float) -> dict:
             "full_step_seconds": round(full_steps, 2),
             "incremental_step_seconds": round(incremental_steps, 2),
             "step_ratio": round(incremental_steps / full_steps, 4),
+            "incremental_seconds_by_step": incremental_by_step,
             "incremental_run_lines": again["lines"],
         }
     finally:
@@ -209,8 +215,8 @@ def main() -> int:
                 ],
             )
         )
-        for line in inc["incremental_run_lines"]:
-            print(f"  {line}")
+        for step, seconds in inc["incremental_seconds_by_step"].items():
+            print(f"  {step:<45} {seconds:7.3f} s")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -39,7 +39,7 @@ from scene_assets.catalog import load_catalog  # noqa: E402
 from scene_assets.encoders import EncoderSpec, build_encoder  # noqa: E402
 from scene_assets.enrichment import enrich_catalog  # noqa: E402
 from scene_assets.image_source import open_rgb  # noqa: E402
-from scene_assets.matching import Recommender, ScoringWeights, catalog_mean  # noqa: E402
+from scene_assets.matching import Recommender, catalog_mean  # noqa: E402
 from scene_assets.regions import RegionConfig, center_and_normalize, compute_regions  # noqa: E402
 
 STAGES = ("decode", "regions", "analysis", "search", "rerank", "total")
@@ -205,9 +205,10 @@ def main(argv: list[str] | None = None) -> int:
             res = main_rec.recommend(images[r["scene_id"]], k=10, caption=cap)
             for s in STAGES:
                 lat[mode][s].append(res.timings_ms[s])
-    print("\nscene query latency (ms), trunk space, centred, k=10, MMR, "
-          f"{len(main_rec.region_config.grids) and main_rec.region_config.grids} grids, "
-          f"short side {main_rec.region_config.short_side}:")
+    rc = main_rec.region_config
+    print(f"\nscene query latency (ms) over {len(scene_rows)} scenes; trunk space, centred, k=10, MMR, "
+          f"{len(main_rec.prepare_scene(images[warm['scene_id']]).regions)} regions (grids {list(rc.grids)}, "
+          f"GeM p={rc.pool_power:g}), short side {rc.short_side}:")
     print(f"{'mode':<14}" + "".join(f"{s:>16}" for s in STAGES))
     report["latency_ms"] = {}
     for mode, d in lat.items():
@@ -221,8 +222,6 @@ def main(argv: list[str] | None = None) -> int:
     print("(cells: p50 / p95)")
 
     if args.crop_scenes:
-        from PIL import Image  # noqa: F401
-
         times = []
         for r in scene_rows[: args.crop_scenes]:
             t0 = time.perf_counter()
@@ -258,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     configs["default+windows"] = RegionConfig(short_side=default_cfg.short_side,
                                               max_long_side=default_cfg.max_long_side,
                                               grids=default_cfg.grids, windows=((0.5, 0.25),))
+    configs["default, average pooling"] = RegionConfig(short_side=default_cfg.short_side,
+                                                       max_long_side=default_cfg.max_long_side,
+                                                       grids=default_cfg.grids, pool_power=1.0)
     configs["whole224"] = RegionConfig.whole_only(224, 448)
     per_variant: dict[str, list[dict[str, float]]] = {}
     n_regions: dict[str, list[int]] = {}
@@ -287,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                     for centred in (False, True):
                         P = stored[(space, centred)]
                         q = regs.vectors(space, means[space] if centred else None)
-                        per_variant.setdefault(f"{space} (a) whole image 224px{' + centred' if centred else ''}",
+                        per_variant.setdefault(f"{space} (a) whole image 224px avg-pooled{' + centred' if centred else ''}",
                                                []).append(ranking_metrics(visual_rank(q, P), rel))
                 else:
                     q = regs.vectors(space, means[space])
@@ -312,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     rr: dict[str, list[dict[str, float]]] = {k: [] for k in variants}
     room_hits = {"caption": 0, "image (zero-shot)": 0, "image zero-shot forced": 0}
+    top_scores: list[float] = []
+    top_hits: list[bool] = []
     from scene_assets.scene_analysis import analyze_scene
 
     for r in scene_rows:
@@ -324,19 +328,31 @@ def main(argv: list[str] | None = None) -> int:
             if opt.get("room"):
                 scene = main_rec.prepare_scene(img, room=r["room_type"])
             cs = main_rec.score_catalog(img, rerank=opt["rerank"], scene=scene)
-            rr[name].append(ranking_metrics(cs.ranked()[0], rel))
+            ranked_ids, ranked_scores = cs.ranked()
+            rr[name].append(ranking_metrics(ranked_ids, rel))
+            if name == "rerank, default weights":
+                top_scores.extend(ranked_scores[:10].tolist())
+                top_hits.extend(pid in rel for pid in ranked_ids[:10])
         room_hits["caption"] += cap_scene.analysis.room_type == r["room_type"]
         room_hits["image (zero-shot)"] += base.analysis.room_type == r["room_type"]
         whole_joint = encoder.project_trunk_features(base.regions.trunk[:1])[0]
         forced = analyze_scene(img, encoder, image_vector=whole_joint, image_weight=1.0)
         room_hits["image zero-shot forced"] += forced.room_type == r["room_type"]
-    print(f"\nfull scoring, trunk space + centred, regions max ({len(scene_rows)} scenes):")
+    print(f"\nfull scoring, trunk space + centred, regions max ({len(scene_rows)} scenes), weights "
+          + ", ".join(f"{k}={v:g}" for k, v in main_rec.weights.to_dict().items()) + ":")
     print(f"{'variant':<62}{'R@10':>7}{'R@50':>7}{'MRR':>7}")
     report["quality_rerank"] = {}
     for name, rows in rr.items():
         m = mean_metrics(rows)
         report["quality_rerank"][name] = {k: round(v, 4) for k, v in m.items()}
         print(f"{name:<62}{m['R@10']:7.3f}{m['R@50']:7.3f}{m['MRR']:7.3f}")
+    conf = main_rec.confidence(np.asarray(top_scores))
+    report["top10_calibration"] = {
+        "mean_score": round(float(np.mean(top_scores)), 4), "precision": round(float(np.mean(top_hits)), 4),
+        "mean_uncalibrated_confidence": round(float(conf.mean()), 4),
+    }
+    print(f"top-10 (rerank, default weights): mean score {np.mean(top_scores):.3f}, precision "
+          f"{np.mean(top_hits):.3f}, mean uncalibrated confidence {conf.mean():.3f}")
     n = len(scene_rows)
     report["room_accuracy"] = {k: round(v / n, 4) for k, v in room_hits.items()}
     print("room-type accuracy of the scene analysis: " + ", ".join(f"{k} {v / n:.3f}" for k, v in room_hits.items())
