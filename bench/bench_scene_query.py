@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--short-sides", type=int, nargs="*", default=[320, 384, 448],
                     help="trunk input short sides to compare for quality (trunk space, centred)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--latency-only", action="store_true", help="skip the quality part")
     args = ap.parse_args(argv)
 
     import torch
@@ -194,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     # ---------------- latency ----------------
+    report["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
     warm = scene_rows[0]
     for _ in range(3):
         main_rec.recommend(images[warm["scene_id"]], k=10)
@@ -238,6 +240,14 @@ def main(argv: list[str] | None = None) -> int:
         report["latency_ms"]["26 separate crops (decode + encode only)"] = {"p50": round(p50, 1), "p95": round(p95, 1)}
         print(f"for comparison, 26 crops encoded separately (decode + trunk only): p50 {p50:.0f} ms, "
               f"p95 {p95:.0f} ms over {len(times)} scenes")
+
+    report["load_average_after_latency"] = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average (1/5/15 min) after the latency runs: {os.getloadavg()[0]:.2f} "
+          f"{os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} on {os.cpu_count()} CPUs "
+          "(> ~0.5 means other processes shared the CPUs and the timings are inflated)")
+    if args.latency_only:
+        _write(report, args.json)
+        return 0
 
     # ---------------- quality: visual variants ----------------
     means = {space: catalog_mean(mat) for space, mat in (("trunk", trunk), ("joint", joint))}
@@ -358,11 +368,15 @@ def main(argv: list[str] | None = None) -> int:
     print("room-type accuracy of the scene analysis: " + ", ".join(f"{k} {v / n:.3f}" for k, v in room_hits.items())
           + f"  (chance ~{1 / 9:.3f}; projection trained: {encoder.projection_trained})")
 
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
-        print(f"\nwrote {args.json}")
+    _write(report, args.json)
     return 0
+
+
+def _write(report: dict, path: Path | None) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

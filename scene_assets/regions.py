@@ -5,8 +5,7 @@ region vectors and a product scores by its best region (max over regions; see ..
 Encoding every crop separately costs one trunk pass per crop (26 crops: 924 ms on 2 cores). Here the
 whole image goes through the trunk once at a higher resolution (short side ``short_side``, aspect
 kept, both sides rounded to multiples of the trunk stride 32) giving the ``1280 x H x W`` last conv
-map, and every region pools a rectangle of map cells, read in O(1) per region from an integral
-image of the map. Pooling is a generalised mean (GeM, ``pool_power=3`` by default; 1 = plain
+map, and every region pools a rectangle of map cells (one small matrix product for all regions). Pooling is a generalised mean (GeM, ``pool_power=3`` by default; 1 = plain
 average): on the IKEA development scenes GeM beat the average at every resolution and region set
 tried (+0.004..0.007 Recall@10, +0.02..0.03 MRR; bench/bench_scene_query.py). Regions:
 
@@ -35,6 +34,7 @@ import numpy as np
 
 __all__ = [
     "RegionConfig",
+    "single_threaded",
     "SceneRegions",
     "center_and_normalize",
     "compute_regions",
@@ -49,8 +49,8 @@ TRUNK_STRIDE = 32
 class RegionConfig:
     """Which regions to pool and at what resolution."""
 
-    short_side: int = 384  # trunk input short side (pixels); 384 -> 12 map cells
-    max_long_side: int = 768  # cap for panoramas / tall photos
+    short_side: int = 448  # trunk input short side (pixels); 448 -> 14 map cells
+    max_long_side: int = 896  # cap for panoramas / tall photos
     include_whole: bool = True
     grids: tuple[int, ...] = (2, 3, 4)
     windows: tuple[tuple[float, float], ...] = ()  # (size, stride) as fractions of the map side
@@ -153,18 +153,40 @@ def region_layout(map_h: int, map_w: int, config: RegionConfig) -> tuple[np.ndar
 
 def pool_regions(fmap: np.ndarray, rects: np.ndarray, power: float = 1.0) -> np.ndarray:
     """Generalised mean ``(mean x^p)^(1/p)`` of ``fmap`` (``C x H x W``, non-negative when
-    ``power != 1``) over each rectangle -> ``N x C``, via an integral image (O(1) per region).
-    ``power=1`` is average pooling, ``power=3`` GeM."""
-    if power != 1.0:
-        pooled = pool_regions(np.power(np.maximum(fmap, 0.0, dtype=np.float64), power), rects)
-        return np.power(np.maximum(pooled, 0.0), 1.0 / power).astype(np.float32)
+    ``power != 1``) over each rectangle -> ``N x C``. ``power=1`` is average pooling, ``power=3``
+    GeM. One matrix product: (N x HW area-normalised cell masks) @ (HW x C) - no cancellation, so
+    float32 is exact enough, and ~1 ms for 30 regions of a 14 x 19 map."""
     c, h, w = fmap.shape
-    integral = np.zeros((c, h + 1, w + 1), dtype=np.float64)
-    np.cumsum(np.cumsum(fmap, axis=1, dtype=np.float64), axis=2, out=integral[:, 1:, 1:])
-    r0, r1, c0, c1 = rects.T
-    sums = integral[:, r1, c1] - integral[:, r0, c1] - integral[:, r1, c0] + integral[:, r0, c0]
-    area = ((r1 - r0) * (c1 - c0)).astype(np.float64)
-    return (sums / area).T.astype(np.float32)
+    rects = np.asarray(rects, dtype=np.int64).reshape(-1, 4)
+    masks = np.zeros((rects.shape[0], h, w), dtype=np.float32)
+    for i, (r0, r1, c0, c1) in enumerate(rects):
+        masks[i, r0:r1, c0:c1] = 1.0 / float((r1 - r0) * (c1 - c0))
+    x = np.asarray(fmap, dtype=np.float32).reshape(c, h * w)
+    if power != 1.0:
+        x = np.power(np.maximum(x, 0.0), power, dtype=np.float32)
+    pooled = masks.reshape(rects.shape[0], h * w) @ x.T
+    if power != 1.0:
+        pooled = np.power(np.maximum(pooled, 0.0), 1.0 / power)
+    return np.ascontiguousarray(pooled, dtype=np.float32)
+
+
+_THREADPOOLS: Any = None
+
+
+def single_threaded(user_api: str | None = "blas"):
+    """Context manager: the native thread pools of ``user_api`` ("blas", "openmp" or None = all) at
+    one thread, restored on exit (threadpoolctl; ~6 us per use).
+
+    Why: on a 2-core machine the small numpy matrix products of a scene query are not worth two
+    threads, and a 2-thread OpenBLAS pool keeps spinning after each call, stealing the CPU from the
+    next torch forward pass (measured: trunk pass 68 ms alone, 130 ms right after a 2-thread pooling
+    matmul, 75 ms with the matmul on one thread)."""
+    global _THREADPOOLS
+    if _THREADPOOLS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _THREADPOOLS = ThreadpoolController()
+    return _THREADPOOLS.limit(limits=1, user_api=user_api)
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -261,13 +283,18 @@ def compute_regions(
     timings: dict[str, float] = {}
     if _has_feature_map(encoder):
         t0 = time.perf_counter()
-        fmap = encoder.image_feature_map(image, size=(in_h, in_w))
+        # large photos: a cheap integer box reduction first (both sides stay >= the target), so the
+        # bicubic resize inside image_feature_map works on < 2x the target size
+        factor = min(w // in_w, h // in_h)
+        small = image.reduce(factor) if factor >= 2 else image
+        fmap = encoder.image_feature_map(small, size=(in_h, in_w))
         timings["forward"] = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
         map_size = (int(fmap.shape[1]), int(fmap.shape[2]))
         rects, labels = region_layout(*map_size, config)
-        trunk = pool_regions(fmap, rects, config.pool_power)
-        global_average = fmap.mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
+        with single_threaded():
+            trunk = pool_regions(fmap, rects, config.pool_power)
+            global_average = fmap.mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
         timings["pool"] = (time.perf_counter() - t0) * 1000
         joint = None
         if project:

@@ -189,6 +189,20 @@ def _thumbnail_pixels(image, max_side: int) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8).reshape(-1, 3)
 
 
+_THREADPOOLS: Any = None
+
+
+def _single_threaded():
+    """All native thread pools at one thread (cached controller: created after sklearn is imported
+    so its OpenMP runtime is covered)."""
+    global _THREADPOOLS
+    if _THREADPOOLS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _THREADPOOLS = ThreadpoolController()
+    return _THREADPOOLS.limit(limits=1)
+
+
 def color_palette(
     image,
     *,
@@ -200,7 +214,6 @@ def color_palette(
     thumbnail at most ``max_side`` a side; clusters named by the nearest vocabulary colour and merged
     by name. Sorted by share, shares sum to 1."""
     from sklearn.cluster import KMeans
-    from threadpoolctl import threadpool_limits
 
     if n_colors < 1:
         raise ValueError("n_colors must be >= 1")
@@ -213,7 +226,7 @@ def color_palette(
     else:
         # One BLAS/OpenMP thread: on a few thousand 3-d points the thread pools cost ~100x the
         # work (measured 340-770 ms with the default pools on 2 cores, 4 ms with one thread).
-        with threadpool_limits(limits=1):
+        with _single_threaded():
             km = KMeans(n_clusters=k, n_init=2, max_iter=100, random_state=seed).fit(lab)
         centres, labels = km.cluster_centers_, km.labels_
     counts = np.bincount(labels, minlength=centres.shape[0]).astype(np.float64)
