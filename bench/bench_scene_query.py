@@ -243,8 +243,9 @@ def main(argv: list[str] | None = None) -> int:
 
     report["load_average_after_latency"] = [round(x, 2) for x in os.getloadavg()]
     print(f"load average (1/5/15 min) after the latency runs: {os.getloadavg()[0]:.2f} "
-          f"{os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} on {os.cpu_count()} CPUs "
-          "(> ~0.5 means other processes shared the CPUs and the timings are inflated)")
+          f"{os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} on {os.cpu_count()} CPUs (includes this "
+          f"benchmark's own {torch.get_num_threads()} threads; more than that means shared CPUs and "
+          "inflated timings)")
     if args.latency_only:
         _write(report, args.json)
         return 0
@@ -323,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         "rerank + true room (oracle)": dict(rerank=True, room=True),
     }
     rr: dict[str, list[dict[str, float]]] = {k: [] for k in variants}
-    room_hits = {"caption": 0, "image (zero-shot)": 0, "image zero-shot forced": 0}
+    image_label = ("image (zero-shot)" if encoder.projection_trained
+                   else "image (untrained head -> uniform, no room named)")
+    room_hits = {"caption": 0, image_label: 0, "image zero-shot forced": 0}
     top_scores: list[float] = []
     top_hits: list[bool] = []
     from scene_assets.scene_analysis import analyze_scene
@@ -344,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                 top_scores.extend(ranked_scores[:10].tolist())
                 top_hits.extend(pid in rel for pid in ranked_ids[:10])
         room_hits["caption"] += cap_scene.analysis.room_type == r["room_type"]
-        room_hits["image (zero-shot)"] += base.analysis.room_type == r["room_type"]
+        room_hits[image_label] += base.analysis.room_type == r["room_type"]
         whole_joint = encoder.project_trunk_features(base.regions.trunk[:1])[0]
         forced = analyze_scene(img, encoder, image_vector=whole_joint, image_weight=1.0)
         room_hits["image zero-shot forced"] += forced.room_type == r["room_type"]

@@ -691,8 +691,10 @@ class Recommender:
         timings["decode"] = (time.perf_counter() - t0) * 1000
 
         t0 = time.perf_counter()
+        # joint vectors are needed for a joint-space index, and (cheap: one 30 x 1280 product) for
+        # zero-shot analysis / text matching once the projection head is trained
         regions = compute_regions(img, self.encoder, region_config or self.region_config,
-                                  project=self.space == "joint" or self._uses_projected_text())
+                                  project=self.space == "joint" or bool(getattr(self.encoder, "projection_trained", False)))
         with single_threaded():
             queries = self._query_vectors(regions)
         timings["regions"] = (time.perf_counter() - t0) * 1000

@@ -319,6 +319,13 @@ def _classifier_probs(clf: Any, classes: Sequence[str] | None, features: np.ndar
     return out / total
 
 
+def _argmax_or_none(probs: Mapping[str, float]) -> str | None:
+    values = list(probs.values())
+    if not values or max(values) - min(values) < 1e-9:
+        return None
+    return max(probs, key=probs.__getitem__)
+
+
 @dataclass
 class SceneAnalysis:
     room_probs: dict[str, float]
@@ -331,12 +338,13 @@ class SceneAnalysis:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     @property
-    def room_type(self) -> str:
-        return max(self.room_probs, key=self.room_probs.__getitem__)
+    def room_type(self) -> str | None:
+        """Most probable room, or None when nothing spoke (uniform posterior)."""
+        return _argmax_or_none(self.room_probs)
 
     @property
-    def style(self) -> str:
-        return max(self.style_probs, key=self.style_probs.__getitem__)
+    def style(self) -> str | None:
+        return _argmax_or_none(self.style_probs)
 
     def room_vector(self) -> np.ndarray:
         return np.array([self.room_probs[r] for r in ROOM_TYPES], dtype=np.float64)

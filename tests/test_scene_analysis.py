@@ -156,6 +156,7 @@ def test_untrained_projection_gives_uniform_unless_caption():
     res = analyze_scene(_room_image(), enc)
     assert res.room_source == "uniform"
     np.testing.assert_allclose(list(res.room_probs.values()), 1 / len(ROOM_TYPES))
+    assert res.room_type is None and res.style is None and res.to_dict()["room_type"] is None
     forced = analyze_scene(_room_image(), enc, image_weight=1.0)
     assert forced.room_source == "zero_shot"
 
