@@ -14,6 +14,7 @@ from pipelines.embeddings.partitions import catalog_shards
 from pipelines.embeddings.resources import EncoderResource
 from pipelines.metadata import markdown_table
 from pipelines.resources import ProjectStorage
+from scene_assets.catalog import content_hash
 from scene_assets.alignment import AlignmentResult, save_projection, train_alignment
 from scene_assets.embeddings import (
     ImageFeatureStage,
@@ -36,11 +37,11 @@ def vector_path(storage: ProjectStorage, name: str, shard_key: str) -> Path:
     return storage.path("vectors", name) / f"{shard_key}.parquet"
 
 
-def _progress(context: dg.AssetExecutionContext, total: int, what: str):
+def _progress(total: int, what: str):
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc=what, unit="img", disable=total == 0 or None, leave=False)
-    return bar
+    # disable=None: tqdm shows the bar on a terminal and stays quiet in CI logs.
+    return tqdm(total=total, desc=what, unit="img", disable=True if total == 0 else None, leave=False)
 
 
 def _shard_metadata(stats_by_shard: dict[str, object], extra: dict | None = None) -> dict:
@@ -83,7 +84,7 @@ def product_image_features(
     stats = {}
     for shard in context.partition_keys:
         wanted = select_shard(with_image, shard)
-        bar = _progress(context, wanted.height, f"image features {shard}")
+        bar = _progress(wanted.height, f"image features {shard}")
 
         def encode(rows: pl.DataFrame):
             return encode_image_rows(
@@ -120,9 +121,12 @@ def product_text_vectors(
     storage: ProjectStorage,
 ) -> dg.MaterializeResult:
     model = encoder.encoder()
-    # The text vector depends on the embedding text, so hash that rather than the whole row.
-    catalog = enriched_catalog.with_columns(content_hash=pl.col("embedding_text").hash().cast(pl.String))
-    fingerprint = model.fingerprint() if not hasattr(model, "text_fingerprint") else model.text_fingerprint()
+    # The text vector depends on the embedding text only. sha256, not polars' hash(), which may
+    # change between polars releases and would silently re-encode everything.
+    catalog = enriched_catalog.with_columns(
+        content_hash=pl.Series([content_hash(text) for text in enriched_catalog["embedding_text"]], dtype=pl.String)
+    )
+    fingerprint = model.text_fingerprint()
     stats = {}
     for shard in context.partition_keys:
         wanted = select_shard(catalog, shard)
@@ -137,7 +141,7 @@ def product_text_vectors(
     return dg.MaterializeResult(metadata=_shard_metadata(stats, {"fingerprint": fingerprint, "dim": model.dim}))
 
 
-def _read_all_shards(storage: ProjectStorage, name: str, columns: list[str] | None = None) -> pl.DataFrame:
+def read_all_shards(storage: ProjectStorage, name: str, columns: list[str] | None = None) -> pl.DataFrame:
     """All shards of a vector set; `columns` reads only those (Parquet column projection)."""
     paths = [vector_path(storage, name, key) for key in catalog_shards.get_partition_keys()]
     frames = [pl.read_parquet(path, columns=columns) for path in paths if path.is_file()]
@@ -207,8 +211,8 @@ def image_text_alignment(
     # Pairs are identified by (product, image bytes, text): the head's training set. Only the keys
     # are read to decide whether the previous head still fits; vectors only when training.
     key_columns = ["product_id", "content_hash", "fingerprint"]
-    image_keys = _read_all_shards(storage, "image_features", key_columns).filter(pl.col("fingerprint") == stage.fingerprint)
-    text_keys = _read_all_shards(storage, "text", key_columns)
+    image_keys = read_all_shards(storage, "image_features", key_columns).filter(pl.col("fingerprint") == stage.fingerprint)
+    text_keys = read_all_shards(storage, "text", key_columns)
     pair_keys = image_keys.select("product_id", pl.col("content_hash").alias("image_hash")).join(
         text_keys.select("product_id", pl.col("content_hash").alias("text_hash")), on="product_id"
     )
@@ -232,8 +236,8 @@ def image_text_alignment(
                     "training_config": dg.MetadataValue.json({**previous_output["config"], "trunk_fingerprint": stage.fingerprint}),
                 },
             )
-    features = _read_all_shards(storage, "image_features").filter(pl.col("fingerprint") == stage.fingerprint)
-    texts = _read_all_shards(storage, "text")
+    features = read_all_shards(storage, "image_features").filter(pl.col("fingerprint") == stage.fingerprint)
+    texts = read_all_shards(storage, "text")
     pairs = features.join(texts.select("product_id", pl.col("vector").alias("text_vector")), on="product_id")
     started = time.perf_counter()
     result: AlignmentResult = train_alignment(

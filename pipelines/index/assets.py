@@ -5,7 +5,7 @@ import dagster as dg
 from pydantic import Field
 import polars as pl
 
-from pipelines.embeddings.assets import _read_all_shards, product_image_vectors
+from pipelines.embeddings.assets import read_all_shards, product_image_vectors
 from pipelines.resources import ProjectStorage
 from scene_assets.index_build import build_or_update_index
 
@@ -27,7 +27,7 @@ class IndexConfig(dg.Config):
     kinds={"faiss"},
 )
 def product_index(context: dg.AssetExecutionContext, config: IndexConfig, storage: ProjectStorage) -> dg.Output[dict]:
-    vectors = _read_all_shards(storage, "image")
+    vectors = read_all_shards(storage, "image")
     fingerprints = vectors["fingerprint"].unique().to_list()
     if len(fingerprints) != 1:
         raise dg.Failure(f"image vectors carry {len(fingerprints)} encoder fingerprints {fingerprints}; re-materialize all shards")

@@ -2,7 +2,7 @@
 
 
 import dagster as dg
-from pipelines.embeddings.assets import _read_all_shards
+from pipelines.embeddings.assets import read_all_shards
 from pipelines.resources import ProjectStorage
 from scene_assets import vector_index
 from scene_assets.embeddings import vector_matrix
@@ -14,7 +14,7 @@ from scene_assets.embeddings import vector_matrix
     description="Index count and ids equal the image vectors', no NaN/zero vectors, fingerprint matches the embeddings.",
 )
 def index_matches_vectors(product_index: dict, storage: ProjectStorage) -> dg.AssetCheckResult:
-    vectors = _read_all_shards(storage, "image").sort("product_id")
+    vectors = read_all_shards(storage, "image").sort("product_id")
     index, manifest = vector_index.load_index(product_index["path"])
     problems = vector_index.check_index(
         index,
