@@ -9,9 +9,12 @@ skipped and reported with its line number.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
+import os
 import re
+import stat as py_stat
 import unicodedata
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -242,7 +245,8 @@ def clean_text(value: str | None) -> str | None:
     if value is None:
         return None
     value = unicodedata.normalize("NFKC", value)
-    value = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in value)
+    if not value.isprintable():  # fast path: printable text has no control/format characters
+        value = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in value)
     value = _WHITESPACE.sub(" ", value).strip()
     return value or None
 
@@ -427,15 +431,33 @@ _CHECK_CACHE_SCHEMA = {
 }
 
 
-def _local_file_key(ref: str | None, base_dir: Path) -> tuple[str, int, int] | None:
-    if not ref or "://" in ref:
-        return None
+@functools.lru_cache(maxsize=4096)
+def _real_dir(directory: str) -> str | None:
     try:
-        real = (base_dir / ref).resolve(strict=True)
-        stat = real.stat()
+        return os.path.realpath(directory, strict=True)
     except (OSError, RuntimeError):
         return None
-    return (str(real), stat.st_size, stat.st_mtime_ns) if real.is_file() else None
+
+
+def _local_file_key(ref: str | None, base_dir: Path) -> tuple[str, int, int] | None:
+    """(real path, size, mtime_ns) of a local image file, or None. Catalog images share a few
+    folders, so each folder's real path is resolved once per load (``_real_dir``, cleared at the
+    start of each load); a file that is itself a symlink is resolved in full."""
+    if not ref or "://" in ref:
+        return None
+    joined = os.path.join(base_dir, ref)
+    folder = _real_dir(os.path.dirname(joined))
+    if folder is None:
+        return None
+    real = os.path.join(folder, os.path.basename(joined))
+    try:
+        stat = os.lstat(real)
+        if py_stat.S_ISLNK(stat.st_mode):
+            real = os.path.realpath(real, strict=True)
+            stat = os.stat(real)
+    except (OSError, RuntimeError):
+        return None
+    return (real, stat.st_size, stat.st_mtime_ns) if py_stat.S_ISREG(stat.st_mode) else None
 
 
 def _load_check_cache(path: Path | None) -> dict[tuple[str, int, int], str]:
@@ -462,6 +484,7 @@ def _resolve_images(rows: list[dict], base_dir: Path, options: CatalogOptions, i
     sockets release the GIL, so this overlaps I/O and decoding. Local files verified before (same
     real path, size and mtime) are taken from the check cache without decoding again."""
     cache = _load_check_cache(options.image_check_cache)
+    _real_dir.cache_clear()  # folder symlinks may have moved since the last load
     verified: dict[tuple[str, int, int], str] = {}
     # Hosts that failed to resolve or connect in this load: a dead file server costs one
     # failure, not one per product (merchant catalogs put every image on one host).
@@ -490,8 +513,21 @@ def _resolve_images(rows: list[dict], base_dir: Path, options: CatalogOptions, i
         sha = _file_sha256(resolution.path) if resolution.status == "ok" and resolution.path else None
         return resolution, sha, key
 
-    with ThreadPoolExecutor(max_workers=max(1, options.image_workers)) as pool:
-        results = list(pool.map(resolve, rows))
+    # Cache hits (the common case on a re-run) are a stat() each: answering them inline avoids
+    # a thread-pool round trip per product; only unseen or changed images go to the pool.
+    results: list = [None] * len(rows)
+    pending: list[int] = []
+    root = Path(options.data_root).resolve() if options.data_root is not None else None
+    for i, row in enumerate(rows):
+        key = _local_file_key(row["image_ref"], base_dir) if cache else None
+        if key is not None and key in cache and (root is None or Path(key[0]).is_relative_to(root)):
+            results[i] = (ImageResolution(status="ok", path=Path(key[0])), cache[key], key)
+        else:
+            pending.append(i)
+    if pending:
+        with ThreadPoolExecutor(max_workers=max(1, options.image_workers)) as pool:
+            for i, result in zip(pending, pool.map(resolve, [rows[i] for i in pending])):
+                results[i] = result
     for row, (resolution, sha, key) in zip(rows, results):
         row["image_status"] = resolution.status
         row["image_path"] = str(resolution.path) if resolution.path and resolution.status == "ok" else None

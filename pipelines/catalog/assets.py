@@ -6,6 +6,7 @@ import time
 import dagster as dg
 import polars as pl
 
+from pipelines.catalog import checks
 from pipelines.metadata import counts_table, markdown_table
 from pipelines.resources import CatalogSource
 
@@ -28,6 +29,7 @@ CATALOG_GROUP = "catalog"
             kinds={"polars", "parquet"},
         ),
     },
+    check_specs=checks.CHECK_SPECS,
 )
 def cleaned_catalog(context: dg.AssetExecutionContext, catalog_source: CatalogSource):
     started = time.perf_counter()
@@ -35,7 +37,6 @@ def cleaned_catalog(context: dg.AssetExecutionContext, catalog_source: CatalogSo
     result = catalog_source.load()
     elapsed = time.perf_counter() - started
     products, issues = result.products, result.issues
-    context.log.info(f"{path}: {result.stats}")
     yield dg.Output(
         products,
         output_name="cleaned_catalog",
@@ -64,3 +65,5 @@ def cleaned_catalog(context: dg.AssetExecutionContext, catalog_source: CatalogSo
             "preview": markdown_table(issues.select("row_number", "line", "product_id", "severity", "reason")),
         },
     )
+    yield checks.product_ids_unique(products)
+    yield checks.image_share(products)

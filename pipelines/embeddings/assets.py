@@ -100,7 +100,6 @@ def product_image_features(
             vector_path(storage, "image_features", shard), wanted, stage.fingerprint, encode, dim=stage.dim
         )
         bar.close()
-        context.log.info(f"{shard}: {stats[shard].as_metadata()}")
     return dg.MaterializeResult(
         metadata=_shard_metadata(stats, {"fingerprint": stage.fingerprint, "dim": stage.dim})
     )

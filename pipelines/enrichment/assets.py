@@ -6,6 +6,7 @@ import time
 import dagster as dg
 import polars as pl
 
+from pipelines.enrichment import checks
 from pipelines.metadata import counts_table, markdown_table
 from scene_assets.enrichment import enrich_catalog
 
@@ -15,13 +16,14 @@ from scene_assets.enrichment import enrich_catalog
     description="Cleaned catalog plus dimensions (cm), set counts, colours and materials in one shared "
     "vocabulary, category, size class and the text used for embedding (only words the source said).",
     kinds={"polars", "parquet"},
+    check_specs=checks.CHECK_SPECS,
 )
-def enriched_catalog(cleaned_catalog: pl.DataFrame) -> dg.Output[pl.DataFrame]:
+def enriched_catalog(cleaned_catalog: pl.DataFrame):
     started = time.perf_counter()
     enriched = enrich_catalog(cleaned_catalog)
     elapsed = time.perf_counter() - started
     total = max(enriched.height, 1)
-    return dg.Output(
+    yield dg.Output(
         enriched,
         metadata={
             "dagster/row_count": enriched.height,
@@ -36,3 +38,4 @@ def enriched_catalog(cleaned_catalog: pl.DataFrame) -> dg.Output[pl.DataFrame]:
             ),
         },
     )
+    yield checks.enrichment_complete(enriched, cleaned_catalog)

@@ -6,6 +6,7 @@ from pydantic import Field
 import polars as pl
 
 from pipelines.embeddings.assets import read_all_shards, product_image_vectors
+from pipelines.index import checks
 from pipelines.resources import ProjectStorage
 from scene_assets.index_build import build_or_update_index
 
@@ -25,8 +26,9 @@ class IndexConfig(dg.Config):
     "vectors, in a folder named by the encoder fingerprint, with a manifest (fingerprint, dim, count, "
     "factory string, build time, sha256).",
     kinds={"faiss"},
+    check_specs=checks.CHECK_SPECS,
 )
-def product_index(context: dg.AssetExecutionContext, config: IndexConfig, storage: ProjectStorage) -> dg.Output[dict]:
+def product_index(context: dg.AssetExecutionContext, config: IndexConfig, storage: ProjectStorage):
     vectors = read_all_shards(storage, "image")
     fingerprints = vectors["fingerprint"].unique().to_list()
     if len(fingerprints) != 1:
@@ -37,7 +39,7 @@ def product_index(context: dg.AssetExecutionContext, config: IndexConfig, storag
         vectors, directory, fingerprint=fingerprint, exact_threshold=config.exact_threshold, incremental=config.incremental
     )
     manifest = report.manifest
-    return dg.Output(
+    yield dg.Output(
         {"path": str(directory), "fingerprint": fingerprint, "count": manifest["count"], "index_sha256": manifest["index_sha256"]},
         metadata={
             "index_dir": dg.MetadataValue.path(str(directory)),
@@ -52,3 +54,4 @@ def product_index(context: dg.AssetExecutionContext, config: IndexConfig, storag
             "fingerprint": fingerprint,
         },
     )
+    yield checks.index_matches_vectors(str(directory), vectors)
