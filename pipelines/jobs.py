@@ -23,8 +23,9 @@ alignment_job = dg.define_asset_job(
 )
 index_job = dg.define_asset_job(
     "index_job",
-    selection=dg.AssetSelection.assets("image_text_alignment", "product_image_vectors", "product_index"),
-    description="Align (or reuse the head), project image features, build or update the FAISS index.",
+    selection=dg.AssetSelection.assets("image_text_alignment", "product_image_vectors", "product_index", "scene_index"),
+    description="Align (or reuse the head), project image features, build or update the FAISS indexes "
+    "(image/text space and the recommender's scene index).",
 )
 
 # The CLI's `scene-matcher materialize` runs these in order as one "main job".

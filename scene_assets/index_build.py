@@ -36,8 +36,10 @@ def build_or_update_index(
     fingerprint: str,
     exact_threshold: int = 50_000,
     incremental: bool = True,
+    extra_manifest: dict | None = None,
 ) -> IndexBuildReport:
-    """Make `directory` hold an index of exactly `vectors` (product_id, content_hash, vector)."""
+    """Make `directory` hold an index of exactly `vectors` (product_id, content_hash, vector).
+    `extra_manifest` keys (e.g. the vector space and centring mean) are stored in the manifest."""
     started = time.perf_counter()
     vectors = vectors.sort("product_id")
     matrix = vector_matrix(vectors)
@@ -76,6 +78,7 @@ def build_or_update_index(
             "spec": spec.to_dict(),
             "build_seconds": round(elapsed, 3),
             "build_mode": mode,
+            **(extra_manifest or {}),
         },
     )
     write_atomic_parquet(vectors.select("product_id", "content_hash"), members_path)

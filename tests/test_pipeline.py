@@ -19,6 +19,8 @@ from pipelines.resources import CatalogSource, ProjectStorage
 from pipelines.runner import run_main_job
 from scene_assets import vector_index
 from scene_assets.embeddings import read_vectors, vector_matrix
+from scene_assets.encoders import FakeEncoder
+from scene_assets.recommender_bundle import load_recommender
 from scene_assets.settings import PROJECT_ROOT
 
 HEADER = "product_id,name,type,color,size,description,image\n"
@@ -77,11 +79,15 @@ def test_main_job_then_incremental_rerun(tmp_path: Path, instance: dg.DagsterIns
     catalog = _write_catalog(tmp_path / "catalog", _rows())
     summary = run_main_job(instance=instance, defs=_defs(tmp_path, catalog))
     assert summary["success"], summary["lines"]
-    index_dir = next((tmp_path / "data" / "index").iterdir())
+    index_dir = next((tmp_path / "data" / "index").glob("image-*"))
     index, manifest = vector_index.load_index(index_dir)
     assert manifest["count"] == 11  # products with an image
     assert sorted(manifest["product_ids"]) == [f"p{i:02d}" for i in range(11)]
     assert any("check product_index:index_matches_vectors passed" in line for line in summary["lines"])
+    assert any("check scene_index:scene_index_consistent passed" in line for line in summary["lines"])
+    scene_dir = next((tmp_path / "data" / "index").glob("scene-*"))
+    recommender, bundle = load_recommender(scene_dir, encoder=FakeEncoder(dim=16))
+    assert bundle["count"] == 11 and recommender.index.ntotal == 11
 
     # Change one product's image, another's description; delete a third.
     rows = _rows()
@@ -104,6 +110,12 @@ def test_main_job_then_incremental_rerun(tmp_path: Path, instance: dg.DagsterIns
     row = vectors.filter(pl.col("product_id") == "p03")
     scores, ids = vector_index.search(index, vector_matrix(row), 1)
     assert ids[0, 0] == vector_index.product_int_id("p03") and scores[0, 0] > 0.999
+    # The scene bundle follows: 3 of 11 products changed (> 5 %), so a new mean and a full rebuild.
+    recommender, bundle = load_recommender(scene_dir, encoder=FakeEncoder(dim=16))
+    assert bundle["count"] == 10 and "p07" not in set(recommender.product_ids)
+    scene_event = instance.get_latest_materialization_event(dg.AssetKey("scene_index"))
+    assert scene_event.asset_materialization.metadata["recentred"].value is True
+    assert scene_event.asset_materialization.metadata["bundle_version"].value == bundle["version"]
 
 
 def test_catalog_assets_metadata_and_checks(tmp_path: Path, instance: dg.DagsterInstance):

@@ -1,14 +1,19 @@
 """Index domain: the FAISS index over product image vectors, saved on disk with its manifest."""
 
 
-import dagster as dg
-from pydantic import Field
-import polars as pl
+import time
 
-from pipelines.embeddings.assets import read_all_shards, product_image_vectors
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from pipelines.embeddings.assets import product_image_features, product_image_vectors, product_text_vectors, read_all_shards
+from pipelines.embeddings.resources import EncoderResource
 from pipelines.index import checks
 from pipelines.resources import ProjectStorage
+from scene_assets.embeddings import ImageFeatureStage
 from scene_assets.index_build import build_or_update_index
+from scene_assets.recommender_bundle import build_scene_index, write_bundle_files
 
 
 class IndexConfig(dg.Config):
@@ -55,3 +60,86 @@ def product_index(context: dg.AssetExecutionContext, config: IndexConfig, storag
         },
     )
     yield checks.index_matches_vectors(str(directory), vectors)
+
+
+class SceneIndexConfig(dg.Config):
+    exact_threshold: int = Field(
+        default=50_000, description="Up to this many products the index is exact (Flat); beyond, IVF with SQ8 codes."
+    )
+    recentre_changed_share: float = Field(
+        default=0.05,
+        description="Keep the previous catalog mean (and update the index in place) while fewer than this share "
+        "of products changed; a new mean moves every vector and rebuilds the index.",
+    )
+
+
+@dg.asset(
+    group_name="index",
+    deps=[product_image_features, product_text_vectors],
+    ins={
+        "enriched_catalog": dg.AssetIn(),
+        "image_text_alignment": dg.AssetIn(input_manager_key="model_io_manager"),
+    },
+    io_manager_key="model_io_manager",
+    description="The recommender's search index: product image features (pooled CNN features for the default "
+    "encoder) centred on the catalog mean, queried by every region of a scene photo; saved with the catalog "
+    "columns and text vectors the re-ranker needs and the encoder spec, so the CLI, the HTTP server and the "
+    "export job load exactly this bundle (found through this asset's materializations, not by listing files).",
+    kinds={"faiss"},
+    check_specs=checks.SCENE_INDEX_CHECK_SPECS,
+)
+def scene_index(
+    context: dg.AssetExecutionContext,
+    config: SceneIndexConfig,
+    enriched_catalog: pl.DataFrame,
+    image_text_alignment: dict,
+    encoder: EncoderResource,
+    storage: ProjectStorage,
+):
+    started = time.perf_counter()
+    model = encoder.encoder()
+    stage = ImageFeatureStage.of(model)
+    features = read_all_shards(storage, "image_features").filter(pl.col("fingerprint") == stage.fingerprint)
+    if features.height == 0:
+        raise dg.Failure("no image features with the current encoder's fingerprint; materialize product_image_features")
+    space = "trunk" if stage.project is not None else "joint"
+    directory = storage.path("index", f"scene-{stage.fingerprint[:16]}")
+    report, recentred, changed_share = build_scene_index(
+        features,
+        directory,
+        fingerprint=stage.fingerprint,
+        space=space,
+        exact_threshold=config.exact_threshold,
+        recentre_changed_share=config.recentre_changed_share,
+    )
+    texts = read_all_shards(storage, "text", ["product_id", "fingerprint", "vector"])
+    head_path = image_text_alignment.get("path")
+    bundle = write_bundle_files(
+        directory,
+        catalog=enriched_catalog,
+        text_vectors=texts,
+        encoder_spec=encoder.spec(projection_path=head_path),
+        text_fingerprint=model.text_fingerprint(),
+        extra={"alignment_head_sha256": image_text_alignment.get("sha256")},
+    )
+    manifest = report.manifest
+    yield dg.Output(
+        {"path": str(directory), "version": bundle["version"], "fingerprint": stage.fingerprint, "count": manifest["count"]},
+        metadata={
+            "index_dir": dg.MetadataValue.path(str(directory)),
+            "bundle_version": bundle["version"],
+            "count": manifest["count"],
+            "dim": manifest["dim"],
+            "vector_space": space,
+            "factory": manifest["index_factory"],
+            "build_mode": report.mode,
+            "recentred": recentred,
+            "changed_share": round(changed_share, 4),
+            "added": report.added,
+            "removed": report.removed,
+            "bytes": manifest.get("index_bytes", 0),
+            "seconds": round(time.perf_counter() - started, 3),
+            "encoder_fingerprint": stage.fingerprint,
+        },
+    )
+    yield checks.scene_index_consistent(str(directory), features)

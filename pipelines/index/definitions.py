@@ -1,7 +1,7 @@
 import dagster as dg
 
-from pipelines.index.assets import product_index
+from pipelines.index.assets import product_index, scene_index
 
 
 def defs() -> dg.Definitions:
-    return dg.Definitions(assets=[product_index])
+    return dg.Definitions(assets=[product_index, scene_index])

@@ -1,0 +1,289 @@
+"""The scene search index on disk as a self-contained, loadable recommender ("bundle").
+
+A bundle folder holds
+
+* ``index.faiss`` + ``manifest.json`` + ``members.parquet``: the FAISS index over the products' image
+  features (``vector_index.save_index`` / ``index_build``), centred on the catalog mean (region queries
+  retrieve products far better centred, see bench/bench_scene_query.py); the manifest carries the
+  vector space (``trunk`` for the default encoder's pooled CNN features, ``joint`` for encoders that
+  embed images directly) and the mean;
+* ``products.parquet``: the enriched catalog columns the re-ranker reads, plus each product's text
+  vector;
+* ``bundle.json``: the encoder spec (so a server rebuilds the very encoder the vectors came from,
+  including the alignment head), the text-vector fingerprint, the index sha256 it was written with
+  and its own version string.
+
+``bundle.json`` is written last and names the index sha256, so a reader never pairs a new index with
+old side files: :func:`load_recommender` refuses a half-updated folder and the caller retries.
+
+No Dagster imports: the CLI, the HTTP server, the export job and the benchmarks all load bundles
+through :func:`load_recommender`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from scene_assets import vector_index
+from scene_assets.embeddings import vector_matrix, vectors_frame, write_atomic_parquet
+from scene_assets.index_build import MEMBERS_FILE, IndexBuildReport, build_or_update_index
+from scene_assets.matching import Recommender, ScoringWeights, catalog_mean
+from scene_assets.regions import center_and_normalize
+
+BUNDLE_FILE = "bundle.json"
+PRODUCTS_FILE = "products.parquet"
+BUNDLE_FORMAT = 1
+
+# Catalog columns the re-ranker uses (Recommender._build_product_table); others are not copied.
+RERANK_COLUMNS = (
+    "product_id", "title", "product_type", "parsed_product_type", "category", "colors", "materials",
+    "size_class", "variant_group", "room_hints", "style_words", "image_path",
+)
+
+
+class BundleError(RuntimeError):
+    """A bundle folder is missing, half-written or inconsistent (names the file)."""
+
+
+@dataclass
+class SceneIndexReport:
+    build: IndexBuildReport
+    recentred: bool  # a new catalog mean was computed (and the index fully rebuilt)
+    changed_share: float  # share of products new or changed since the previous build
+    version: str
+
+
+def _changed_share(features: pl.DataFrame, directory: Path) -> float:
+    members_path = directory / MEMBERS_FILE
+    if not members_path.is_file() or features.height == 0:
+        return 1.0
+    try:
+        members = pl.read_parquet(members_path)
+    except Exception:  # unreadable members: treat everything as changed
+        return 1.0
+    unchanged = features.join(members, on=["product_id", "content_hash"], how="semi").height
+    removed = members.join(features.select("product_id"), on="product_id", how="anti").height
+    return (features.height - unchanged + removed) / max(features.height, 1)
+
+
+def _previous_mean(directory: Path, fingerprint: str, dim: int) -> np.ndarray | None:
+    try:
+        manifest = json.loads((directory / vector_index.MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    mean = manifest.get("catalog_mean")
+    if manifest.get("encoder_fingerprint") != fingerprint or not mean or len(mean) != dim:
+        return None
+    return np.asarray(mean, dtype=np.float32)
+
+
+def build_scene_index(
+    features: pl.DataFrame,
+    directory: Path,
+    *,
+    fingerprint: str,
+    space: str,
+    exact_threshold: int = 50_000,
+    recentre_changed_share: float = 0.05,
+) -> tuple[IndexBuildReport, bool, float]:
+    """Index ``features`` (product_id, content_hash, vector) centred on the catalog mean.
+
+    The mean is kept from the previous build while fewer than ``recentre_changed_share`` of the
+    products changed: a new mean moves every stored vector and forces a full rebuild, while a 1 %
+    catalog change barely moves it. Returns (build report, recentred?, changed share)."""
+    features = features.sort("product_id")
+    matrix = vector_matrix(features)
+    dim = matrix.shape[1] if features.height else 0
+    changed = _changed_share(features, directory)
+    mean = _previous_mean(directory, fingerprint, dim) if changed < recentre_changed_share else None
+    recentred = mean is None
+    if recentred:
+        mean = catalog_mean(matrix) if features.height else np.zeros(0, np.float32)
+    centred = center_and_normalize(matrix, mean) if features.height else matrix
+    frame = vectors_frame(features["product_id"], features["content_hash"], fingerprint, centred)
+    report = build_or_update_index(
+        frame,
+        directory,
+        fingerprint=fingerprint,
+        exact_threshold=exact_threshold,
+        incremental=not recentred,
+        extra_manifest={"vector_space": space, "catalog_mean": [float(x) for x in mean], "centred": True},
+    )
+    return report, recentred, changed
+
+
+def write_bundle_files(
+    directory: Path,
+    *,
+    catalog: pl.DataFrame,
+    text_vectors: pl.DataFrame | None,
+    encoder_spec: Any,
+    text_fingerprint: str | None,
+    extra: dict | None = None,
+) -> dict:
+    """Write ``products.parquet`` then ``bundle.json`` next to an index saved in ``directory``.
+
+    ``catalog``: the enriched catalog (only indexed products are kept); ``text_vectors``: product_id,
+    vector (optional); ``encoder_spec``: an ``EncoderSpec`` (or dict of its fields)."""
+    directory = Path(directory)
+    manifest = json.loads((directory / vector_index.MANIFEST_FILE).read_text())
+    indexed = pl.DataFrame({"product_id": manifest["product_ids"]}, schema={"product_id": pl.String})
+    present = [c for c in RERANK_COLUMNS if c in catalog.columns]
+    products = indexed.join(catalog.select(present), on="product_id", how="left")
+    if text_vectors is not None and text_vectors.height:
+        products = products.join(
+            text_vectors.select("product_id", pl.col("vector").alias("text_vector")), on="product_id", how="left"
+        )
+    write_atomic_parquet(products, directory / PRODUCTS_FILE)
+    spec = asdict(encoder_spec) if hasattr(encoder_spec, "__dataclass_fields__") else dict(encoder_spec)
+    products_sha = hashlib.sha256((directory / PRODUCTS_FILE).read_bytes()).hexdigest()
+    version = hashlib.sha256(f"{manifest['index_sha256']}:{products_sha}".encode()).hexdigest()[:16]
+    bundle = {
+        "format": BUNDLE_FORMAT,
+        "version": version,
+        "index_sha256": manifest["index_sha256"],
+        "products_sha256": products_sha,
+        "count": manifest["count"],
+        "vector_space": manifest.get("vector_space", "joint"),
+        "encoder_fingerprint": manifest["encoder_fingerprint"],
+        "encoder_spec": spec,
+        "text_fingerprint": text_fingerprint,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **(extra or {}),
+    }
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{BUNDLE_FILE}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(bundle, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, directory / BUNDLE_FILE)
+    return bundle
+
+
+def read_bundle(directory: str | os.PathLike) -> dict:
+    path = Path(directory) / BUNDLE_FILE
+    try:
+        bundle = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise BundleError(f"{path}: no bundle here; materialize the scene_index asset first") from exc
+    except ValueError as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc})") from exc
+    if bundle.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{path}: bundle format {bundle.get('format')!r}, this code reads {BUNDLE_FORMAT}")
+    return bundle
+
+
+def bundle_version(directory: str | os.PathLike) -> str | None:
+    """The bundle's version string (cheap: reads bundle.json), or None when there is none."""
+    try:
+        return read_bundle(directory)["version"]
+    except BundleError:
+        return None
+
+
+def encoder_from_bundle(bundle: dict, *, device: str | None = None):
+    from scene_assets.encoders import EncoderSpec, build_encoder
+
+    known = {f.name for f in fields(EncoderSpec)}
+    spec = {k: v for k, v in bundle["encoder_spec"].items() if k in known}
+    if device is not None:
+        spec["device"] = device
+    return build_encoder(EncoderSpec(**spec))
+
+
+def load_recommender(
+    directory: str | os.PathLike,
+    *,
+    encoder: Any = None,
+    device: str | None = None,
+    weights: ScoringWeights | None = None,
+    **kwargs: Any,
+) -> tuple[Recommender, dict]:
+    """Load a bundle as a :class:`Recommender` (plus the bundle dict). ``encoder``: reuse an already
+    loaded encoder (it must be the bundle's: its fingerprint is checked); else one is built from the
+    bundle's encoder spec. Raises :class:`BundleError` for a missing or half-updated bundle."""
+    directory = Path(directory)
+    bundle = read_bundle(directory)
+    index, manifest = vector_index.load_index(directory, expected_fingerprint=bundle["encoder_fingerprint"])
+    if manifest["index_sha256"] != bundle["index_sha256"]:
+        raise BundleError(f"{directory / BUNDLE_FILE}: names index {bundle['index_sha256'][:12]}, folder holds "
+                          f"{manifest['index_sha256'][:12]} (being rebuilt?); retry")
+    products_path = directory / PRODUCTS_FILE
+    try:
+        products = pl.read_parquet(products_path)
+    except Exception as exc:
+        raise BundleError(f"{products_path}: unreadable ({exc})") from exc
+    if encoder is None:
+        encoder = encoder_from_bundle(bundle, device=device)
+    else:
+        from scene_assets.embeddings import ImageFeatureStage
+
+        given = ImageFeatureStage.of(encoder).fingerprint
+        if given != bundle["encoder_fingerprint"]:
+            raise BundleError(f"{directory}: index built with encoder {bundle['encoder_fingerprint'][:16]}, "
+                              f"given encoder is {given[:16]}")
+    text_vectors = None
+    if "text_vector" in products.columns:
+        with_text = products.filter(pl.col("text_vector").is_not_null())
+        if with_text.height and (bundle.get("text_fingerprint") in (None, encoder.text_fingerprint())):
+            text_vectors = (with_text["product_id"].to_list(),
+                            vector_matrix(with_text.select(pl.col("text_vector").alias("vector"))))
+    catalog = products.drop("text_vector", strict=False)
+    mean = manifest.get("catalog_mean")
+    recommender = Recommender(
+        encoder,
+        index,
+        manifest["product_ids"],
+        catalog,
+        space=manifest.get("vector_space", "joint"),
+        catalog_mean=np.asarray(mean, dtype=np.float32) if mean else None,
+        text_vectors=text_vectors,
+        weights=weights,
+        **kwargs,
+    )
+    return recommender, bundle
+
+
+@dataclass
+class LoadedBundle:
+    version: str
+    recommender: Recommender
+    info: dict
+
+
+class DirectoryBundleProvider:
+    """Serves the bundle in one folder (``scene-matcher serve --index DIR``); its version is the
+    bundle's, so rebuilding the folder in place is picked up by a polling server."""
+
+    def __init__(self, directory: str | os.PathLike, *, device: str | None = None, weights: ScoringWeights | None = None):
+        self.directory = Path(directory)
+        self.device = device
+        self.weights = weights
+
+    def version(self) -> str | None:
+        return bundle_version(self.directory)
+
+    def load(self) -> LoadedBundle:
+        recommender, bundle = load_recommender(self.directory, device=self.device, weights=self.weights)
+        return LoadedBundle(bundle["version"], recommender, bundle_info(self.directory, bundle))
+
+
+def bundle_info(directory: Path, bundle: dict) -> dict:
+    return {
+        "index_dir": str(directory),
+        "products": bundle["count"],
+        "vector_space": bundle["vector_space"],
+        "encoder_fingerprint": bundle["encoder_fingerprint"],
+        "bundle_version": bundle["version"],
+        "written_at": bundle["written_at"],
+    }
