@@ -27,6 +27,10 @@ examples:
   scene-matcher enrich "CERAMIC ELEPHANT 8X7X3 BLK/WHT S/2" --json
   scene-matcher data sample data/my-sample
   scene-matcher data fetch-ikea ~/datasets/ikea
+  scene-matcher recommend ../shared/seed_catalog/scene-1.jpg -k 5
+  scene-matcher recommend room.jpg --caption "a cosy reading corner" --json
+  scene-matcher export data/sample/images/scenes -k 8   # batch: Parquet, CSV, HTML gallery
+  scene-matcher serve --port 8000                 # HTTP API: POST /match, /health, /ready, /metrics
   scene-matcher ui                                # Dagster UI on http://127.0.0.1:3000
 """
 
@@ -122,6 +126,130 @@ def cmd_data_fetch_ikea(args: argparse.Namespace) -> int:
     return 0
 
 
+def _provider(args: argparse.Namespace):
+    """The bundle to recommend from: --index DIR, else the latest scene_index materialization."""
+    from scene_assets.matching import ScoringWeights
+
+    weights = ScoringWeights.from_file(args.weights) if getattr(args, "weights", None) else None
+    if args.index:
+        from scene_assets.recommender_bundle import DirectoryBundleProvider
+
+        return DirectoryBundleProvider(args.index, device=args.device, weights=weights)
+    ensure_dagster_home()
+    import dagster as dg
+
+    from pipelines.serving import MaterializedBundleProvider
+
+    return MaterializedBundleProvider(dg.DagsterInstance.get(), device=args.device, weights=weights)
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    out = [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+    return out or None
+
+
+def _print_recommendations(result: dict, image: str, info: dict) -> None:
+    scene = result["scene"]
+    top_rooms = sorted(scene["room_probs"].items(), key=lambda kv: -kv[1])[:3]
+    top_styles = sorted(scene["style_probs"].items(), key=lambda kv: -kv[1])[:3]
+    print(f"scene {image}")
+    print(f"  room   {', '.join(f'{k} {v:.2f}' for k, v in top_rooms)}  ({scene['room_source']})")
+    print(f"  style  {', '.join(f'{k} {v:.2f}' for k, v in top_styles)}  ({scene['style_source']})")
+    colours = ", ".join(f"{c['name']} {c['share']:.0%}" for c in scene["palette"])
+    print(f"  colours {colours}")
+    if scene.get("caption"):
+        print(f"  caption {scene['caption']!r}")
+    calibrated = "calibrated" if result["calibrated"] else "UNCALIBRATED (no calibration fitted yet)"
+    print(f"\ntop {len(result['items'])} of {info.get('products', '?')} products  (confidence: {calibrated})")
+    header = f"{'#':>2}  {'product_id':<14} {'title':<28} {'category':<14} {'score':>6} {'conf':>5}  factors"
+    print(header)
+    for item in result["items"]:
+        factors = " ".join(f"{k[:3]}={v:.2f}" for k, v in item["factors"].items())
+        title = (item["title"] or item.get("product_type") or "")[:28]
+        print(f"{item['rank']:>2}  {item['product_id']:<14} {title:<28} {item['category'][:14]:<14} "
+              f"{item['score']:6.3f} {item['confidence']:5.2f}  {factors}")
+    timings = result["timings_ms"]
+    print(f"\n{timings.get('total', 0):.0f} ms (regions {timings.get('regions', 0):.0f}, search {timings.get('search', 0):.0f}, "
+          f"rerank {timings.get('rerank', 0):.0f}); index {info.get('index_dir')}")
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from scene_assets.image_source import open_rgb
+
+    provider = _provider(args)
+    loaded = provider.load()
+    try:
+        image = open_rgb(Path(args.image))
+    except OSError as exc:  # UnreadableImageError (names the file) or a missing file
+        print(f"scene-matcher: error: {exc}", file=sys.stderr)
+        return 2
+    result = loaded.recommender.recommend(
+        image,
+        k=args.k,
+        caption=args.caption,
+        include_categories=_split(args.include),
+        exclude_categories=_split(args.exclude),
+        room=args.room,
+    ).to_dict()
+    result["index"] = loaded.info
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        _print_recommendations(result, args.image, loaded.info)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from scene_assets.serving import ServingSettings, serve
+
+    provider = _provider(args)
+    settings_ = ServingSettings(allow_url_fetch=args.allow_url_fetch, reload_interval_s=args.reload_interval)
+    print(f"scene-matcher: serving on http://{args.host}:{args.port} (docs at /docs, metrics at /metrics)")
+    serve(provider, host=args.host, port=args.port, settings=settings_)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """One export batch of every scene image in FOLDER, run now as a real Dagster run."""
+    os.environ[settings.ENV_SCENES_INBOX] = str(Path(args.folder).expanduser().resolve())
+    ensure_dagster_home()
+    import dagster as dg
+
+    from pipelines.definitions import build_defs
+    from pipelines.export.partitions import scene_batches
+    from pipelines.export.resources import SceneInbox
+    from pipelines.export.sensors import create_batch
+    from scene_assets.export import list_scene_images
+
+    inbox = SceneInbox(folder=str(Path(args.folder).expanduser().resolve()))
+    files = list_scene_images(inbox.path())
+    if not files:
+        print(f"scene-matcher: error: no scene images (jpg/png/webp) in {inbox.path()}", file=sys.stderr)
+        return 2
+    instance = dg.DagsterInstance.get()
+    key = create_batch(inbox, "cli", files)
+    instance.add_dynamic_partitions(scene_batches.name, [key])
+    defs = build_defs({"scene_inbox": inbox})
+    config = {
+        "ops": {"scene_recommendations": {"config": {"k": args.k}}},
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    }
+    result = defs.resolve_job_def("export_recommendations_job").execute_in_process(
+        instance=instance, partition_key=key, run_config=config, raise_on_error=False
+    )
+    if not result.success:
+        failure = next((e for e in result.all_events if e.is_failure), None)
+        print(f"scene-matcher: export FAILED (run {result.run_id}): {failure.message if failure else ''}", file=sys.stderr)
+        return 1
+    metadata = result.asset_materializations_for_node("scene_recommendations")[0].metadata
+    print(f"export batch {key}: {metadata['scenes_exported'].value} scenes exported, "
+          f"{metadata['scenes_failed'].value} skipped, {metadata['rows'].value} rows")
+    for name in ("parquet", "csv", "gallery"):
+        if name in metadata:
+            print(f"  {name:<8} {metadata[name].value}")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     ensure_dagster_home()
     command = ["dagster", "dev", "-m", "pipelines.definitions", "-h", args.host, "-p", str(args.port)]
@@ -167,6 +295,36 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--url", help="archive URL of the public dataset repository (default: the authors' GitHub)")
     fetch.set_defaults(func=cmd_data_fetch_ikea)
 
+    def recommender_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--index", help="bundle folder to use (default: the latest scene_index materialization)")
+        command.add_argument("--weights", help="scoring weights JSON (e.g. the evaluation sweep's best configuration)")
+        command.add_argument("--device", help="cpu or cuda (default: the device the bundle was built for, auto)")
+
+    recommend = commands.add_parser("recommend", help="analyse a scene photo and print the top-k products")
+    recommend.add_argument("image", help="scene photo (JPEG/PNG/WebP)")
+    recommend.add_argument("-k", type=int, default=10, help="how many products (default 10)")
+    recommend.add_argument("--caption", help="optional text about the scene, e.g. 'a cosy reading corner'")
+    recommend.add_argument("--include", action="append", help="only these categories (comma-separated, repeatable)")
+    recommend.add_argument("--exclude", action="append", help="never these categories (comma-separated, repeatable)")
+    recommend.add_argument("--room", help="force the room type (and keep only products that belong there)")
+    recommend.add_argument("--json", action="store_true", help="machine-readable output")
+    recommender_options(recommend)
+    recommend.set_defaults(func=cmd_recommend)
+
+    serve_ = commands.add_parser("serve", help="HTTP API over the latest index (reloads when a new one is materialized)")
+    serve_.add_argument("--host", default="127.0.0.1")
+    serve_.add_argument("--port", type=int, default=8000)
+    serve_.add_argument("--reload-interval", type=float, default=10.0, help="seconds between checks for a new index")
+    serve_.add_argument("--allow-url-fetch", action="store_true",
+                        help="accept image_url in /match (public http(s) addresses only)")
+    recommender_options(serve_)
+    serve_.set_defaults(func=cmd_serve)
+
+    export = commands.add_parser("export", help="recommendations for every scene image in FOLDER (Parquet, CSV, HTML gallery)")
+    export.add_argument("folder")
+    export.add_argument("-k", type=int, default=10)
+    export.set_defaults(func=cmd_export)
+
     ui = commands.add_parser("ui", help="start the Dagster UI with the project's DAGSTER_HOME")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
@@ -185,7 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a clear one-line error for the known failure kinds
         from scene_assets.catalog import CatalogError
 
-        if isinstance(exc, (CatalogError, FileNotFoundError)):
+        from pipelines.serving import NoBundleError
+        from scene_assets.recommender_bundle import BundleError
+
+        if isinstance(exc, (CatalogError, FileNotFoundError, NoBundleError, BundleError)):
             print(f"scene-matcher: error: {exc}", file=sys.stderr)
             return 2
         raise

@@ -5,6 +5,7 @@ import dagster as dg
 from pipelines.catalog import definitions as catalog
 from pipelines.embeddings import definitions as embeddings
 from pipelines.enrichment import definitions as enrichment
+from pipelines.export import definitions as export
 from pipelines.index import definitions as index
 from pipelines.jobs import ALL_JOBS
 from pipelines.resources import default_resources
@@ -18,6 +19,7 @@ def build_defs(resource_overrides: dict | None = None) -> dg.Definitions:
         enrichment.defs(),
         embeddings.defs(),
         index.defs(),
+        export.defs(),
         dg.Definitions(jobs=ALL_JOBS, resources=resources),
     )
 

@@ -1,0 +1,75 @@
+"""Export domain: top-k recommendations for a batch of scene photos as Parquet, CSV and an HTML gallery."""
+
+
+import dagster as dg
+from pydantic import Field
+
+from pipelines.export.partitions import scene_batches
+from pipelines.export.resources import SceneInbox
+from pipelines.metadata import markdown_table
+from pipelines.resources import ProjectStorage
+from scene_assets.export import export_batch, read_batch_manifest
+from scene_assets.matching import ScoringWeights
+from scene_assets.recommender_bundle import load_recommender
+
+
+class ExportConfig(dg.Config):
+    k: int = Field(default=10, description="Products per scene.")
+    diversity: str = Field(default="mmr", description="mmr, category_cap or none.")
+    weights_path: str = Field(default="", description="Scoring weights JSON (e.g. the sweep's best); empty: defaults.")
+    gallery: bool = Field(default=True, description="Also write the static HTML gallery with thumbnails.")
+
+
+@dg.asset(
+    group_name="export",
+    partitions_def=scene_batches,
+    ins={"scene_index": dg.AssetIn(input_manager_key="model_io_manager")},
+    description="Top-k products per scene photo of one export batch (the batch's scene list is fixed in its "
+    "manifest): recommendations.parquet / .csv (scene, rank, product, score, confidence, factors), failures.csv "
+    "for scenes that could not be read, and gallery/index.html to look at. Uses the scene_index this run "
+    "depends on, so each export records which index version produced it.",
+    kinds={"parquet", "csv", "html"},
+)
+def scene_recommendations(
+    context: dg.AssetExecutionContext,
+    config: ExportConfig,
+    scene_index: dict,
+    storage: ProjectStorage,
+    scene_inbox: SceneInbox,
+) -> dg.MaterializeResult:
+    batch = context.partition_key
+    manifest = read_batch_manifest(scene_inbox.manifest_path(batch))
+    weights = ScoringWeights.from_file(config.weights_path) if config.weights_path else None
+    recommender, bundle = load_recommender(scene_index["path"], weights=weights)
+    out_dir = storage.path("exports", "batches", batch)
+    result = export_batch(
+        recommender,
+        batch=batch,
+        inbox=manifest["inbox"],
+        files=[f["name"] for f in manifest["files"]],
+        out_dir=out_dir,
+        k=config.k,
+        index_version=bundle["version"],
+        gallery=config.gallery,
+        recommend_kwargs={"diversity": None if config.diversity == "none" else config.diversity},
+    )
+    for failure in result.failures.iter_rows(named=True):
+        context.log.warning(f"skipped {failure['scene_path']}: {failure['reason']}")
+    latencies = sorted(result.latencies_ms)
+    metadata = {
+        "scenes": result.scenes,
+        "scenes_exported": result.scenes - result.failures.height,
+        "scenes_failed": result.failures.height,
+        "rows": result.recommendations.height,
+        "seconds": round(result.seconds, 2),
+        "p50_ms_per_scene": round(latencies[len(latencies) // 2], 1) if latencies else 0.0,
+        "index_version": bundle["version"],
+        "parquet": dg.MetadataValue.path(str(result.paths["parquet"])),
+        "csv": dg.MetadataValue.path(str(result.paths["csv"])),
+        "preview": markdown_table(result.recommendations.select("scene", "rank", "product_id", "title", "score", "confidence")),
+    }
+    if "gallery" in result.paths:
+        metadata["gallery"] = dg.MetadataValue.url(result.paths["gallery"].as_uri())
+    if result.failures.height:
+        metadata["failures"] = markdown_table(result.failures.select("scene_path", "reason"))
+    return dg.MaterializeResult(metadata=metadata)
