@@ -12,7 +12,7 @@ def test_help_lists_every_command_with_examples(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("materialize", "catalog", "enrich", "data", "ui"):
+    for command in ("materialize", "catalog", "enrich", "data", "recommend", "serve", "export", "ui"):
         assert command in out
     assert "examples:" in out
 
@@ -55,3 +55,39 @@ def test_fetch_ikea_offline_says_so(tmp_path: Path, capsys):
 
 def test_parser_builds():
     assert build_parser().prog == "scene-matcher"
+
+
+@pytest.mark.slow
+def test_materialize_recommend_export_on_the_sample(tmp_path: Path, shared_dir: Path):
+    """The CLI as a user runs it (subprocesses, the persistent Dagster instance under the data dir)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SCENE_MATCHER_DATA_DIR": str(tmp_path / "data")}
+    env.pop("DAGSTER_HOME", None)
+    env.pop("SCENE_MATCHER_CATALOG", None)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True, text=True, timeout=600)
+
+    # Before anything is materialized: a clear one-line error, not a traceback.
+    early = cli("recommend", str(shared_dir / "seed_catalog" / "scene-1.jpg"))
+    assert early.returncode == 2 and "scene-matcher materialize" in early.stderr and "Traceback" not in early.stderr
+    assert cli("materialize").returncode == 0
+    scene = shared_dir / "seed_catalog" / "scene-1.jpg"
+    done = cli("recommend", str(scene), "-k", "4", "--json", "--caption", "a bright bathroom")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    catalog_ids = set((Path(__file__).resolve().parents[1] / "data/sample/products.csv").read_text().split())
+    assert len(result["items"]) == 4
+    assert all(any(line.startswith(item["product_id"] + ",") for line in catalog_ids) for item in result["items"])
+    assert result["calibrated"] is False and result["scene"]["caption"] == "a bright bathroom"
+    assert set(result["items"][0]["factors"]) == {"visual", "text", "room_fit", "style", "color", "material", "size"}
+    human = cli("recommend", str(scene), "-k", "3")
+    assert human.returncode == 0 and "UNCALIBRATED" in human.stdout and "room" in human.stdout
+    bad = cli("recommend", str(tmp_path / "missing.jpg"))
+    assert bad.returncode == 2 and "missing.jpg" in bad.stderr
+    exported = cli("export", str(Path(__file__).resolve().parents[1] / "data/sample/images/scenes"), "-k", "3")
+    assert exported.returncode == 0, exported.stderr
+    assert "gallery" in exported.stdout and "9 scenes exported" in exported.stdout

@@ -14,13 +14,14 @@ from pipelines.embeddings.resources import EncoderResource
 from pipelines.io_managers import PolarsParquetIOManager
 from pipelines.resources import CatalogSource, ProjectStorage
 from pipelines.runner import run_main_job
+from pipelines.serving import MaterializedBundleProvider
 from scene_assets import vector_index
 
 SLICE = 160
 
 
 @pytest.mark.slow
-def test_main_job_on_ikea_slice_with_default_encoder(ikea_dir: Path, tmp_path: Path):
+def test_main_job_on_ikea_slice_with_default_encoder(ikea_dir: Path, shared_dir: Path, tmp_path: Path):
     products = pl.read_csv(ikea_dir / "products.csv", infer_schema=False).head(SLICE)
     catalog_dir = tmp_path / "catalog"
     (catalog_dir / "images" / "products").mkdir(parents=True)
@@ -42,8 +43,15 @@ def test_main_job_on_ikea_slice_with_default_encoder(ikea_dir: Path, tmp_path: P
         assert summary["success"], summary["lines"]
         alignment = instance.get_latest_materialization_event(dg.AssetKey("image_text_alignment")).asset_materialization
         assert alignment.metadata["final_loss"].value < alignment.metadata["initial_loss"].value
+        # The recommender loads the bundle the latest scene_index materialization names.
+        loaded = MaterializedBundleProvider(instance, device="cpu").load()
+        result = loaded.recommender.recommend(shared_dir / "seed_catalog" / "scene-1.jpg", k=5)
+    assert loaded.info["products"] == products.filter(pl.col("image").is_not_null() & (pl.col("image") != "")).height
+    assert len(result.items) == 5 and set(result.product_ids) <= set(products["product_id"])
+    assert not result.calibrated and all(0.0 <= item.confidence <= 1.0 for item in result.items)
+    assert abs(sum(result.scene.room_probs.values()) - 1.0) < 1e-6
     with_image = products.filter(pl.col("image").is_not_null() & (pl.col("image") != "")).height
-    index_dir = next((data / "index").iterdir())
+    index_dir = next((data / "index").glob("image-*"))
     index, manifest = vector_index.load_index(index_dir)
     assert manifest["count"] == with_image and manifest["dim"] == 384
     assert all("FAILED" not in line for line in summary["lines"])
