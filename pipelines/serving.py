@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from scene_assets.matching import ScoringWeights
-from scene_assets.recommender_bundle import LoadedBundle, bundle_info, load_recommender
+from scene_assets.recommender_bundle import EncoderReuse, LoadedBundle, bundle_info, load_recommender, read_bundle
 
 SCENE_INDEX = dg.AssetKey("scene_index")
 
@@ -42,6 +42,7 @@ class MaterializedBundleProvider:
         self.instance = instance
         self.device = device
         self.weights = weights
+        self._encoders = EncoderReuse(device)
 
     def version(self) -> str | None:
         try:
@@ -51,5 +52,6 @@ class MaterializedBundleProvider:
 
     def load(self) -> LoadedBundle:
         directory, _ = latest_bundle_dir(self.instance)
-        recommender, bundle = load_recommender(directory, device=self.device, weights=self.weights)
+        encoder = self._encoders.get(read_bundle(directory))
+        recommender, bundle = load_recommender(directory, encoder=encoder, weights=self.weights)
         return LoadedBundle(bundle["version"], recommender, {**bundle_info(directory, bundle), "source": "dagster"})

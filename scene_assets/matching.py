@@ -588,6 +588,13 @@ class Recommender:
         if isinstance(text_vectors, tuple):
             ids, mat = text_vectors
             mat = np.asarray(mat, dtype=np.float32)
+            if len(ids) == len(self.product_ids) and all(a == b for a, b in zip(ids, self.product_ids)):
+                # Already in index order (a saved bundle): normalise in place, no per-product copy;
+                # all-zero rows mark products without a text vector.
+                norms = np.linalg.norm(mat, axis=1)
+                mask = norms > 0
+                mat /= np.where(mask, norms, 1.0)[:, None]
+                return mat, mask
             mapping = {str(pid): mat[i] for i, pid in enumerate(ids)}
         else:
             mapping = text_vectors

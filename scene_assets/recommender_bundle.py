@@ -42,6 +42,7 @@ from scene_assets.regions import center_and_normalize
 
 BUNDLE_FILE = "bundle.json"
 PRODUCTS_FILE = "products.parquet"
+TEXT_VECTORS_FILE = "text_vectors.npy"  # float32, rows in manifest product_ids order, zeros = none
 BUNDLE_FORMAT = 1
 
 # Catalog columns the re-ranker uses (Recommender._build_product_table); others are not copied.
@@ -139,20 +140,35 @@ def write_bundle_files(
     manifest = json.loads((directory / vector_index.MANIFEST_FILE).read_text())
     indexed = pl.DataFrame({"product_id": manifest["product_ids"]}, schema={"product_id": pl.String})
     present = [c for c in RERANK_COLUMNS if c in catalog.columns]
-    products = indexed.join(catalog.select(present), on="product_id", how="left")
-    if text_vectors is not None and text_vectors.height:
-        products = products.join(
-            text_vectors.select("product_id", pl.col("vector").alias("text_vector")), on="product_id", how="left"
-        )
+    products = indexed.join(catalog.select(present), on="product_id", how="left", maintain_order="left")
     write_atomic_parquet(products, directory / PRODUCTS_FILE)
+    # Text vectors as one .npy matrix in index order: a server loads it with one read (no Parquet
+    # list columns, whose decoding transiently needs several times the matrix's size).
+    text_matrix = None
+    if text_vectors is not None and text_vectors.height:
+        aligned = indexed.join(text_vectors.select("product_id", "vector"), on="product_id", how="left", maintain_order="left")
+        present_rows = aligned["vector"].is_not_null().to_numpy()
+        text_matrix = np.zeros((aligned.height, text_vectors["vector"].dtype.size), dtype=np.float32)
+        if present_rows.any():
+            text_matrix[present_rows] = vector_matrix(aligned.filter(pl.col("vector").is_not_null()))
+    text_path = directory / TEXT_VECTORS_FILE
+    if text_matrix is not None:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{TEXT_VECTORS_FILE}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, text_matrix)
+        os.replace(tmp, text_path)
+    else:
+        text_path.unlink(missing_ok=True)
     spec = asdict(encoder_spec) if hasattr(encoder_spec, "__dataclass_fields__") else dict(encoder_spec)
     products_sha = hashlib.sha256((directory / PRODUCTS_FILE).read_bytes()).hexdigest()
-    version = hashlib.sha256(f"{manifest['index_sha256']}:{products_sha}".encode()).hexdigest()[:16]
+    text_sha = hashlib.sha256(text_path.read_bytes()).hexdigest() if text_matrix is not None else None
+    version = hashlib.sha256(f"{manifest['index_sha256']}:{products_sha}:{text_sha}".encode()).hexdigest()[:16]
     bundle = {
         "format": BUNDLE_FORMAT,
         "version": version,
         "index_sha256": manifest["index_sha256"],
         "products_sha256": products_sha,
+        "text_vectors_sha256": text_sha,
         "count": manifest["count"],
         "vector_space": manifest.get("vector_space", "joint"),
         "encoder_fingerprint": manifest["encoder_fingerprint"],
@@ -233,12 +249,16 @@ def load_recommender(
             raise BundleError(f"{directory}: index built with encoder {bundle['encoder_fingerprint'][:16]}, "
                               f"given encoder is {given[:16]}")
     text_vectors = None
-    if "text_vector" in products.columns:
-        with_text = products.filter(pl.col("text_vector").is_not_null())
-        if with_text.height and (bundle.get("text_fingerprint") in (None, encoder.text_fingerprint())):
-            text_vectors = (with_text["product_id"].to_list(),
-                            vector_matrix(with_text.select(pl.col("text_vector").alias("vector"))))
-    catalog = products.drop("text_vector", strict=False)
+    text_path = directory / TEXT_VECTORS_FILE
+    if bundle.get("text_vectors_sha256") and bundle.get("text_fingerprint") in (None, encoder.text_fingerprint()):
+        try:
+            matrix = np.load(text_path)
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"{text_path}: unreadable ({exc})") from exc
+        if matrix.shape[0] != len(manifest["product_ids"]):
+            raise BundleError(f"{text_path}: {matrix.shape[0]} rows for {len(manifest['product_ids'])} indexed products")
+        text_vectors = (manifest["product_ids"], matrix)
+    catalog = products
     mean = manifest.get("catalog_mean")
     recommender = Recommender(
         encoder,
@@ -269,13 +289,33 @@ class DirectoryBundleProvider:
         self.directory = Path(directory)
         self.device = device
         self.weights = weights
+        self._encoders = EncoderReuse(device)
 
     def version(self) -> str | None:
         return bundle_version(self.directory)
 
     def load(self) -> LoadedBundle:
-        recommender, bundle = load_recommender(self.directory, device=self.device, weights=self.weights)
+        bundle = read_bundle(self.directory)
+        recommender, bundle = load_recommender(self.directory, encoder=self._encoders.get(bundle), weights=self.weights)
         return LoadedBundle(bundle["version"], recommender, bundle_info(self.directory, bundle))
+
+
+class EncoderReuse:
+    """Keeps the last encoder a provider built: a reload whose bundle names the same encoder spec
+    (the usual case: only products changed) reuses the loaded weights instead of holding two copies."""
+
+    def __init__(self, device: str | None = None):
+        self.device = device
+        self._key: str | None = None
+        self._encoder: Any = None
+
+    def get(self, bundle: dict):
+        key = json.dumps(bundle["encoder_spec"], sort_keys=True, default=str)
+        if key != self._key:
+            self._encoder = None  # drop the old weights before loading new ones
+            self._encoder = encoder_from_bundle(bundle, device=self.device)
+            self._key = key
+        return self._encoder
 
 
 def bundle_info(directory: Path, bundle: dict) -> dict:

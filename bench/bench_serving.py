@@ -1,0 +1,201 @@
+"""Scene query latency and serving memory: the real IKEA catalog and a synthetic 100k-product catalog.
+
+  .venv/bin/python bench/bench_serving.py                      # both catalogs, in-process + HTTP
+  .venv/bin/python bench/bench_serving.py --products 100000 --scenes 40 --json /tmp/serving.json
+
+For each catalog a recommender bundle (the same on-disk format the `scene_index` asset writes) is
+built, then
+
+* **in-process**: ``Recommender.recommend`` end to end (decode -> regions -> analysis -> search ->
+  re-rank) on the dataset's scene photos, p50 / p95 per stage;
+* **HTTP**: ``scene-matcher serve --index DIR`` started as its own process; every scene is POSTed to
+  ``/match`` once (cache misses), then once more (LRU cache hits); client-side p50 / p95, and the
+  server process's resident memory (VmRSS now, VmHWM = peak) read from /proc.
+
+The synthetic catalog is a mixture of Gaussians around the real products' image features (each
+synthetic product = a real product's feature + noise, with its category, colours and text), so the
+index sees realistic clusters rather than uniform noise. Bundles are cached under --cache-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_scene_query import load_dataset, product_text_vectors, product_trunk_features  # noqa: E402
+
+from scene_assets.embeddings import vectors_frame  # noqa: E402
+from scene_assets.encoders import EncoderSpec, build_encoder  # noqa: E402
+from scene_assets.recommender_bundle import build_scene_index, load_recommender, write_bundle_files  # noqa: E402
+
+STAGES = ("decode", "regions", "analysis", "search", "rerank", "total")
+
+
+def _pct(values: list[float]) -> tuple[float, float]:
+    return float(np.percentile(values, 50)), float(np.percentile(values, 95))
+
+
+def build_bundle(directory: Path, encoder, products: pl.DataFrame, features: np.ndarray, texts: np.ndarray,
+                 n_products: int | None, seed: int = 0) -> Path:
+    """A bundle of the real products (n_products None) or n synthetic ones clustered around them."""
+    if (directory / "bundle.json").is_file():
+        return directory
+    rng = np.random.default_rng(seed)
+    if n_products is None:
+        ids, catalog, feats, text = products["product_id"].to_list(), products, features, texts
+    else:
+        base = rng.integers(0, products.height, n_products)
+        unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+        feats = (unit[base] + rng.standard_normal((n_products, features.shape[1])).astype(np.float32) * (0.5 / np.sqrt(features.shape[1])))
+        tunit = texts / np.linalg.norm(texts, axis=1, keepdims=True)
+        text = tunit[base] + rng.standard_normal((n_products, texts.shape[1])).astype(np.float32) * (0.3 / np.sqrt(texts.shape[1]))
+        ids = [f"syn-{i:06d}" for i in range(n_products)]
+        catalog = products[base.tolist()].with_columns(
+            product_id=pl.Series(ids), variant_group=pl.Series(ids),
+            title=pl.col("title") + pl.Series([f" #{i}" for i in range(n_products)]),
+        )
+    frame = vectors_frame(ids, [f"h{i}" for i in range(len(ids))], encoder.trunk_fingerprint(), feats.astype(np.float32))
+    t0 = time.perf_counter()
+    build_scene_index(frame, directory, fingerprint=encoder.trunk_fingerprint(), space="trunk")
+    print(f"  index for {len(ids)} products built in {time.perf_counter() - t0:.1f} s -> {directory}")
+    write_bundle_files(
+        directory,
+        catalog=catalog,
+        text_vectors=vectors_frame(ids, ids, encoder.text_fingerprint(), text.astype(np.float32)).select("product_id", "vector"),
+        encoder_spec=EncoderSpec(kind="default", device="cpu"),
+        text_fingerprint=encoder.text_fingerprint(),
+    )
+    return directory
+
+
+def in_process(directory: Path, encoder, scene_paths: list[Path]) -> dict:
+    recommender, bundle = load_recommender(directory, encoder=encoder)
+    recommender.recommend(scene_paths[0], k=10)  # warm-up (prompt vectors, allocator)
+    timings = {s: [] for s in STAGES}
+    for path in scene_paths:
+        result = recommender.recommend(path, k=10)
+        for stage in STAGES:
+            timings[stage].append(result.timings_ms.get(stage, 0.0))
+    return {"products": bundle["count"], "index": recommender.index.__class__.__name__,
+            "stages_ms": {s: _pct(v) for s, v in timings.items()}}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rss_kib(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            key, value = line.split(":")
+            out[key] = int(value.split()[0])
+    return out
+
+
+def over_http(directory: Path, scene_paths: list[Path]) -> dict:
+    import httpx
+
+    port = _free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "serve", "--index", str(directory), "--port", str(port), "--device", "cpu"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        with httpx.Client(timeout=60) as client:
+            while True:
+                if server.poll() is not None:
+                    raise SystemExit(f"server exited: {server.stderr.read()[-2000:]}")
+                try:
+                    if client.get(f"{base}/ready").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit("server not ready after 300 s")
+                time.sleep(0.5)
+            rss_loaded = _rss_kib(server.pid)
+            latencies = {"miss": [], "hit": []}
+            for kind in ("miss", "hit"):
+                for path in scene_paths:
+                    data = path.read_bytes()
+                    t0 = time.perf_counter()
+                    response = client.post(f"{base}/match", files={"image": (path.name, data, "image/jpeg")}, data={"k": "10"})
+                    latencies[kind].append((time.perf_counter() - t0) * 1000)
+                    response.raise_for_status()
+                    assert response.json()["cached"] is (kind == "hit"), response.json().get("cached")
+            rss = _rss_kib(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {
+        "client_ms_miss": _pct(latencies["miss"]),
+        "client_ms_hit": _pct(latencies["hit"]),
+        "rss_after_load_mib": round(rss_loaded["VmRSS"] / 1024, 1),
+        "rss_mib": round(rss["VmRSS"] / 1024, 1),
+        "peak_rss_mib": round(rss["VmHWM"] / 1024, 1),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", type=Path, default=Path(os.environ.get("SCENE_MATCHER_IKEA_DIR", "../shared/ikea")))
+    ap.add_argument("--products", type=int, default=100_000, help="synthetic catalog size")
+    ap.add_argument("--scenes", type=int, default=40, help="scene photos to query")
+    ap.add_argument("--cache-dir", type=Path, default=Path("data/cache/bench"))
+    ap.add_argument("--skip-http", action="store_true")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    encoder = build_encoder(EncoderSpec(kind="default", device="cpu"))
+    products, scenes, _pairs = load_dataset(args.dataset)
+    features = product_trunk_features(encoder, products, args.cache_dir)
+    texts = product_text_vectors(encoder, products, args.cache_dir)
+    scene_paths = [args.dataset / p for p in scenes["image"].to_list()[: args.scenes]]
+    results = {}
+    for label, n in ((f"IKEA catalog ({products.height})", None), (f"synthetic {args.products:,}", args.products)):
+        directory = args.cache_dir / f"bundle-{'real' if n is None else n}-{encoder.trunk_fingerprint()[:12]}"
+        print(f"{label}:")
+        build_bundle(directory, encoder, products, features, texts, n)
+        row = in_process(directory, encoder, scene_paths)
+        if not args.skip_http:
+            row.update(over_http(directory, scene_paths))
+        results[label] = row
+
+    print(f"\nScene query, {len(scene_paths)} scenes of {args.dataset.name}, k=10, 2-core CPU (ms: p50 / p95)")
+    header = f"{'catalog':<24} {'index':<10} " + " ".join(f"{s:>13}" for s in STAGES)
+    print(header + "\n" + "-" * len(header))
+    for label, row in results.items():
+        cells = " ".join(f"{row['stages_ms'][s][0]:6.1f}/{row['stages_ms'][s][1]:6.1f}" for s in STAGES)
+        print(f"{label:<24} {row['index'][:10]:<10} {cells}")
+    if not args.skip_http:
+        print(f"\nHTTP /match via `scene-matcher serve` (client-side ms p50 / p95; RSS of the server process)")
+        header = f"{'catalog':<24} {'uncached':>15} {'cached':>13} {'RSS loaded':>11} {'RSS after':>10} {'peak RSS':>9}"
+        print(header + "\n" + "-" * len(header))
+        for label, row in results.items():
+            print(f"{label:<24} {row['client_ms_miss'][0]:7.1f}/{row['client_ms_miss'][1]:6.1f} "
+                  f"{row['client_ms_hit'][0]:6.1f}/{row['client_ms_hit'][1]:5.1f} "
+                  f"{row['rss_after_load_mib']:8.0f} MiB {row['rss_mib']:6.0f} MiB {row['peak_rss_mib']:5.0f} MiB")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
