@@ -113,7 +113,8 @@ def over_http(directory: Path, scene_paths: list[Path]) -> dict:
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     server = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "serve", "--index", str(directory), "--port", str(port), "--device", "cpu"],
+        [sys.executable, "-m", "pipelines.cli", "serve", "--index", str(directory), "--port", str(port), "--device", "cpu",
+         "--reload-interval", "2"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -142,6 +143,8 @@ def over_http(directory: Path, scene_paths: list[Path]) -> dict:
                     response.raise_for_status()
                     assert response.json()["cached"] is (kind == "hit"), response.json().get("cached")
             rss = _rss_kib(server.pid)
+            time.sleep(3)  # one idle reload poll: the server trims freed heap pages then
+            rss_idle = _rss_kib(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -151,6 +154,7 @@ def over_http(directory: Path, scene_paths: list[Path]) -> dict:
         "rss_after_load_mib": round(rss_loaded["VmRSS"] / 1024, 1),
         "rss_mib": round(rss["VmRSS"] / 1024, 1),
         "peak_rss_mib": round(rss["VmHWM"] / 1024, 1),
+        "rss_idle_mib": round(rss_idle["VmRSS"] / 1024, 1),
     }
 
 
@@ -186,12 +190,14 @@ def main() -> int:
         print(f"{label:<24} {row['index'][:10]:<10} {cells}")
     if not args.skip_http:
         print(f"\nHTTP /match via `scene-matcher serve` (client-side ms p50 / p95; RSS of the server process)")
-        header = f"{'catalog':<24} {'uncached':>15} {'cached':>13} {'RSS loaded':>11} {'RSS after':>10} {'peak RSS':>9}"
+        header = (f"{'catalog':<24} {'uncached':>15} {'cached':>13} {'RSS loaded':>11} {'RSS under load':>14} "
+                  f"{'RSS idle':>9} {'peak RSS':>9}")
         print(header + "\n" + "-" * len(header))
         for label, row in results.items():
             print(f"{label:<24} {row['client_ms_miss'][0]:7.1f}/{row['client_ms_miss'][1]:6.1f} "
                   f"{row['client_ms_hit'][0]:6.1f}/{row['client_ms_hit'][1]:5.1f} "
-                  f"{row['rss_after_load_mib']:8.0f} MiB {row['rss_mib']:6.0f} MiB {row['peak_rss_mib']:5.0f} MiB")
+                  f"{row['rss_after_load_mib']:8.0f} MiB {row['rss_mib']:10.0f} MiB {row['rss_idle_mib']:5.0f} MiB "
+                  f"{row['peak_rss_mib']:5.0f} MiB")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
