@@ -348,6 +348,7 @@ class _ServingRuntime:
         # plain int/bool updates from the event loop, read by the poll thread).
         self._model_calls = 0
         self._dirty_heap = False
+        self._last_call_end = 0.0
         self._thread: threading.Thread | None = None
         self._failed_version: str | None = None
         self._failures = 0
@@ -431,7 +432,8 @@ class _ServingRuntime:
 
     def _poll_loop(self) -> None:
         while not self._stop.wait(self.settings.reload_interval_s):
-            if not self.check_for_update() and self._dirty_heap and self._model_calls == 0:
+            quiet = self._model_calls == 0 and time.monotonic() - self._last_call_end >= 1.0
+            if not self.check_for_update() and self._dirty_heap and quiet:
                 # While idle, hand heap pages freed by finished requests back to the OS (CNN
                 # activations at many image sizes; ~120 MiB in bench_serving). Never during a model
                 # call: malloc_trim holds the allocator lock and would stall it.
@@ -474,6 +476,7 @@ class _ServingRuntime:
             finally:
                 self._model_calls -= 1
                 self._dirty_heap = True
+                self._last_call_end = time.monotonic()
                 self.metrics.inflight.dec()
         finally:
             self.model_slots.release()
