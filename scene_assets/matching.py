@@ -463,6 +463,10 @@ class Recommender:
         self._build_product_table(catalog)
         self._text_matrix, self._text_mask = self._align_text_vectors(text_vectors)
         self._product_styles = self._build_product_styles()
+        if self._text_matrix is not None:
+            # Half precision at rest: cosines of unit vectors move by < 1e-3, and a 100k-product
+            # catalog keeps 73 MiB less resident; rows are widened to float32 when scored.
+            self._text_matrix = self._text_matrix.astype(np.float16)
 
     # -- construction helpers -------------------------------------------------------------
     @classmethod
@@ -793,7 +797,7 @@ class Recommender:
 
         # text
         if self._text_matrix is not None:
-            T = self._text_matrix[rows]
+            T = self._text_matrix[rows].astype(np.float32)
             has = self._text_mask[rows]
             sim = None
             if scene.caption_vector is not None:
