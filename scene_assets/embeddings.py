@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import polars as pl
@@ -84,19 +85,28 @@ def read_vectors(path: Path) -> pl.DataFrame | None:
     return pl.read_parquet(path) if path.is_file() else None
 
 
-def write_atomic_parquet(frame: pl.DataFrame, path: Path) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over the target."""
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write through ``write(handle)`` to a temp file in the same folder, fsync, then rename over
+    ``path``: readers see the old file or the new one, never a half-written one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        frame.write_parquet(tmp_name)
-        with open(tmp_name, "rb") as handle:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def write_atomic_bytes(path: Path, data: bytes) -> None:
+    write_atomic(path, lambda handle: handle.write(data))
+
+
+def write_atomic_parquet(frame: pl.DataFrame, path: Path) -> None:
+    write_atomic(path, frame.write_parquet)
 
 
 @dataclass

@@ -17,7 +17,6 @@ import hashlib
 import html
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 import polars as pl
 from PIL import Image
 
-from scene_assets.embeddings import write_atomic_parquet
+from scene_assets.embeddings import write_atomic_bytes, write_atomic_parquet
 from scene_assets.image_source import open_rgb
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
@@ -99,13 +98,9 @@ def batch_key(prefix: str, files: list[SceneFile], when: float | None = None) ->
 
 
 def write_batch_manifest(path: Path, key: str, inbox: str | os.PathLike, files: list[SceneFile]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"batch": key, "inbox": str(Path(inbox).resolve()), "files": [f.to_dict() for f in files],
                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=1)
-    os.replace(tmp, path)
+    write_atomic_bytes(path, json.dumps(payload, indent=1).encode())
     return path
 
 
@@ -222,11 +217,7 @@ def export_batch(
 
 
 def _write_atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    write_atomic_bytes(path, text.encode("utf-8"))
 
 
 # --------------------------------------------------------------------------------------------

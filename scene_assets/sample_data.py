@@ -37,15 +37,15 @@ import hashlib
 import io
 import json
 import math
-import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from scene_assets.embeddings import write_atomic_bytes
 
 __all__ = [
     "DEFAULT_SEED",
@@ -1388,16 +1388,6 @@ def _csv_bytes(header: Sequence[str], rows: Sequence[Sequence[str]]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _readme(seed: int, n_products: int, n_with_image: int, n_scenes: int, n_links: int,
@@ -1493,7 +1483,7 @@ def generate_sample_dataset(dest: Path, *, seed: int = DEFAULT_SEED) -> Path:
         if rel not in files and not Path(rel).is_absolute() and ".." not in Path(rel).parts:
             (dest / rel).unlink(missing_ok=True)
     for rel in sorted(files):
-        _write_atomic(dest / rel, files[rel])
+        write_atomic_bytes(dest / rel, files[rel])
 
     manifest = {
         "generator": GENERATOR_NAME,
@@ -1501,7 +1491,7 @@ def generate_sample_dataset(dest: Path, *, seed: int = DEFAULT_SEED) -> Path:
         "seed": seed,
         "files": {rel: _manifest_entry(files[rel]) for rel in sorted(files)},
     }
-    _write_atomic(manifest_path, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+    write_atomic_bytes(manifest_path, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8"))
     return dest
 
 
