@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from scene_assets.matching import ScoringWeights
-from scene_assets.recommender_bundle import EncoderReuse, LoadedBundle, bundle_info, load_recommender, read_bundle
+from scene_assets.recommender_bundle import EncoderReuse, LoadedRecommender, bundle_info, load_recommender, read_bundle
 
 SCENE_INDEX = dg.AssetKey("scene_index")
 
@@ -50,8 +50,8 @@ class MaterializedBundleProvider:
         except NoBundleError:
             return None
 
-    def load(self) -> LoadedBundle:
+    def load(self) -> LoadedRecommender:
         directory, _ = latest_bundle_dir(self.instance)
         encoder = self._encoders.get(read_bundle(directory))
         recommender, bundle = load_recommender(directory, encoder=encoder, weights=self.weights)
-        return LoadedBundle(bundle["version"], recommender, {**bundle_info(directory, bundle), "source": "dagster"})
+        return LoadedRecommender(bundle["version"], recommender, {**bundle_info(directory, bundle), "source": "dagster"})

@@ -25,9 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ import numpy as np
 import polars as pl
 
 from scene_assets import vector_index
-from scene_assets.embeddings import vector_matrix, vectors_frame, write_atomic_parquet
+from scene_assets.embeddings import vector_matrix, vectors_frame, write_atomic, write_atomic_bytes, write_atomic_parquet
 from scene_assets.index_build import MEMBERS_FILE, IndexBuildReport, build_or_update_index
 from scene_assets.matching import Recommender, ScoringWeights, catalog_mean
 from scene_assets.regions import center_and_normalize
@@ -54,14 +53,6 @@ RERANK_COLUMNS = (
 
 class BundleError(RuntimeError):
     """A bundle folder is missing, half-written or inconsistent (names the file)."""
-
-
-@dataclass
-class SceneIndexReport:
-    build: IndexBuildReport
-    recentred: bool  # a new catalog mean was computed (and the index fully rebuilt)
-    changed_share: float  # share of products new or changed since the previous build
-    version: str
 
 
 def _changed_share(features: pl.DataFrame, directory: Path) -> float:
@@ -153,10 +144,7 @@ def write_bundle_files(
             text_matrix[present_rows] = vector_matrix(aligned.filter(pl.col("vector").is_not_null()))
     text_path = directory / TEXT_VECTORS_FILE
     if text_matrix is not None:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{TEXT_VECTORS_FILE}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, text_matrix)
-        os.replace(tmp, text_path)
+        write_atomic(text_path, lambda handle: np.save(handle, text_matrix))
     else:
         text_path.unlink(missing_ok=True)
     spec = asdict(encoder_spec) if hasattr(encoder_spec, "__dataclass_fields__") else dict(encoder_spec)
@@ -177,12 +165,7 @@ def write_bundle_files(
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **(extra or {}),
     }
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{BUNDLE_FILE}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(bundle, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, directory / BUNDLE_FILE)
+    write_atomic_bytes(directory / BUNDLE_FILE, json.dumps(bundle, indent=1).encode())
     return bundle
 
 
@@ -275,10 +258,17 @@ def load_recommender(
 
 
 @dataclass
-class LoadedBundle:
+class LoadedRecommender:
+    """A loaded recommender and what identifies it (what a provider's ``load()`` returns).
+
+    ``version``: the index version it was loaded from (what ``RecommenderProvider.version()``
+    reported, or newer). ``info``: free-form facts shown by ``/ready`` (index dir, product count,
+    encoder fingerprint, ...); the keys ``encoder_fingerprint`` and ``products`` are also exported
+    as metrics when present. Any object with these three attributes is accepted by the server."""
+
     version: str
     recommender: Recommender
-    info: dict
+    info: dict = field(default_factory=dict)
 
 
 class DirectoryBundleProvider:
@@ -294,10 +284,10 @@ class DirectoryBundleProvider:
     def version(self) -> str | None:
         return bundle_version(self.directory)
 
-    def load(self) -> LoadedBundle:
+    def load(self) -> LoadedRecommender:
         bundle = read_bundle(self.directory)
         recommender, bundle = load_recommender(self.directory, encoder=self._encoders.get(bundle), weights=self.weights)
-        return LoadedBundle(bundle["version"], recommender, bundle_info(self.directory, bundle))
+        return LoadedRecommender(bundle["version"], recommender, bundle_info(self.directory, bundle))
 
 
 class EncoderReuse:

@@ -58,6 +58,7 @@ from scene_assets.image_source import (
     resolve_image,
 )
 from scene_assets.memory import limit_malloc_arenas, release_free_memory
+from scene_assets.recommender_bundle import LoadedRecommender  # re-exported: providers return it
 from scene_assets.matching import Recommender
 from scene_assets.scene_analysis import ROOM_TYPES
 
@@ -89,20 +90,6 @@ T = TypeVar("T")
 # --------------------------------------------------------------------------------------------
 # provider protocol and settings
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class LoadedRecommender:
-    """A loaded recommender and what identifies it.
-
-    ``version``: the index version it was loaded from (what ``RecommenderProvider.version()``
-    reported, or newer). ``info``: free-form facts shown by ``/ready`` (index dir, product count,
-    encoder fingerprint, ...); the keys ``encoder_fingerprint`` and ``products`` are also exported
-    as metrics when present. Any object with these three attributes is accepted by the server."""
-
-    version: str
-    recommender: Recommender
-    info: dict = field(default_factory=dict)
 
 
 @runtime_checkable
