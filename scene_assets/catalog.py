@@ -490,43 +490,36 @@ def _resolve_images(rows: list[dict], base_dir: Path, options: CatalogOptions, i
     # failure, not one per product (merchant catalogs put every image on one host).
     dead_hosts: dict[str, str] = {}
 
-    def resolve(row: dict):
+    root = Path(options.data_root).resolve() if options.data_root is not None else None
+
+    def cached(key: tuple[str, int, int] | None):
+        """The check cache's answer for a local file verified before (same real path, size and
+        mtime, still inside the data root), or None."""
+        if key is not None and key in cache and (root is None or Path(key[0]).is_relative_to(root)):
+            return ImageResolution(status="ok", path=Path(key[0])), cache[key], key
+        return None
+
+    def resolve(row: dict, key: tuple[str, int, int] | None):
         host = urlsplit(row["image_ref"]).hostname if row["image_ref"] and "://" in row["image_ref"] else None
         if host in dead_hosts:
             reason = f"{row['image_ref']}: host {host!r} already failed in this load ({dead_hosts[host]})"
             return ImageResolution(status="fetch_failed", reason=reason), None, None
-        resolution, sha, key = _resolve_one(row)
-        if host and resolution.status == "fetch_failed" and _HOST_FAILURE.search(resolution.reason):
-            dead_hosts.setdefault(host, resolution.reason.split(": ", 1)[-1])
-        return resolution, sha, key
-
-    def _resolve_one(row: dict):
-        key = _local_file_key(row["image_ref"], base_dir)
-        inside_root = key is not None and (
-            options.data_root is None or Path(key[0]).is_relative_to(Path(options.data_root).resolve())
-        )
-        if key is not None and inside_root and key in cache:
-            return ImageResolution(status="ok", path=Path(key[0])), cache[key], key
         resolution = resolve_image(
             row["image_ref"], base_dir=base_dir, policy=options.fetch_policy, data_root=options.data_root
         )
         sha = _file_sha256(resolution.path) if resolution.status == "ok" and resolution.path else None
+        if host and resolution.status == "fetch_failed" and _HOST_FAILURE.search(resolution.reason):
+            dead_hosts.setdefault(host, resolution.reason.split(": ", 1)[-1])
         return resolution, sha, key
 
     # Cache hits (the common case on a re-run) are a stat() each: answering them inline avoids
     # a thread-pool round trip per product; only unseen or changed images go to the pool.
-    results: list = [None] * len(rows)
-    pending: list[int] = []
-    root = Path(options.data_root).resolve() if options.data_root is not None else None
-    for i, row in enumerate(rows):
-        key = _local_file_key(row["image_ref"], base_dir) if cache else None
-        if key is not None and key in cache and (root is None or Path(key[0]).is_relative_to(root)):
-            results[i] = (ImageResolution(status="ok", path=Path(key[0])), cache[key], key)
-        else:
-            pending.append(i)
+    keys = [_local_file_key(row["image_ref"], base_dir) for row in rows]
+    results: list = [cached(key) for key in keys]
+    pending = [i for i, result in enumerate(results) if result is None]
     if pending:
         with ThreadPoolExecutor(max_workers=max(1, options.image_workers)) as pool:
-            for i, result in zip(pending, pool.map(resolve, [rows[i] for i in pending])):
+            for i, result in zip(pending, pool.map(resolve, [rows[i] for i in pending], [keys[i] for i in pending])):
                 results[i] = result
     for row, (resolution, sha, key) in zip(rows, results):
         row["image_status"] = resolution.status
