@@ -177,12 +177,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from scene_assets.image_source import open_rgb
 
     provider = _provider(args)
-    loaded = provider.load()
-    try:
+    try:  # before loading models: a bad path should not cost seconds of start-up
         image = open_rgb(Path(args.image))
     except OSError as exc:  # UnreadableImageError (names the file) or a missing file
         print(f"scene-matcher: error: {exc}", file=sys.stderr)
         return 2
+    loaded = provider.load()
     result = loaded.recommender.recommend(
         image,
         k=args.k,
@@ -211,7 +211,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """One export batch of every scene image in FOLDER, run now as a real Dagster run."""
-    os.environ[settings.ENV_SCENES_INBOX] = str(Path(args.folder).expanduser().resolve())
     ensure_dagster_home()
     import dagster as dg
 

@@ -32,10 +32,14 @@ def index_matches_vectors(index_dir: str, vectors: pl.DataFrame) -> dg.AssetChec
     )
     if len(fingerprints) != 1:
         problems.append(f"vectors carry {len(fingerprints)} fingerprints")
+    return _result("index_matches_vectors", problems, int(index.ntotal))
+
+
+def _result(check_name: str, problems: list[str], count: int) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        check_name="index_matches_vectors",
+        check_name=check_name,
         passed=not problems,
-        metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"), "count": int(index.ntotal)},
+        metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"), "count": count},
     )
 
 
@@ -75,8 +79,4 @@ def scene_index_consistent(index_dir: str, features: pl.DataFrame) -> dg.AssetCh
         )
     except (BundleError, vector_index.VectorIndexError, OSError) as exc:
         problems.append(str(exc))
-    return dg.AssetCheckResult(
-        check_name="scene_index_consistent",
-        passed=not problems,
-        metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"), "count": count},
-    )
+    return _result("scene_index_consistent", problems, count)
