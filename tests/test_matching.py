@@ -9,7 +9,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from scene_assets import vector_index
 from scene_assets import vocabulary as vocab
@@ -23,6 +23,7 @@ from scene_assets.matching import (
     catalog_mean,
 )
 from scene_assets.regions import RegionConfig
+from tests.drawing import product_image
 
 FAST_REGIONS = RegionConfig(short_side=224, max_long_side=448)
 
@@ -30,30 +31,6 @@ _PALETTE = {
     "red": (190, 35, 45), "blue": (40, 80, 170), "green": (70, 135, 70), "yellow": (240, 205, 50),
     "black": (25, 25, 25), "white": (245, 245, 242), "brown": (110, 72, 42), "pink": (235, 160, 180),
 }
-_SHAPES = ("disc", "box", "triangle", "stripes", "ring", "cross")
-
-
-def _product_image(colour: str, shape: str, seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    img = Image.new("RGB", (160, 160), (250, 250, 250))
-    d = ImageDraw.Draw(img)
-    c = _PALETTE[colour]
-    j = int(rng.integers(0, 12))
-    if shape == "disc":
-        d.ellipse([30 + j, 30, 130, 130 - j], fill=c)
-    elif shape == "box":
-        d.rectangle([25, 40 + j, 135, 125], fill=c)
-    elif shape == "triangle":
-        d.polygon([(80, 20 + j), (140, 140), (20, 140)], fill=c)
-    elif shape == "stripes":
-        for x in range(10 + j, 150, 24):
-            d.rectangle([x, 20, x + 10, 140], fill=c)
-    elif shape == "ring":
-        d.ellipse([25, 25, 135, 135], outline=c, width=18 + j)
-    else:
-        d.rectangle([70, 15, 90 + j, 145], fill=c)
-        d.rectangle([15, 70, 145, 90 + j], fill=c)
-    return img
 
 
 # (product_id, category, colour, shape, size_class, materials, variant_group)
@@ -103,7 +80,7 @@ def _images() -> dict[str, Image.Image]:
     for i, (pid, _c, colour, shape, *_rest) in enumerate(_PRODUCTS):
         # the variant shares its group's picture exactly
         seed = 6 if pid == "sofa-1b" else i
-        out[pid] = _product_image(colour, shape, seed)
+        out[pid] = product_image(_PALETTE[colour], shape, seed)
     return out
 
 

@@ -28,6 +28,7 @@ from scene_assets.matching import FACTORS, Recommender
 from scene_assets.regions import RegionConfig
 from scene_assets.scene_analysis import ROOM_TYPES
 from scene_assets.serving import LoadedRecommender, RecommenderProvider, ServingSettings, create_app
+from tests.drawing import product_image
 
 FAST_REGIONS = RegionConfig(short_side=64, max_long_side=128, grids=(2,))
 
@@ -56,28 +57,7 @@ MAX_UPLOAD = 200_000
 MAX_PIXELS = 300_000
 
 
-def _product_image(colour: tuple[int, int, int], shape: str, seed: int) -> Image.Image:
-    j = int(np.random.default_rng(seed).integers(0, 12))
-    img = Image.new("RGB", (160, 160), (250, 250, 250))
-    d = ImageDraw.Draw(img)
-    if shape == "disc":
-        d.ellipse([30 + j, 30, 130, 130 - j], fill=colour)
-    elif shape == "box":
-        d.rectangle([25, 40 + j, 135, 125], fill=colour)
-    elif shape == "triangle":
-        d.polygon([(80, 20 + j), (140, 140), (20, 140)], fill=colour)
-    elif shape == "stripes":
-        for x in range(10 + j, 150, 24):
-            d.rectangle([x, 20, x + 10, 140], fill=colour)
-    elif shape == "ring":
-        d.ellipse([25, 25, 135, 135], outline=colour, width=18 + j)
-    else:
-        d.rectangle([70, 15, 90 + j, 145], fill=colour)
-        d.rectangle([15, 70, 145, 90 + j], fill=colour)
-    return img
-
-
-_IMAGES = {pid: _product_image(colour, shape, i) for i, (pid, _c, colour, shape) in enumerate(_PRODUCTS)}
+_IMAGES = {pid: product_image(colour, shape, i) for i, (pid, _c, colour, shape) in enumerate(_PRODUCTS)}
 
 
 def _scene_bytes(pids=("sofa-1", "lamp-1", "table-1", "rug-1", "chair-1", "vase-1"), fmt="JPEG",
