@@ -30,6 +30,8 @@ examples:
   scene-matcher recommend ../shared/seed_catalog/scene-1.jpg -k 5
   scene-matcher recommend room.jpg --caption "a cosy reading corner" --json
   scene-matcher export data/sample/images/scenes -k 8   # batch: Parquet, CSV, HTML gallery
+  scene-matcher evaluate --dataset ../shared/ikea --json out.json   # cross-validated metrics table
+  scene-matcher evaluate --dataset heldout/ --train-dataset ../shared/ikea --json out.json
   scene-matcher serve --port 8000                 # HTTP API: POST /match, /health, /ready, /metrics
   scene-matcher ui                                # Dagster UI on http://127.0.0.1:3000
 """
@@ -256,6 +258,44 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return subprocess.call(command, cwd=settings.PROJECT_ROOT)
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from evaluation.dataset import DatasetError, load_labeled_dataset
+    from evaluation.protocol import EvaluationConfig, SplitError, evaluate, format_table
+
+    try:
+        config = EvaluationConfig.from_file(args.config) if args.config else EvaluationConfig()
+        dataset = load_labeled_dataset(args.dataset)
+        train = load_labeled_dataset(args.train_dataset) if args.train_dataset else None
+    except (DatasetError, ValueError) as exc:
+        print(f"scene-matcher: error: {exc}", file=sys.stderr)
+        return 2
+    if train is not None and (train.root == dataset.root or train.fingerprint == dataset.fingerprint):
+        if not args.allow_same_dataset:
+            print(f"scene-matcher: error: --train-dataset and --dataset are the same data ({dataset.root}); the "
+                  "figures would not be held out. Drop --train-dataset to cross-validate over its scenes, or pass "
+                  "--allow-same-dataset to get in-sample figures.", file=sys.stderr)
+            return 2
+        print("\n" + "!" * 78 + "\nWARNING: training and scoring on the SAME dataset - these figures are NOT held "
+              "out\nand overstate quality. Use them only to debug.\n" + "!" * 78 + "\n", file=sys.stderr)
+    try:
+        report = evaluate(dataset, train=train, config=config, cache_dir=Path(args.cache_dir),
+                          allow_same_dataset=args.allow_same_dataset,
+                          progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    except SplitError as exc:
+        print(f"scene-matcher: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(report))
+    if args.save_model and report.learned is not None:
+        report.learned.save(args.save_model)
+        print(f"\nlearned scorer (fitted on the training dataset) saved to {args.save_model}")
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report.to_dict(), indent=1, default=str) + "\n", encoding="utf-8")
+        print(f"\nwrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scene-matcher",
@@ -323,6 +363,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("folder")
     export.add_argument("-k", type=int, default=10)
     export.set_defaults(func=cmd_export)
+
+    evaluate_ = commands.add_parser(
+        "evaluate", help="rank the whole catalog for every labeled scene and print the metrics table",
+        description="Scores a labeled dataset (products.csv, scenes.csv, scene_products.csv). Without "
+                    "--train-dataset, learned parts are fitted with cross-validation folds over its scenes; with "
+                    "it, they are fitted on the training dataset only and every scene of --dataset is scored once.")
+    evaluate_.add_argument("--dataset", required=True, help="labeled dataset folder to score (its labels are only used for scoring)")
+    evaluate_.add_argument("--train-dataset", help="labeled dataset folder to fit learned parts on (default: CV folds)")
+    evaluate_.add_argument("--config", help="JSON/YAML: weights, folds, seed, use_captions, projection settings")
+    evaluate_.add_argument("--json", help="write the full report (headline keys, baselines, intervals, per room) here")
+    evaluate_.add_argument("--cache-dir", default=str(settings.data_dir() / "cache" / "evaluation"),
+                           help="product feature cache, reused between runs")
+    evaluate_.add_argument("--save-model", help="with --train-dataset: save the fitted learned scorer to this folder")
+    evaluate_.add_argument("--allow-same-dataset", action="store_true",
+                           help="let --train-dataset equal --dataset (in-sample figures, loudly flagged)")
+    evaluate_.set_defaults(func=cmd_evaluate)
 
     ui = commands.add_parser("ui", help="start the Dagster UI with the project's DAGSTER_HOME")
     ui.add_argument("--host", default="127.0.0.1")

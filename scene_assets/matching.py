@@ -43,6 +43,11 @@ Factors (each in [0, 1]):
   posterior gives 0.5.
 * ``size``: size_class vs room type (a large wardrobe in a bathroom is unlikely), expected over the
   room posterior.
+* ``learned``: ``(cos + 1) / 2`` of the best region under the region->product projection learned
+  from labeled scenes (``scene_assets.learned``); 0.5 without a learned scorer.
+* ``prior``: how often the product (backed off to its category) appears in labeled training scenes
+  of the scene's likely room, as a lift over the catalog average squashed to L/(1+L); 0.5 without
+  one.
 
 No Dagster imports.
 """
@@ -102,7 +107,7 @@ __all__ = [
     "catalog_mean",
 ]
 
-FACTORS: tuple[str, ...] = ("visual", "text", "room_fit", "style", "color", "material", "size")
+FACTORS: tuple[str, ...] = ("visual", "text", "room_fit", "style", "color", "material", "size", "learned", "prior")
 Space = Literal["joint", "trunk"]
 Diversity = Literal["mmr", "category_cap"] | None
 
@@ -189,6 +194,8 @@ class ScoringWeights:
     color: float = 0.01
     material: float = 0.01
     size: float = 0.01
+    learned: float = 0.0
+    prior: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -424,6 +431,7 @@ class Recommender:
         calibrator: Any = None,
         room_classifier: Any = None,
         room_classes: Sequence[str] | None = None,
+        learned: Any = None,
         per_region_k: int = 100,
         temperature: float = DEFAULT_TEMPERATURE,
         search_threads: int | None = 1,
@@ -463,6 +471,11 @@ class Recommender:
         self._build_product_table(catalog)
         self._text_matrix, self._text_mask = self._align_text_vectors(text_vectors)
         self._product_styles = self._build_product_styles()
+        self.learned = None
+        self._learned_products: np.ndarray | None = None
+        self._prior_per_room: np.ndarray | None = None
+        if learned is not None:
+            self.set_learned(learned, replace=False)
         if self._text_matrix is not None:
             # Half precision at rest: cosines of unit vectors move by < 1e-3, and a 100k-product
             # catalog keeps 73 MiB less resident; rows are widened to float32 when scored.
@@ -636,6 +649,42 @@ class Recommender:
                     onehot[style_index[h]] = 1.0 / len(hits)
                 Q[i] = 0.5 * Q[i] + 0.5 * onehot
         return Q
+
+    # -- learned parts --------------------------------------------------------------------
+    def set_learned(self, learned: Any, *, replace: bool = True) -> None:
+        """Attach a :class:`scene_assets.learned.LearnedScorer` (None detaches): its projection
+        feeds the ``learned`` factor (when its input dim is the index's), its label priors the
+        ``prior`` factor, its room classifier the room posterior and its calibrator the confidence.
+        ``replace=False`` keeps a room classifier / calibrator set before."""
+        if replace:
+            self.room_classifier = self.room_classes = self.calibrator = None
+        self.learned = learned
+        self._learned_products = None
+        self._prior_per_room = None
+        proj = getattr(learned, "projection", None)
+        if proj is not None:
+            if proj.query_map.shape[0] != self.index.d:
+                log.warning("learned projection expects %d-d vectors; the index holds %d-d %s vectors - "
+                            "learned factor disabled", proj.query_map.shape[0], self.index.d, self.space)
+            else:
+                vecs = self.stored_vectors()
+                if vecs is None:
+                    log.warning("index cannot reconstruct product vectors - learned factor disabled")
+                else:
+                    # half precision at rest, like the text matrix
+                    self._learned_products = proj.transform_products(vecs).astype(np.float16)
+        priors = getattr(learned, "priors", None)
+        if priors is not None:
+            eye = np.eye(len(ROOM_TYPES))
+            per_room = np.stack([
+                priors.product_prior(list(self.product_ids), list(self._category), eye[r], ROOM_TYPES)
+                for r in range(len(ROOM_TYPES))], axis=1)
+            self._prior_per_room = per_room.astype(np.float32)  # n x R
+        if getattr(learned, "room_classifier", None) is not None and self.room_classifier is None:
+            self.room_classifier = learned.room_classifier
+            self.room_classes = list(learned.room_classifier.classes_)
+        if getattr(learned, "calibrator", None) is not None and self.calibrator is None:
+            self.calibrator = learned.calibrator
 
     # -- calibration ----------------------------------------------------------------------
     def set_calibrator(self, calibrator: Any) -> None:
@@ -835,6 +884,18 @@ class Recommender:
         expected = scene.room_probs @ fit  # 4
         sidx = self._size_idx[rows]
         F[:, 6] = np.where(sidx >= 0, expected[np.maximum(sidx, 0)], float(expected.mean()))
+
+        # learned region->product similarity
+        if self._learned_products is not None:
+            q = self.learned.projection.transform_queries(scene.queries)
+            sim = (q @ self._learned_products[rows].astype(np.float32).T).max(axis=0)
+            F[:, 7] = np.clip((sim + 1.0) / 2.0, 0.0, 1.0)
+
+        # label prior: lift over the catalog-average prior for this scene's room posterior
+        if self._prior_per_room is not None:
+            prior_all = self._prior_per_room @ scene.room_probs.astype(np.float32)
+            lift = prior_all[rows] / max(float(prior_all.mean()), 1e-12)
+            F[:, 8] = lift / (1.0 + lift)
         return F
 
     def _color_factor(self, scene: PreparedScene, rows: np.ndarray) -> np.ndarray:
@@ -985,6 +1046,10 @@ class Recommender:
                 image_path=self._image_path[r],
             ))
         return out
+
+    def stored_vectors(self) -> np.ndarray | None:
+        """The index's vectors in ``product_ids`` order (centred/normalised as stored)."""
+        return self._vectors_for(np.arange(len(self.product_ids)))
 
     def _vectors_for(self, rows: np.ndarray) -> np.ndarray | None:
         if self._product_vectors is not None:

@@ -466,3 +466,7 @@ def analyze_scene(
         temperature=temperature,
         timings_ms=timings,
     )
+
+
+# public name for callers that apply a classifier to features they already have (the evaluation)
+classifier_probs = _classifier_probs

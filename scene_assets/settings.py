@@ -17,6 +17,9 @@ ENV_CATALOG_MAPPING = "SCENE_MATCHER_CATALOG_MAPPING"
 ENV_IKEA_DIR = "SCENE_MATCHER_IKEA_DIR"
 ENV_SHARED_DIR = "SCENE_MATCHER_SHARED_DIR"
 ENV_SCENES_INBOX = "SCENE_MATCHER_SCENES_INBOX"
+ENV_EVAL_DATASET = "SCENE_MATCHER_EVAL_DATASET"
+ENV_TRAIN_DATASET = "SCENE_MATCHER_TRAIN_DATASET"
+ENV_MLFLOW_URI = "MLFLOW_TRACKING_URI"
 
 
 def data_dir() -> Path:
@@ -42,3 +45,29 @@ def ikea_dataset_dir() -> Path | None:
 
 def dagster_home() -> Path:
     return Path(os.environ.get("DAGSTER_HOME", data_dir() / "dagster_home")).resolve()
+
+
+def evaluation_dataset_dir() -> Path:
+    """The labeled dataset the evaluation assets score: ``SCENE_MATCHER_EVAL_DATASET``, else the IKEA
+    folder when present, else the embedded sample."""
+    configured = os.environ.get(ENV_EVAL_DATASET)
+    if configured:
+        return Path(configured).expanduser().resolve()
+    return ikea_dataset_dir() or sample_dataset_dir()
+
+
+def training_dataset_dir() -> Path | None:
+    """A separate labeled dataset to fit learned parts on (``SCENE_MATCHER_TRAIN_DATASET``); None
+    means cross-validation within the evaluation dataset."""
+    configured = os.environ.get(ENV_TRAIN_DATASET)
+    return Path(configured).expanduser().resolve() if configured else None
+
+
+def mlflow_tracking_uri() -> str:
+    """One tracking store for Dagster workers, the CLI and ``mlflow ui``: ``MLFLOW_TRACKING_URI``, else a
+    SQLite database under the data folder."""
+    return os.environ.get(ENV_MLFLOW_URI) or f"sqlite:///{data_dir() / 'mlflow' / 'mlflow.db'}"
+
+
+def mlflow_artifact_root() -> Path:
+    return data_dir() / "mlflow" / "artifacts"

@@ -1,0 +1,639 @@
+"""The evaluation protocol: rank the whole catalog for every labeled scene, with strict splits.
+
+Per scene, every product with an image is scored by the same :class:`~scene_assets.matching.Recommender`
+the CLI and the API use (``score_catalog``: all factors for all products), so the numbers describe
+what is served. Anything learned from labels (:mod:`scene_assets.learned`: the region->product
+projection, the room classifier, the label priors, the confidence calibrator) is fitted on
+*training* scenes only:
+
+* ``evaluate(dataset)``: K-fold cross-validation over the dataset's scenes (seeded); a scene is
+  always scored by models that never saw its labels. The calibrator for fold f is fitted on the
+  out-of-fold scores of the *other* folds.
+* ``evaluate(dataset, train=other)``: models fitted on all of ``other``'s scenes (its calibrator on
+  ``other``'s own cross-validated scores), every scene of ``dataset`` scored once. The same folder
+  for both is refused (:class:`SplitError`) unless ``allow_same_dataset`` - then the report says in
+  its ``protocol`` field that the figures are not held out.
+
+Per-scene factor matrices are kept (``SceneResult.factors``), so any weight configuration is scored
+without recomputing a scene (:func:`score_results`; the weight sweep uses that).
+
+Baselines in the same folds: random, popularity, popularity within the labeled room type, and
+whole-image similarity; plus zero-shot regions (max over regions, no learning) and the learned
+projection alone, so a report shows where the system stands.
+
+No Dagster imports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from evaluation.dataset import EVALUATION_GROUPS, LabeledDataset, evaluation_group
+from evaluation.metrics import bootstrap_interval, expected_calibration_error, reliability_curve
+from scene_assets.learned import (
+    IsotonicCalibrator,
+    LabelPriors,
+    LearnedScorer,
+    ProjectionConfig,
+    fit_region_projection,
+    fit_room_classifier,
+)
+from scene_assets.matching import FACTORS, PreparedScene, Recommender, ScoringWeights
+from scene_assets.scene_analysis import ROOM_TYPES, classifier_probs
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "EvaluationConfig",
+    "EvaluationReport",
+    "SceneResult",
+    "SplitError",
+    "evaluate",
+    "score_results",
+]
+
+METRIC_KEYS = ("recall@10", "recall@50", "ndcg@10", "mrr", "hit@10")
+BASELINES = ("random", "popularity", "room popularity", "whole image", "regions (zero-shot)",
+             "learned projection only")
+# Default scoring weights of the evaluation, in ScoringWeights' terms: tuned by the weight sweep
+# with 5-fold cross-validation on the IKEA development split (see the README's evaluation section).
+DEFAULT_EVALUATION_WEIGHTS: dict[str, float] = {
+    "visual": 0.5, "text": 0.0, "room_fit": 0.05, "style": 0.0, "color": 0.0, "material": 0.0, "size": 0.0,
+    "learned": 1.0, "prior": 0.3,
+}
+
+
+class SplitError(ValueError):
+    """Training and scoring data would overlap."""
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """What an evaluation run does; ``to_dict`` goes into reports and MLflow params."""
+
+    weights: ScoringWeights = field(default_factory=lambda: ScoringWeights(**DEFAULT_EVALUATION_WEIGHTS))
+    folds: int = 5
+    seed: int = 0
+    use_captions: bool = False  # score with the scene captions as text context
+    projection: ProjectionConfig = field(default_factory=ProjectionConfig)
+    calibration_top_k: int = 10  # confidence is calibrated / measured on each scene's top k
+    bootstrap_resamples: int = 1000
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weights": self.weights.to_dict(), "folds": self.folds, "seed": self.seed,
+                "use_captions": self.use_captions, "projection": self.projection.to_dict(),
+                "calibration_top_k": self.calibration_top_k, "bootstrap_resamples": self.bootstrap_resamples}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "EvaluationConfig":
+        d = dict(d)
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown evaluation setting(s) {sorted(unknown)}")
+        if "weights" in d:
+            d["weights"] = ScoringWeights(**(DEFAULT_EVALUATION_WEIGHTS | dict(d["weights"])))
+        if "projection" in d:
+            d["projection"] = ProjectionConfig(**dict(d["projection"]))
+        cfg = cls(**d)
+        if cfg.folds < 2:
+            raise ValueError("folds must be >= 2")
+        return cfg
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "EvaluationConfig":
+        """JSON or YAML: ``{"weights": {...}, "folds": 5, "projection": {...}, ...}``; a flat mapping
+        of factor names is read as weights."""
+        path = Path(path)
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path}: expected a mapping, got {type(data).__name__}")
+        if data and set(data) <= set(FACTORS):
+            data = {"weights": data}
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+
+
+@dataclass
+class SceneResult:
+    """One scored scene (held out from whatever scored it)."""
+
+    scene_id: str
+    room_type: str
+    fold: int
+    factors: np.ndarray  # n_products x len(FACTORS), float32
+    relevant_rows: np.ndarray  # rows (into the catalog order) of the labeled products
+    room_probs: np.ndarray  # over ROOM_TYPES
+    baselines: dict[str, np.ndarray]  # baseline name -> scores over the catalog
+
+    @property
+    def predicted_room(self) -> str:
+        return ROOM_TYPES[int(np.argmax(self.room_probs))]
+
+
+@dataclass
+class EvaluationReport:
+    metrics: dict[str, Any]  # the flat headline keys (n_scenes, recall@10, ..., encoder, config)
+    intervals: dict[str, tuple[float, float]]
+    baselines: dict[str, dict[str, float]]
+    per_room: dict[str, dict[str, float]]
+    reliability: list[dict[str, float]]
+    recall_curve: dict[str, list[float]]  # k -> recall@k for the system and each baseline
+    per_scene: pl.DataFrame
+    protocol: str
+    dataset: dict[str, Any]
+    train_dataset: dict[str, Any] | None
+    timings_s: dict[str, float]
+    skipped_scenes: list[tuple[str, str]]
+    learned: LearnedScorer | None = None  # fitted on all training scenes (train mode only)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.metrics | {
+            "intervals": {k: list(v) for k, v in self.intervals.items()},
+            "baselines": self.baselines,
+            "per_room": self.per_room,
+            "reliability": self.reliability,
+            "recall_curve": self.recall_curve,
+            "protocol": self.protocol,
+            "dataset": self.dataset,
+            "train_dataset": self.train_dataset,
+            "timings_s": self.timings_s,
+            "skipped_scenes": [list(s) for s in self.skipped_scenes],
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# features and scenes
+# --------------------------------------------------------------------------------------------
+
+
+def _key(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+def _cached(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    from scene_assets.embeddings import write_atomic
+
+    if path.is_file():
+        return np.load(path)
+    arr = np.asarray(compute(), dtype=np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda tmp: np.save(tmp, arr))
+    return arr
+
+
+def product_features(encoder, products: pl.DataFrame, cache_dir: Path, batch_size: int = 16) -> np.ndarray:
+    """Pooled trunk features (or joint vectors for encoders without a trunk) of every product image,
+    cached under ``cache_dir`` by the encoder fingerprint and each product's image hash."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scene_assets.image_source import open_rgb
+
+    trunk = hasattr(encoder, "encode_image_trunk_features") and hasattr(encoder, "trunk_fingerprint")
+    fp = encoder.trunk_fingerprint() if trunk else encoder.fingerprint()
+    key = _key(fp, *products["product_id"].to_list(), *products["image_sha256"].fill_null("").to_list())
+    paths = products["image_path"].to_list()
+
+    def compute() -> np.ndarray:
+        out = []
+        with ThreadPoolExecutor(2) as pool:
+            for s in range(0, len(paths), batch_size):
+                imgs = list(pool.map(lambda p: open_rgb(Path(p)), paths[s : s + batch_size]))
+                out.append(encoder.encode_image_trunk_features(imgs, batch_size=batch_size) if trunk
+                           else encoder.encode_images(imgs, batch_size=batch_size))
+        return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+
+    return _cached(cache_dir / f"products_{'trunk' if trunk else 'joint'}_{key}.npy", compute)
+
+
+def product_text_vectors(encoder, products: pl.DataFrame, cache_dir: Path) -> np.ndarray:
+    texts = [t or (title or "") for t, title in zip(products["embedding_text"].to_list(), products["title"].to_list())]
+    return _cached(cache_dir / f"products_text_{_key(encoder.text_fingerprint(), *texts)}.npy",
+                   lambda: encoder.encode_texts(texts))
+
+
+def build_recommender(encoder, dataset: LabeledDataset, cache_dir: Path, weights: ScoringWeights) -> Recommender:
+    """The recommender over the dataset's catalog: trunk space (joint for encoders without a
+    feature map), centred on the catalog mean, product text vectors attached."""
+    feats = product_features(encoder, dataset.products, cache_dir)
+    text = product_text_vectors(encoder, dataset.products, cache_dir)
+    pids = dataset.products["product_id"].to_list()
+    space = "trunk" if hasattr(encoder, "trunk_fingerprint") else "joint"
+    return Recommender.from_vectors(encoder, dataset.products, pids, feats, space=space, center=True,
+                                    text_vectors=(pids, text), weights=weights)
+
+
+def prepare_scenes(rec: Recommender, dataset: LabeledDataset, use_captions: bool,
+                   progress: Callable[[int, int], None] | None = None) -> dict[str, PreparedScene]:
+    """One region pass + analysis per scene (no learned parts: those differ per fold)."""
+    rec.set_learned(None)
+    out: dict[str, PreparedScene] = {}
+    rows = list(dataset.scenes.iter_rows(named=True))
+    for i, r in enumerate(rows):
+        out[r["scene_id"]] = rec.prepare_scene(r["image_path"], caption=r["caption"] if use_captions else None)
+        if progress:
+            progress(i + 1, len(rows))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# fitting
+# --------------------------------------------------------------------------------------------
+
+
+def fit_learned(rec: Recommender, dataset: LabeledDataset, scenes: Mapping[str, PreparedScene],
+                scene_ids: Sequence[str], config: EvaluationConfig) -> LearnedScorer:
+    """Projection, room classifier and label priors from the labels of ``scene_ids`` only."""
+    row = {pid: i for i, pid in enumerate(rec.product_ids)}
+    rooms = dataset.rooms()
+    t0 = time.perf_counter()
+    stored = rec.stored_vectors()
+    projection = fit_region_projection(
+        [scenes[s].queries for s in scene_ids],
+        [np.asarray(sorted(row[p] for p in dataset.relevant[s] if p in row), dtype=np.int64) for s in scene_ids],
+        stored, config.projection)
+    t_proj = time.perf_counter() - t0
+    room_clf = None
+    feats = [scenes[s].regions.global_average for s in scene_ids]
+    labels = [rooms[s] for s in scene_ids]
+    if all(f is not None for f in feats) and len(set(labels)) >= 2:
+        room_clf = fit_room_classifier(np.stack(feats), labels)
+    categories = dict(zip(dataset.products["product_id"].to_list(), dataset.products["category"].to_list()))
+    priors = LabelPriors.fit({s: rooms[s] for s in scene_ids}, {s: sorted(dataset.relevant[s]) for s in scene_ids},
+                             categories, ROOM_TYPES)
+    fp = rec.encoder.trunk_fingerprint() if hasattr(rec.encoder, "trunk_fingerprint") else rec.encoder.fingerprint()
+    return LearnedScorer(projection, room_clf, priors, None, fp,
+                         {"training_dataset": dataset.fingerprint, "training_scenes": len(scene_ids),
+                          "projection_fit_s": round(t_proj, 2)})
+
+
+def _room_probs(learned: LearnedScorer, scene: PreparedScene) -> np.ndarray:
+    clf = learned.room_classifier
+    if clf is None or scene.regions.global_average is None:
+        return scene.room_probs
+    probs = classifier_probs(clf, clf.classes_, scene.regions.global_average, ROOM_TYPES)
+    if scene.caption_vector is not None:
+        # same combination as analyze_scene: classifier log-probs + the caption's zero-shot logits
+        cap = scene.analysis.room_vector()
+        probs = probs * np.clip(cap, 1e-9, 1.0)
+        probs = probs / probs.sum()
+    return probs
+
+
+def score_scenes(rec: Recommender, dataset: LabeledDataset, scenes: Mapping[str, PreparedScene],
+                 scene_ids: Iterable[str], learned: LearnedScorer, fold: int,
+                 popularity: np.ndarray, room_popularity: Mapping[str, np.ndarray], seed: int) -> list[SceneResult]:
+    rec.set_learned(learned)
+    row = {pid: i for i, pid in enumerate(rec.product_ids)}
+    rooms = dataset.rooms()
+    stored = rec.stored_vectors()
+    out = []
+    for sid in scene_ids:
+        prepared = scenes[sid]
+        probs = _room_probs(learned, prepared)
+        scene = dataclasses.replace(prepared, room_probs=probs)
+        cs = rec.score_catalog(None, scene=scene)
+        room = rooms[sid]
+        whole = prepared.regions.labels.index("whole") if "whole" in prepared.regions.labels else 0
+        rng = np.random.default_rng([seed, int(hashlib.sha256(sid.encode()).hexdigest()[:8], 16)])
+        base = {
+            "random": rng.random(len(row)),
+            "popularity": popularity,
+            "room popularity": room_popularity.get(room, np.zeros(len(row))) + 1e-6 * popularity,
+            "whole image": (prepared.queries[whole] @ stored.T),
+            "regions (zero-shot)": cs.factors[:, FACTORS.index("visual")],
+            "learned projection only": cs.factors[:, FACTORS.index("learned")],
+        }
+        out.append(SceneResult(sid, room, fold, cs.factors.astype(np.float32),
+                               np.asarray(sorted(row[p] for p in dataset.relevant[sid] if p in row), dtype=np.int64),
+                               probs, {k: np.asarray(v, dtype=np.float32) for k, v in base.items()}))
+    return out
+
+
+def _popularity(rec: Recommender, dataset: LabeledDataset, scene_ids: Sequence[str]
+                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    row = {pid: i for i, pid in enumerate(rec.product_ids)}
+    rooms = dataset.rooms()
+    pop = np.zeros(len(row))
+    by_room: dict[str, np.ndarray] = {}
+    for s in scene_ids:
+        for p in dataset.relevant[s]:
+            if p in row:
+                pop[row[p]] += 1
+                by_room.setdefault(rooms[s], np.zeros(len(row)))[row[p]] += 1
+    return pop, by_room
+
+
+def _folds(scene_ids: Sequence[str], k: int, seed: int) -> list[list[str]]:
+    if len(scene_ids) < k:
+        raise ValueError(f"{len(scene_ids)} scenes cannot make {k} cross-validation folds")
+    order = np.random.default_rng(seed).permutation(len(scene_ids))
+    return [[scene_ids[i] for i in sorted(part)] for part in np.array_split(order, k)]
+
+
+def cross_validate(rec: Recommender, dataset: LabeledDataset, scenes: Mapping[str, PreparedScene],
+                   config: EvaluationConfig, progress: Callable[[str], None] | None = None) -> list[SceneResult]:
+    """Out-of-fold results for every scene of ``dataset``."""
+    ids = dataset.scene_ids
+    folds = _folds(ids, config.folds, config.seed)
+    results: list[SceneResult] = []
+    for f, test in enumerate(folds):
+        train = [s for g, part in enumerate(folds) if g != f for s in part]
+        learned = fit_learned(rec, dataset, scenes, train, config)
+        pop, by_room = _popularity(rec, dataset, train)
+        results += score_scenes(rec, dataset, scenes, test, learned, f, pop, by_room, config.seed)
+        if progress:
+            progress(f"fold {f + 1}/{len(folds)}: trained on {len(train)} scenes, scored {len(test)}")
+    rec.set_learned(None)
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# scoring
+# --------------------------------------------------------------------------------------------
+
+
+def _ranks(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """0-based ranks of ``rows`` in ``scores`` sorted descending (stable: earlier rows win ties)."""
+    order = np.argsort(-scores, kind="stable")
+    position = np.empty_like(order)
+    position[order] = np.arange(order.size)
+    return np.sort(position[rows])
+
+
+def metrics_from_ranks(ranks: np.ndarray, n_relevant: int) -> dict[str, float]:
+    """Recall@10/50, nDCG@10, MRR and hit@10 from the sorted 0-based ranks of the relevant items."""
+    ranks = np.asarray(ranks)
+    discounts = 1.0 / np.log2(np.arange(2, 12))
+    dcg = float(discounts[ranks[ranks < 10]].sum())
+    ideal = float(discounts[: min(10, n_relevant)].sum())
+    return {
+        "recall@10": float((ranks < 10).sum()) / n_relevant,
+        "recall@50": float((ranks < 50).sum()) / n_relevant,
+        "ndcg@10": dcg / ideal,
+        "mrr": 1.0 / (int(ranks[0]) + 1) if ranks.size else 0.0,
+        "hit@10": float(ranks.size > 0 and ranks[0] < 10),
+    }
+
+
+def score_results(results: Sequence[SceneResult], weights: ScoringWeights) -> np.ndarray:
+    """Per-scene ranking metrics (rows: scenes, columns: METRIC_KEYS) for ``weights``."""
+    w = weights.vector()
+    w = w / w.sum()
+    out = np.zeros((len(results), len(METRIC_KEYS)))
+    for i, r in enumerate(results):
+        m = metrics_from_ranks(_ranks(r.factors @ w, r.relevant_rows), len(r.relevant_rows))
+        out[i] = [m[k] for k in METRIC_KEYS]
+    return out
+
+
+def _calibration_pairs(results: Sequence[SceneResult], w: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    scores, labels = [], []
+    for r in results:
+        s = r.factors @ w
+        top = np.argsort(-s, kind="stable")[:top_k]
+        scores.append(s[top])
+        labels.append(np.isin(top, r.relevant_rows).astype(np.float64))
+    return np.concatenate(scores), np.concatenate(labels)
+
+
+def _group_hits(results: Sequence[SceneResult], scores: Sequence[np.ndarray], groups: np.ndarray) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {g: [] for g in EVALUATION_GROUPS}
+    for r, s in zip(results, scores):
+        for g in EVALUATION_GROUPS:
+            members = np.flatnonzero(groups == g)
+            rel = np.intersect1d(r.relevant_rows, members)
+            if rel.size == 0:
+                continue
+            # rank only the products of this group
+            sub = s[members]
+            pos = np.searchsorted(members, rel)
+            out[g].append(float(_ranks(sub, pos)[0] < 10))
+    return out
+
+
+def _recall_curve(results: Sequence[SceneResult], scores: Sequence[np.ndarray], ks: Sequence[int]) -> list[float]:
+    vals = np.zeros(len(ks))
+    for r, s in zip(results, scores):
+        ranks = _ranks(s, r.relevant_rows)
+        vals += np.array([(ranks < k).sum() / len(r.relevant_rows) for k in ks])
+    return (vals / max(len(results), 1)).round(4).tolist()
+
+
+def summarize(results: Sequence[SceneResult], config: EvaluationConfig, products: pl.DataFrame,
+              calibrators: Mapping[int, Any], encoder_fingerprint: str) -> dict[str, Any]:
+    """Headline metrics, intervals, baselines, per-room breakdown, calibration, recall curves."""
+    if not results:
+        raise ValueError("no scene could be scored")
+    w = config.weights.vector()
+    w = w / w.sum()
+    per_scene = score_results(results, config.weights)
+    system_scores = [r.factors @ w for r in results]
+    groups = np.asarray([evaluation_group(t, c) for t, c in
+                         zip(products["product_type"].to_list(), products["category"].to_list())], dtype=object)
+    headline: dict[str, Any] = {"n_scenes": len(results)}
+    for j, k in enumerate(METRIC_KEYS):
+        headline[k] = round(float(per_scene[:, j].mean()), 4)
+    group_hits = _group_hits(results, system_scores, groups)
+    for g in EVALUATION_GROUPS:
+        headline[f"hit@10.{g}"] = round(float(np.mean(group_hits[g])), 4) if group_hits[g] else None
+        headline[f"n_scenes.{g}"] = len(group_hits[g])
+    room_ok = np.array([r.predicted_room == r.room_type for r in results], dtype=float)
+    headline["room_type_accuracy"] = round(float(room_ok.mean()), 4)
+
+    conf, outcome = [], []
+    for r, s in zip(results, system_scores):
+        top = np.argsort(-s, kind="stable")[: config.calibration_top_k]
+        cal = calibrators.get(r.fold)
+        conf.append(cal(s[top]) if cal is not None else np.full(top.size, np.nan))
+        outcome.append(np.isin(top, r.relevant_rows).astype(float))
+    conf_all, out_all = np.concatenate(conf), np.concatenate(outcome)
+    ok = ~np.isnan(conf_all)
+    headline["ece"] = round(expected_calibration_error(conf_all[ok], out_all[ok]), 4) if ok.any() else None
+    reliability = [dataclasses.asdict(b) for b in reliability_curve(conf_all[ok], out_all[ok])] if ok.any() else []
+
+    intervals = {k: tuple(round(v, 4) for v in bootstrap_interval(per_scene[:, j], n_resamples=config.bootstrap_resamples,
+                                                                     seed=config.seed))
+                 for j, k in enumerate(METRIC_KEYS)}
+    intervals["room_type_accuracy"] = tuple(round(v, 4) for v in bootstrap_interval(
+        room_ok, n_resamples=config.bootstrap_resamples, seed=config.seed))
+
+    baselines: dict[str, dict[str, float]] = {}
+    ks = [1, 5, 10, 20, 50, 100, 200]
+    curves = {"system": _recall_curve(results, system_scores, ks)}
+    for name in BASELINES:
+        rows = []
+        scores = [r.baselines[name] for r in results]
+        for r, s in zip(results, scores):
+            m = metrics_from_ranks(_ranks(s, r.relevant_rows), len(r.relevant_rows))
+            rows.append([m[k] for k in METRIC_KEYS])
+        arr = np.asarray(rows)
+        baselines[name] = {k: round(float(arr[:, j].mean()), 4) for j, k in enumerate(METRIC_KEYS)}
+        gh = _group_hits(results, scores, groups)
+        baselines[name] |= {f"hit@10.{g}": round(float(np.mean(gh[g])), 4) if gh[g] else None for g in EVALUATION_GROUPS}
+        curves[name] = _recall_curve(results, scores, ks)
+    curves["k"] = ks
+
+    per_room: dict[str, dict[str, float]] = {}
+    rooms = np.asarray([r.room_type for r in results])
+    for room in sorted(set(rooms)):
+        mask = rooms == room
+        per_room[room] = {"n_scenes": int(mask.sum())} | {
+            k: round(float(per_scene[mask, j].mean()), 4) for j, k in enumerate(METRIC_KEYS)
+        } | {"room_type_accuracy": round(float(room_ok[mask].mean()), 4)}
+
+    scene_rows = pl.DataFrame({
+        "scene_id": [r.scene_id for r in results], "room_type": [r.room_type for r in results],
+        "predicted_room": [r.predicted_room for r in results], "fold": [r.fold for r in results],
+        "n_relevant": [len(r.relevant_rows) for r in results],
+    } | {k: per_scene[:, j] for j, k in enumerate(METRIC_KEYS)})
+    headline["encoder"] = encoder_fingerprint
+    headline["config"] = config.weights.to_dict()
+    return {"headline": headline, "intervals": intervals, "baselines": baselines, "per_room": per_room,
+            "reliability": reliability, "recall_curve": curves, "per_scene": scene_rows}
+
+
+def _fold_calibrators(results: Sequence[SceneResult], config: EvaluationConfig) -> dict[int, IsotonicCalibrator]:
+    """For each fold: isotonic calibrator fitted on the other folds' out-of-fold top-k scores."""
+    w = config.weights.vector()
+    w = w / w.sum()
+    folds = sorted({r.fold for r in results})
+    out = {}
+    for f in folds:
+        others = [r for r in results if r.fold != f]
+        if others:
+            out[f] = IsotonicCalibrator.fit(*_calibration_pairs(others, w, config.calibration_top_k))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------------
+
+
+def evaluate(
+    dataset: LabeledDataset,
+    *,
+    train: LabeledDataset | None = None,
+    config: EvaluationConfig | None = None,
+    encoder=None,
+    cache_dir: str | os.PathLike = "data/cache/evaluation",
+    allow_same_dataset: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> EvaluationReport:
+    """Score ``dataset`` (see module docstring). ``progress`` gets one-line status messages."""
+    from scene_assets.encoders import build_encoder
+
+    config = config or EvaluationConfig()
+    say = progress or (lambda msg: None)
+    cache = Path(cache_dir)
+    same = train is not None and (train.root == dataset.root or train.fingerprint == dataset.fingerprint)
+    if same and not allow_same_dataset:
+        raise SplitError(f"--train-dataset and --dataset are the same data ({dataset.root}): the figures would not "
+                         "be held out. Drop --train-dataset to cross-validate over its scenes.")
+    encoder = encoder or build_encoder()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    rec = build_recommender(encoder, dataset, cache, config.weights)
+    timings["eval_catalog_features"] = time.perf_counter() - t0
+    say(f"catalog: {len(rec.product_ids)} products with images ({timings['eval_catalog_features']:.1f}s)")
+    t0 = time.perf_counter()
+    scenes = prepare_scenes(rec, dataset, config.use_captions)
+    timings["eval_scenes"] = time.perf_counter() - t0
+    say(f"scenes: {len(scenes)} prepared ({timings['eval_scenes']:.1f}s)")
+    enc_fp = encoder.fingerprint()
+    learned_final = None
+    t0 = time.perf_counter()
+    if train is None:
+        results = cross_validate(rec, dataset, scenes, config, say)
+        calibrators = _fold_calibrators(results, config)
+        protocol = f"{config.folds}-fold cross-validation over scenes (seed {config.seed})"
+    else:
+        t1 = time.perf_counter()
+        train_rec = rec if same else build_recommender(encoder, train, cache, config.weights)
+        train_scenes = scenes if same else prepare_scenes(train_rec, train, config.use_captions)
+        timings["train_features"] = time.perf_counter() - t1
+        # calibrator: on the training data's own out-of-fold scores
+        train_results = cross_validate(train_rec, train, train_scenes, config, say)
+        w = config.weights.vector() / config.weights.total()
+        calibrator = IsotonicCalibrator.fit(*_calibration_pairs(train_results, w, config.calibration_top_k))
+        learned_final = fit_learned(train_rec, train, train_scenes, train.scene_ids, config)
+        learned_final.calibrator = calibrator
+        pop, by_room = _popularity(rec, train, train.scene_ids)
+        # popularity counts are by product id, so they carry over to the scored catalog
+        results = score_scenes(rec, dataset, scenes, dataset.scene_ids, learned_final, 0, pop, by_room, config.seed)
+        rec.set_learned(None)
+        calibrators = {0: calibrator}
+        protocol = (f"trained on {train.root} ({len(train.scene_ids)} scenes), scored on {dataset.root}"
+                    + (" - SAME DATA: these figures are NOT held out" if same else ""))
+    timings["fit_and_score"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    summary = summarize(results, config, dataset.products, calibrators, enc_fp)
+    timings["summarize"] = time.perf_counter() - t0
+    return EvaluationReport(
+        metrics=summary["headline"], intervals=summary["intervals"], baselines=summary["baselines"],
+        per_room=summary["per_room"], reliability=summary["reliability"], recall_curve=summary["recall_curve"],
+        per_scene=summary["per_scene"], protocol=protocol, dataset=dataset.describe(),
+        train_dataset=None if train is None else train.describe(),
+        timings_s={k: round(v, 2) for k, v in timings.items()}, skipped_scenes=dataset.skipped_scenes,
+        learned=learned_final,
+    )
+
+
+def format_table(report: EvaluationReport) -> str:
+    """The readable table the CLI prints."""
+    m = report.metrics
+    cols = list(METRIC_KEYS) + [f"hit@10.{g}" for g in EVALUATION_GROUPS]
+    lines = [f"scene-matcher evaluation: {m['n_scenes']} scenes, {report.dataset['products']} products ranked per scene",
+             f"protocol: {report.protocol}", f"encoder: {m['encoder']}", ""]
+    head = f"{'method':<26}" + "".join(f"{c:>13}" for c in cols)
+    lines += [head, "-" * len(head)]
+
+    def fmt(v):
+        return f"{v:13.3f}" if isinstance(v, (int, float)) and v is not None else f"{'-':>13}"
+
+    for name, vals in report.baselines.items():
+        lines.append(f"{name:<26}" + "".join(fmt(vals.get(c)) for c in cols))
+    lines.append(f"{'scene-matcher':<26}" + "".join(fmt(m.get(c)) for c in cols))
+    lines.append(f"{'  95% interval':<26}" + "".join(
+        f"{f'{report.intervals[c][0]:.3f}-{report.intervals[c][1]:.3f}':>13}" if c in report.intervals else f"{'':>13}"
+        for c in cols))
+    lines.append("")
+    lines.append(f"room-type accuracy {m['room_type_accuracy']:.3f} "
+                 f"(95% {report.intervals['room_type_accuracy'][0]:.3f}-{report.intervals['room_type_accuracy'][1]:.3f}); "
+                 f"ECE of the top-10 confidence {m['ece'] if m['ece'] is None else format(m['ece'], '.3f')}; "
+                 + ", ".join(f"{g}: {m[f'n_scenes.{g}']} scenes" for g in EVALUATION_GROUPS))
+    lines.append("")
+    lines.append(f"{'room type':<22}{'n':>4}" + "".join(f"{c:>11}" for c in METRIC_KEYS) + f"{'room acc':>11}")
+    for room, vals in report.per_room.items():
+        lines.append(f"{room:<22}{vals['n_scenes']:>4}" + "".join(f"{vals[c]:11.3f}" for c in METRIC_KEYS)
+                     + f"{vals['room_type_accuracy']:11.3f}")
+    lines.append("")
+    lines.append("weights: " + ", ".join(f"{k}={v:g}" for k, v in m["config"].items() if v))
+    if report.skipped_scenes:
+        lines.append(f"skipped {len(report.skipped_scenes)} scene(s), e.g. {report.skipped_scenes[0][0]}: "
+                     f"{report.skipped_scenes[0][1]}")
+    return "\n".join(lines)
