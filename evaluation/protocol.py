@@ -67,11 +67,13 @@ __all__ = [
 METRIC_KEYS = ("recall@10", "recall@50", "ndcg@10", "mrr", "hit@10")
 BASELINES = ("random", "popularity", "room popularity", "whole image", "regions (zero-shot)",
              "learned projection only")
-# Default scoring weights of the evaluation, in ScoringWeights' terms: tuned by the weight sweep
-# with 5-fold cross-validation on the IKEA development split (see the README's evaluation section).
+# Default scoring weights when learned parts are present, in ScoringWeights' terms: the best nDCG@10 of
+# an 80-point sweep on the out-of-fold scores of the IKEA development split (5-fold CV), rounded to
+# the more recall-friendly of two near-ties. The label prior scored below zero weight there and style /
+# material / size only broke ties, so they start at 0; the weight_sweep asset re-tunes all of them.
 DEFAULT_EVALUATION_WEIGHTS: dict[str, float] = {
-    "visual": 0.5, "text": 0.0, "room_fit": 0.05, "style": 0.0, "color": 0.0, "material": 0.0, "size": 0.0,
-    "learned": 1.0, "prior": 0.3,
+    "visual": 0.5, "text": 0.0, "room_fit": 0.2, "style": 0.0, "color": 0.02, "material": 0.0, "size": 0.0,
+    "learned": 1.0, "prior": 0.0,
 }
 
 
@@ -165,6 +167,9 @@ class EvaluationReport:
     timings_s: dict[str, float]
     skipped_scenes: list[tuple[str, str]]
     learned: LearnedScorer | None = None  # fitted on all training scenes (train mode only)
+    results: list[SceneResult] = field(default_factory=list, repr=False)  # out-of-fold factor matrices
+    product_ids: list[str] = field(default_factory=list, repr=False)  # catalog order of the matrices
+    config: EvaluationConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return self.metrics | {
@@ -244,6 +249,21 @@ def build_recommender(encoder, dataset: LabeledDataset, cache_dir: Path, weights
     space = "trunk" if hasattr(encoder, "trunk_fingerprint") else "joint"
     return Recommender.from_vectors(encoder, dataset.products, pids, feats, space=space, center=True,
                                     text_vectors=(pids, text), weights=weights)
+
+
+def restrict_to_index(dataset: LabeledDataset, rec: Recommender) -> LabeledDataset:
+    """``dataset`` with labels limited to products ``rec`` indexes (scenes left without any skipped)."""
+    indexed = set(str(p) for p in rec.product_ids)
+    relevant = {s: {p for p in ps if p in indexed} for s, ps in dataset.relevant.items()}
+    empty = [s for s, ps in relevant.items() if not ps]
+    if len(empty) == len(relevant):
+        raise ValueError(f"none of the labeled products of {dataset.root} is in the index: materialize the index on "
+                         f"{dataset.root / 'products.csv'} (scene-matcher materialize --catalog ...) or evaluate with "
+                         "the CLI, which builds its own")
+    return dataclasses.replace(
+        dataset, scenes=dataset.scenes.filter(~pl.col("scene_id").is_in(empty)),
+        relevant={s: ps for s, ps in relevant.items() if ps},
+        skipped_scenes=dataset.skipped_scenes + [(s, "no labeled product in the index") for s in empty])
 
 
 def prepare_scenes(rec: Recommender, dataset: LabeledDataset, use_captions: bool,
@@ -445,6 +465,7 @@ def _recall_curve(results: Sequence[SceneResult], scores: Sequence[np.ndarray], 
 
 def summarize(results: Sequence[SceneResult], config: EvaluationConfig, products: pl.DataFrame,
               calibrators: Mapping[int, Any], encoder_fingerprint: str) -> dict[str, Any]:
+    """``products``: product_type and category in the order of the factor matrices' rows."""
     """Headline metrics, intervals, baselines, per-room breakdown, calibration, recall curves."""
     if not results:
         raise ValueError("no scene could be scored")
@@ -529,6 +550,45 @@ def _fold_calibrators(results: Sequence[SceneResult], config: EvaluationConfig) 
     return out
 
 
+def save_results(path: Path, results: Sequence[SceneResult], product_ids: Sequence[str]) -> Path:
+    """Out-of-fold factor matrices and baselines of every scene in one ``.npz`` (for the sweep)."""
+    from scene_assets.embeddings import write_atomic
+
+    names = list(BASELINES)
+    rel = [r.relevant_rows for r in results]
+    arrays = {
+        "scene_ids": np.asarray([r.scene_id for r in results]),
+        "room_types": np.asarray([r.room_type for r in results]),
+        "folds": np.asarray([r.fold for r in results]),
+        "factors": np.stack([r.factors for r in results]).astype(np.float32),
+        "relevant_rows": np.concatenate(rel),
+        "relevant_offsets": np.cumsum([0] + [len(x) for x in rel]),
+        "room_probs": np.stack([r.room_probs for r in results]),
+        "baselines": np.stack([np.stack([r.baselines[n] for n in names]) for r in results]).astype(np.float16),
+        "baseline_names": np.asarray(names),
+        "product_ids": np.asarray([str(p) for p in product_ids]),
+        "factor_names": np.asarray(FACTORS),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda tmp: np.savez_compressed(tmp, **arrays))
+    return path
+
+
+def load_results(path: Path) -> tuple[list[SceneResult], list[str]]:
+    with np.load(path, allow_pickle=False) as z:
+        if list(z["factor_names"]) != list(FACTORS):
+            raise ValueError(f"{path}: factors {list(z['factor_names'])} differ from this version's {list(FACTORS)}")
+        off = z["relevant_offsets"]
+        names = [str(n) for n in z["baseline_names"]]
+        results = [
+            SceneResult(str(z["scene_ids"][i]), str(z["room_types"][i]), int(z["folds"][i]),
+                        z["factors"][i].astype(np.float32), z["relevant_rows"][off[i]: off[i + 1]],
+                        z["room_probs"][i], {n: z["baselines"][i, j].astype(np.float32) for j, n in enumerate(names)})
+            for i in range(len(z["scene_ids"]))
+        ]
+        return results, [str(p) for p in z["product_ids"]]
+
+
 # --------------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------------
@@ -540,11 +600,16 @@ def evaluate(
     train: LabeledDataset | None = None,
     config: EvaluationConfig | None = None,
     encoder=None,
+    recommender: Recommender | None = None,
     cache_dir: str | os.PathLike = "data/cache/evaluation",
     allow_same_dataset: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> EvaluationReport:
-    """Score ``dataset`` (see module docstring). ``progress`` gets one-line status messages."""
+    """Score ``dataset`` (see module docstring). ``progress`` gets one-line status messages.
+
+    ``recommender``: score with this one (e.g. the materialized scene index bundle) instead of
+    building one from ``dataset``'s products; labeled products it does not index are dropped, and
+    scenes left without any are skipped with that reason."""
     from scene_assets.encoders import build_encoder
 
     config = config or EvaluationConfig()
@@ -554,10 +619,15 @@ def evaluate(
     if same and not allow_same_dataset:
         raise SplitError(f"--train-dataset and --dataset are the same data ({dataset.root}): the figures would not "
                          "be held out. Drop --train-dataset to cross-validate over its scenes.")
-    encoder = encoder or build_encoder()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    rec = build_recommender(encoder, dataset, cache, config.weights)
+    if recommender is not None:
+        rec = recommender
+        encoder = rec.encoder
+        dataset = restrict_to_index(dataset, rec)
+    else:
+        encoder = encoder or build_encoder()
+        rec = build_recommender(encoder, dataset, cache, config.weights)
     timings["eval_catalog_features"] = time.perf_counter() - t0
     say(f"catalog: {len(rec.product_ids)} products with images ({timings['eval_catalog_features']:.1f}s)")
     t0 = time.perf_counter()
@@ -591,7 +661,7 @@ def evaluate(
                     + (" - SAME DATA: these figures are NOT held out" if same else ""))
     timings["fit_and_score"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    summary = summarize(results, config, dataset.products, calibrators, enc_fp)
+    summary = summarize(results, config, rec.product_attributes(), calibrators, enc_fp)
     timings["summarize"] = time.perf_counter() - t0
     return EvaluationReport(
         metrics=summary["headline"], intervals=summary["intervals"], baselines=summary["baselines"],
@@ -599,7 +669,7 @@ def evaluate(
         per_scene=summary["per_scene"], protocol=protocol, dataset=dataset.describe(),
         train_dataset=None if train is None else train.describe(),
         timings_s={k: round(v, 2) for k, v in timings.items()}, skipped_scenes=dataset.skipped_scenes,
-        learned=learned_final,
+        learned=learned_final, results=results, product_ids=[str(p) for p in rec.product_ids], config=config,
     )
 
 

@@ -5,6 +5,7 @@ import dagster as dg
 from pipelines.catalog import definitions as catalog
 from pipelines.embeddings import definitions as embeddings
 from pipelines.enrichment import definitions as enrichment
+from pipelines.evaluation import definitions as evaluation
 from pipelines.export import definitions as export
 from pipelines.index import definitions as index
 from pipelines.jobs import ALL_JOBS
@@ -20,6 +21,7 @@ def build_defs(resource_overrides: dict | None = None) -> dg.Definitions:
         embeddings.defs(),
         index.defs(),
         export.defs(),
+        evaluation.defs(),
         dg.Definitions(jobs=ALL_JOBS, resources=resources),
     )
 

@@ -28,6 +28,13 @@ index_job = dg.define_asset_job(
     "(image/text space and the recommender's scene index).",
 )
 
+evaluation_job = dg.define_asset_job(
+    "evaluation_job",
+    selection=dg.AssetSelection.groups("evaluation"),
+    description="Score the latest scene index on the labeled dataset, sweep the scoring weights, publish the best "
+    "(all logged to MLflow).",
+)
+
 # The CLI's `scene-matcher materialize` runs these in order as one "main job".
 MAIN_JOB_STEPS = [catalog_job, embed_shards_job, index_job]
-ALL_JOBS = [*MAIN_JOB_STEPS, alignment_job]
+ALL_JOBS = [*MAIN_JOB_STEPS, alignment_job, evaluation_job]

@@ -92,6 +92,7 @@ def default_resources() -> dict[str, object]:
     from pipelines.io_managers import PolarsParquetIOManager
 
     from pipelines.embeddings.resources import EncoderResource
+    from pipelines.evaluation.resources import LabeledData, MlflowTracking
     from pipelines.export.resources import SceneInbox
 
     encoder_kind = os.environ.get("SCENE_MATCHER_ENCODER", "default")
@@ -103,4 +104,6 @@ def default_resources() -> dict[str, object]:
         "catalog_source": CatalogSource(path=catalog_path, mapping=mapping),
         "io_manager": PolarsParquetIOManager(base_dir=str(settings.data_dir() / "warehouse")),
         "scene_inbox": SceneInbox(),
+        "labeled_data": LabeledData(),
+        "mlflow_tracking": MlflowTracking(),
     }

@@ -1047,6 +1047,15 @@ class Recommender:
             ))
         return out
 
+    def product_attributes(self) -> pl.DataFrame:
+        """product_id, title, product_type, category, image_path of every indexed product, in index
+        (``product_ids``) order - what the re-ranker knows about each product."""
+        return pl.DataFrame({"product_id": [str(p) for p in self.product_ids], "title": self._title,
+                             "product_type": self._ptype, "category": [str(c) for c in self._category],
+                             "image_path": self._image_path},
+                            schema={"product_id": pl.String, "title": pl.String, "product_type": pl.String,
+                                    "category": pl.String, "image_path": pl.String})
+
     def stored_vectors(self) -> np.ndarray | None:
         """The index's vectors in ``product_ids`` order (centred/normalised as stored)."""
         return self._vectors_for(np.arange(len(self.product_ids)))

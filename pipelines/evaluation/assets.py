@@ -1,0 +1,181 @@
+"""Evaluation domain: score the materialized scene index on labeled scenes, sweep the scoring weights,
+and publish the best weights - every run logged to MLflow and linked from the asset's metadata."""
+
+import time
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from evaluation.dataset import load_labeled_dataset
+from evaluation.protocol import EvaluationConfig, METRIC_KEYS, evaluate, format_table, load_results, save_results
+from evaluation.reporting import table_rows, write_gallery, write_plots
+from evaluation.sweep import random_weight_grid, run_sweep
+from pipelines.evaluation.resources import LabeledData, MlflowTracking
+from pipelines.metadata import markdown_table
+from pipelines.resources import CatalogSource, ProjectStorage
+from scene_assets.learned import ProjectionConfig
+from scene_assets.matching import ScoringWeights
+from scene_assets.recommender_bundle import load_recommender
+
+
+class ScoringRunConfig(dg.Config):
+    folds: int = Field(default=5, description="Cross-validation folds over scenes (when no training dataset is set).")
+    seed: int = Field(default=0, description="Seed of the fold split, the projection training and the bootstrap.")
+    use_captions: bool = Field(default=False, description="Score scenes with their captions as text context.")
+    weights_path: str = Field(default="", description="Scoring weights JSON; empty: the evaluation defaults.")
+    projection_epochs: int = Field(default=60, description="Training epochs of the region->product projection.")
+    gallery_scenes: int = Field(default=4, description="Best and worst scenes shown in the HTML gallery.")
+
+
+class SweepConfig(dg.Config):
+    size: int = Field(default=24, description="Weight configurations tried (the evaluation's own first, then random "
+                      "draws from a small grid).")
+    seed: int = Field(default=0, description="Seed of the random draws.")
+    objective: str = Field(default="ndcg@10", description=f"Metric the best configuration maximises: one of {list(METRIC_KEYS)}.")
+
+
+def _float_metadata(values: dict) -> dict:
+    return {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+@dg.asset(
+    group_name="evaluation",
+    ins={"scene_index": dg.AssetIn(input_manager_key="model_io_manager")},
+    io_manager_key="model_io_manager",
+    description="Scores the materialized scene index on a labeled dataset: every scene ranks the whole catalog; "
+    "learned parts are fitted on training scenes only (cross-validation folds, or the training dataset). Logs "
+    "an MLflow run (params, metrics, reliability and recall@k plots, best/worst scene gallery) and keeps the "
+    "out-of-fold factor matrices for the weight sweep.",
+    kinds={"mlflow"},
+)
+def scene_evaluation(
+    context: dg.AssetExecutionContext,
+    config: ScoringRunConfig,
+    scene_index: dict,
+    labeled_data: LabeledData,
+    catalog_source: CatalogSource,
+    mlflow_tracking: MlflowTracking,
+    storage: ProjectStorage,
+) -> dg.Output:
+    started = time.perf_counter()
+    dataset_dir = labeled_data.dataset_dir(catalog_source.catalog_path())
+    dataset = load_labeled_dataset(dataset_dir)
+    train_dir = labeled_data.train_dir()
+    train = load_labeled_dataset(train_dir) if train_dir else None
+    weights = ScoringWeights.from_file(config.weights_path) if config.weights_path else None
+    eval_config = EvaluationConfig(
+        **({"weights": weights} if weights else {}), folds=config.folds, seed=config.seed,
+        use_captions=config.use_captions, projection=ProjectionConfig(epochs=config.projection_epochs, seed=config.seed))
+    recommender, bundle = load_recommender(scene_index["path"])
+    report = evaluate(dataset, train=train, config=eval_config, recommender=recommender,
+                      cache_dir=storage.path("cache", "evaluation"), progress=context.log.info)
+    for sid, reason in report.skipped_scenes[:20]:
+        context.log.warning(f"scene {sid} skipped: {reason}")
+
+    out_dir = storage.path("evaluation", context.run_id)
+    results_path = save_results(out_dir / "results.npz", report.results, report.product_ids)
+    artifacts = write_plots(report, out_dir)
+    artifacts.append(write_gallery(report, dataset, out_dir / "gallery", n=config.gallery_scenes))
+    (out_dir / "table.txt").write_text(format_table(report) + "\n", encoding="utf-8")
+    artifacts.append(out_dir / "table.txt")
+
+    tracking = mlflow_tracking.logger()
+    run_id = tracking.log_evaluation(
+        report, run_name=f"evaluation-{context.run_id[:8]}", artifacts=artifacts,
+        extra_params={"index_version": bundle["version"], "dagster_run_id": context.run_id},
+        tags={"dagster_run_id": context.run_id, "index_version": bundle["version"]})
+    url = mlflow_tracking.run_url(tracking.experiment_id, run_id)
+    context.log.info("\n" + format_table(report))
+    headline = _float_metadata({k: report.metrics[k] for k in (*METRIC_KEYS, "hit@10.chair", "hit@10.sofa",
+                                                                 "hit@10.table", "room_type_accuracy", "ece")
+                                if report.metrics.get(k) is not None})
+    return dg.Output(
+        {"dir": str(out_dir), "results_path": str(results_path), "mlflow_run_id": run_id,
+         "experiment_id": tracking.experiment_id, "metrics": report.metrics, "protocol": report.protocol,
+         "dataset_fingerprint": dataset.fingerprint, "encoder": report.metrics["encoder"],
+         "index_version": bundle["version"], "config": eval_config.to_dict()},
+        metadata=headline | {
+            "n_scenes": report.metrics["n_scenes"],
+            "protocol": report.protocol,
+            "dataset": dg.MetadataValue.path(str(dataset.root)),
+            "dataset_fingerprint": dataset.fingerprint,
+            "encoder_fingerprint": report.metrics["encoder"],
+            "index_version": bundle["version"],
+            "mlflow_run": dg.MetadataValue.url(url),
+            "mlflow_run_id": run_id,
+            "table": markdown_table(pl.DataFrame(table_rows(report)), limit=20),
+            "gallery": dg.MetadataValue.path(str(out_dir / "gallery" / "index.html")),
+            "skipped_scenes": len(report.skipped_scenes),
+            "seconds": round(time.perf_counter() - started, 2),
+        },
+    )
+
+
+@dg.asset(
+    group_name="evaluation",
+    ins={"scene_evaluation": dg.AssetIn(input_manager_key="model_io_manager")},
+    io_manager_key="model_io_manager",
+    description="Weight sweep over the re-ranking factors on the evaluation's out-of-fold scores: an MLflow parent "
+    "run with one nested child per configuration (params repeated on each); the best configuration on all folds "
+    "is recorded on the parent, and the held-out estimate of 'pick the best on the other folds' is reported.",
+    kinds={"mlflow"},
+)
+def weight_sweep(
+    context: dg.AssetExecutionContext,
+    config: SweepConfig,
+    scene_evaluation: dict,
+    mlflow_tracking: MlflowTracking,
+) -> dg.Output:
+    started = time.perf_counter()
+    results, _ = load_results(Path(scene_evaluation["results_path"]))
+    base = ScoringWeights.from_dict(scene_evaluation["config"]["weights"])
+    configs = random_weight_grid(base, config.size, config.seed)
+    sweep = run_sweep(results, configs, objective=config.objective)
+    tracking = mlflow_tracking.logger()
+    base_params = {"encoder": scene_evaluation["encoder"], "dataset_hash": scene_evaluation["dataset_fingerprint"],
+                   "protocol": scene_evaluation["protocol"], "index_version": scene_evaluation["index_version"],
+                   "evaluation_run_id": scene_evaluation["mlflow_run_id"], "objective": config.objective}
+    parent, children = tracking.log_sweep(sweep, run_name=f"weight-sweep-{context.run_id[:8]}", base_params=base_params,
+                                          tags={"dagster_run_id": context.run_id})
+    j = METRIC_KEYS.index(config.objective)
+    top = pl.DataFrame(sweep.rows()).sort(config.objective, descending=True)
+    return dg.Output(
+        {"best_weights": sweep.best.to_dict(), "mlflow_parent_run_id": parent, "experiment_id": tracking.experiment_id,
+         "objective": config.objective, "best": {k: float(sweep.mean[sweep.best_index, i]) for i, k in enumerate(METRIC_KEYS)},
+         "nested_heldout": sweep.nested, "n_configs": len(configs)},
+        metadata={
+            "n_configs": len(configs),
+            "objective": config.objective,
+            f"best_{config.objective}": float(sweep.mean[sweep.best_index, j]),
+            f"evaluation_default_{config.objective}": float(sweep.mean[0, j]),
+            f"nested_heldout_{config.objective}": float(sweep.nested.get(config.objective, float("nan"))),
+            "best_weights": dg.MetadataValue.json(sweep.best.to_dict()),
+            "mlflow_parent_run": dg.MetadataValue.url(mlflow_tracking.run_url(tracking.experiment_id, parent)),
+            "mlflow_child_runs": len(children),
+            "top_configs": markdown_table(top.select([c for c in top.columns if c != "config"]).with_columns(
+                pl.col(pl.Float64).round(3)), limit=8),
+            "seconds": round(time.perf_counter() - started, 2),
+        },
+    )
+
+
+@dg.asset(
+    group_name="evaluation",
+    ins={"weight_sweep": dg.AssetIn(input_manager_key="model_io_manager")},
+    io_manager_key="model_io_manager",
+    description="The sweep's best scoring weights as a JSON file the recommender reads "
+    "(`scene-matcher recommend --weights PATH`, the export job's weights_path).",
+    kinds={"json"},
+)
+def scoring_weights(context: dg.AssetExecutionContext, weight_sweep: dict, storage: ProjectStorage) -> dg.Output:
+    weights = ScoringWeights.from_dict(weight_sweep["best_weights"])
+    path = storage.path("models", "scoring_weights") / f"{weight_sweep['mlflow_parent_run_id']}.json"
+    weights.save(path)
+    return dg.Output(
+        {"path": str(path), "weights": weights.to_dict(), "mlflow_parent_run_id": weight_sweep["mlflow_parent_run_id"]},
+        metadata={"path": dg.MetadataValue.path(str(path)), "weights": dg.MetadataValue.json(weights.to_dict()),
+                  "objective": weight_sweep["objective"],
+                  **{f"sweep_best.{k}": float(v) for k, v in weight_sweep["best"].items()}},
+    )
