@@ -8,6 +8,7 @@ A nested child run is a run tagged ``mlflow.parentRunId``, which is what the MLf
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -17,10 +18,17 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-__all__ = ["MlflowLogger"]
+__all__ = ["MlflowLogger", "mlflow_key"]
 
 PARENT_TAG = "mlflow.parentRunId"
 _MAX_PARAM_LEN = 6000
+
+
+def mlflow_key(name: str) -> str:
+    """MLflow names allow alphanumerics, ``_ - . space : /``; the report's ``recall@10`` becomes
+    ``recall_at_10``, anything else disallowed becomes ``_``."""
+    name = name.replace("@", "_at_")
+    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", name)
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
@@ -57,8 +65,8 @@ class MlflowLogger:
         flat: dict[str, str] = {}
         _flatten("", dict(params or {}), flat)
         now = int(time.time() * 1000)
-        ms = [Metric(k, float(v), now, step) for k, v in (metrics or {}).items() if v is not None]
-        ps = [Param(k, v) for k, v in flat.items()]
+        ms = [Metric(mlflow_key(k), float(v), now, step) for k, v in (metrics or {}).items() if v is not None]
+        ps = [Param(mlflow_key(k), v) for k, v in flat.items()]
         ts = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
         # log_batch takes at most 100 params / 1000 metrics per call
         for i in range(0, max(len(ps), 1), 100):
@@ -66,7 +74,8 @@ class MlflowLogger:
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         if path.is_dir():
-            self.client.log_artifacts(run_id, str(path), artifact_path)
+            # a folder keeps its name in the run (gallery/index.html, not index.html)
+            self.client.log_artifacts(run_id, str(path), artifact_path or path.name)
         else:
             self.client.log_artifact(run_id, str(path), artifact_path)
 

@@ -77,7 +77,7 @@ def scene_evaluation(
     out_dir = storage.path("evaluation", context.run_id)
     results_path = save_results(out_dir / "results.npz", report.results, report.product_ids)
     artifacts = write_plots(report, out_dir)
-    artifacts.append(write_gallery(report, dataset, out_dir / "gallery", n=config.gallery_scenes))
+    artifacts.append(write_gallery(report, dataset, out_dir / "gallery", n=config.gallery_scenes).parent)
     (out_dir / "table.txt").write_text(format_table(report) + "\n", encoding="utf-8")
     artifacts.append(out_dir / "table.txt")
 
@@ -175,7 +175,7 @@ def scoring_weights(context: dg.AssetExecutionContext, weight_sweep: dict, stora
     weights.save(path)
     return dg.Output(
         {"path": str(path), "weights": weights.to_dict(), "mlflow_parent_run_id": weight_sweep["mlflow_parent_run_id"]},
-        metadata={"path": dg.MetadataValue.path(str(path)), "weights": dg.MetadataValue.json(weights.to_dict()),
+        metadata={"weights_path": dg.MetadataValue.path(str(path)), "weights": dg.MetadataValue.json(weights.to_dict()),
                   "objective": weight_sweep["objective"],
                   **{f"sweep_best.{k}": float(v) for k, v in weight_sweep["best"].items()}},
     )

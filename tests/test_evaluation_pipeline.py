@@ -1,0 +1,155 @@
+"""The evaluation assets in Dagster on the embedded sample (fake encoder, so it is quick), logging to a
+temporary SQLite MLflow store; runs are checked with mlflow.search_runs and through a real `mlflow ui`."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import pytest
+
+from pipelines.definitions import build_defs
+from pipelines.embeddings.resources import EncoderResource
+from pipelines.evaluation.resources import LabeledData, MlflowTracking
+from pipelines.io_managers import PolarsParquetIOManager
+from pipelines.resources import CatalogSource, ProjectStorage
+from pipelines.runner import run_main_job
+from scene_assets.matching import ScoringWeights
+from scene_assets.settings import PROJECT_ROOT
+
+SAMPLE = PROJECT_ROOT / "data" / "sample"
+EXPERIMENT = "scene-matcher-test"
+RUN_CONFIG = {
+    "ops": {
+        "scene_evaluation": {"config": {"folds": 3, "projection_epochs": 5, "gallery_scenes": 2}},
+        "weight_sweep": {"config": {"size": 5, "seed": 1}},
+    }
+}
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("evaluation")
+    data = tmp / "data"
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    defs = build_defs({
+        "storage": ProjectStorage(data_dir=str(data)),
+        "catalog_source": CatalogSource(path=str(SAMPLE / "products.csv"), fetch_remote_images=False),
+        "encoder": EncoderResource(kind="fake", dim=16),
+        "io_manager": PolarsParquetIOManager(base_dir=str(data / "warehouse")),
+        "model_io_manager": dg.FilesystemIOManager(base_dir=str(data / "models_io")),
+        "labeled_data": LabeledData(dataset=str(SAMPLE)),
+        "mlflow_tracking": MlflowTracking(tracking_uri=uri, experiment=EXPERIMENT, artifact_root=str(tmp / "artifacts")),
+    })
+    with dg.instance_for_test() as instance:
+        summary = run_main_job(instance=instance, defs=defs)
+        assert summary["success"], summary["lines"]
+        result = defs.resolve_job_def("evaluation_job").execute_in_process(instance=instance, run_config=RUN_CONFIG)
+        assert result.success
+        mlflow.set_tracking_uri(uri)
+        yield {"instance": instance, "result": result, "uri": uri, "tmp": tmp, "data": data}
+
+
+def _materialization(instance, key: str):
+    event = instance.get_latest_materialization_event(dg.AssetKey(key))
+    assert event is not None, key
+    return event.asset_materialization.metadata
+
+
+def test_scoring_run_logged_with_params_metrics_and_artifacts(evaluated):
+    runs = mlflow.search_runs(experiment_names=[EXPERIMENT], filter_string="tags.kind = 'evaluation'")
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert run["status"] == "FINISHED"
+    for key in ("recall_at_10", "recall_at_50", "ndcg_at_10", "mrr", "hit_at_10", "n_scenes", "baseline.random.recall_at_10",
+                "recall_at_10.ci_low", "recall_at_10.ci_high", "hit_at_10.chair", "room_type_accuracy", "ece"):
+        assert f"metrics.{key}" in runs.columns, key
+    assert 0.0 <= run["metrics.recall_at_10"] <= 1.0
+    assert run["metrics.n_scenes"] == 9  # every sample scene has labeled products in the index
+    assert run["params.encoder"] and run["params.dataset_hash"]
+    assert float(run["params.weights.learned"]) > 0 and run["params.protocol"].startswith("3-fold")
+    client = mlflow.MlflowClient(evaluated["uri"])
+    artifacts = {a.path for a in client.list_artifacts(run["run_id"])}
+    assert {"reliability.png", "recall_at_k.png", "evaluation.json", "table.txt", "gallery"} <= artifacts
+    gallery = [a.path for a in client.list_artifacts(run["run_id"], "gallery")]
+    assert gallery == ["gallery/index.html"]
+    # Dagster metadata shows the headline numbers (floats, so they plot over time) and links the run
+    meta = _materialization(evaluated["instance"], "scene_evaluation")
+    assert meta["recall@10"].value == pytest.approx(run["metrics.recall_at_10"])
+    assert run["run_id"] in meta["mlflow_run"].value
+
+
+def test_weight_sweep_is_a_parent_with_nested_children(evaluated):
+    parents = mlflow.search_runs(experiment_names=[EXPERIMENT], filter_string="tags.kind = 'weight_sweep'")
+    assert len(parents) == 1
+    parent = parents.iloc[0]
+    children = mlflow.search_runs(experiment_names=[EXPERIMENT],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent['run_id']}'")
+    assert len(children) == 5
+    # params repeated on every child, one configuration each
+    assert children["params.encoder"].nunique() == 1 and children["params.encoder"].iloc[0] == parent["params.encoder"]
+    assert children["params.dataset_hash"].notna().all()
+    weights = children[[c for c in children.columns if c.startswith("params.weight.")]]
+    assert len(weights.drop_duplicates()) == 5
+    # the best configuration on the parent is the child with the best objective
+    best_child = children.loc[children["metrics.ndcg_at_10"].idxmax()]
+    assert parent["metrics.best.ndcg_at_10"] == pytest.approx(best_child["metrics.ndcg_at_10"])
+    assert parent["tags.best_child_run_id"] in set(children["run_id"])
+    assert "metrics.nested_heldout.ndcg_at_10" in parents.columns
+
+
+def test_scoring_weights_asset_is_usable_by_the_recommender(evaluated):
+    meta = _materialization(evaluated["instance"], "scoring_weights")
+    path = Path(meta["weights_path"].value)
+    weights = ScoringWeights.from_file(path)
+    sweep = _materialization(evaluated["instance"], "weight_sweep")
+    assert weights.to_dict() == sweep["best_weights"].value
+    assert path.parent == evaluated["data"] / "models" / "scoring_weights"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_ui_serves_the_runs(evaluated):
+    """`mlflow ui` against the same store lists the sweep's parent and children over its REST API."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", evaluated["uri"], "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        exp_id = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
+        req = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", method="POST",
+                                     data=json.dumps({"experiment_ids": [exp_id], "max_results": 100}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            runs = json.load(r)["runs"]
+        kinds = [next(t["value"] for t in run["data"]["tags"] if t["key"] == "kind") for run in runs]
+        assert kinds.count("weight_sweep") == 1 and kinds.count("weight_sweep_child") == 5
+        assert kinds.count("evaluation") == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
