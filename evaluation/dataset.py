@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,12 +37,14 @@ def evaluation_group(product_type: str | None, category: str | None) -> str | No
     seating whose type names a sofa / chaise longue -> sofa, other seating naming a chair -> chair,
     tables other than bare parts (tops, leg frames, trestles) -> table."""
     t = (product_type or "").lower()
-    if category == "seating" and "cover" not in t:
-        if "sofa" in t or "chaise longue" in t:
+    # a cover *for* a sofa is not a sofa ("Cover two-seat sofa"); "Chair with long cover" is a chair
+    is_cover = t.startswith("cover")
+    if category == "seating" and not is_cover:
+        if re.search(r"\bsofa|chaise longue", t):
             return "sofa"
         if "chair" in t:
             return "chair"
-    if category == "tables" and not any(w in t for w in ("top", "leg frame", "trestle")):
+    if category == "tables" and not re.search(r"\b(top|leg frame|trestle)\b", t):
         return "table"
     return None
 
@@ -132,7 +135,8 @@ def load_labeled_dataset(root: str | os.PathLike) -> LabeledDataset:
     keep, skipped = [], []
     for rec in scenes.iter_rows(named=True):
         sid = rec["scene_id"]
-        path = (root / rec["image"]).resolve()
+        # containment is checked on the written path (a symlinked images/ folder is fine, "../x" is not)
+        path = Path(os.path.normpath(root / rec["image"]))
         if root not in path.parents:
             skipped.append((sid, f"image path {rec['image']!r} leaves the dataset folder"))
         elif not path.is_file():

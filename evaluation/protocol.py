@@ -465,8 +465,8 @@ def _recall_curve(results: Sequence[SceneResult], scores: Sequence[np.ndarray], 
 
 def summarize(results: Sequence[SceneResult], config: EvaluationConfig, products: pl.DataFrame,
               calibrators: Mapping[int, Any], encoder_fingerprint: str) -> dict[str, Any]:
-    """``products``: product_type and category in the order of the factor matrices' rows."""
-    """Headline metrics, intervals, baselines, per-room breakdown, calibration, recall curves."""
+    """Headline metrics, intervals, baselines, per-room breakdown, calibration, recall curves.
+    ``products``: product_type and category in the order of the factor matrices' rows."""
     if not results:
         raise ValueError("no scene could be scored")
     w = config.weights.vector()
@@ -564,7 +564,7 @@ def save_results(path: Path, results: Sequence[SceneResult], product_ids: Sequen
         "relevant_rows": np.concatenate(rel),
         "relevant_offsets": np.cumsum([0] + [len(x) for x in rel]),
         "room_probs": np.stack([r.room_probs for r in results]),
-        "baselines": np.stack([np.stack([r.baselines[n] for n in names]) for r in results]).astype(np.float16),
+        "baselines": np.stack([np.stack([r.baselines[n] for n in names]) for r in results]).astype(np.float32),
         "baseline_names": np.asarray(names),
         "product_ids": np.asarray([str(p) for p in product_ids]),
         "factor_names": np.asarray(FACTORS),

@@ -33,7 +33,7 @@ _CHOICES: dict[str, tuple[float, ...]] = {
 
 def random_weight_grid(base: ScoringWeights, size: int, seed: int = 0) -> list[ScoringWeights]:
     """``base`` plus up to ``size - 1`` distinct random configurations over a small grid of the swept
-    factors (bounded: the full grid has 1152 points)."""
+    factors (bounded: the full grid has 576 points)."""
     if size < 1:
         raise ValueError("sweep size must be >= 1")
     rng = np.random.default_rng(seed)

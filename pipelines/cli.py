@@ -285,6 +285,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"scene-matcher: error: {exc}", file=sys.stderr)
         return 2
     print(format_table(report))
+    if args.sweep:
+        from evaluation.sweep import random_weight_grid, run_sweep
+
+        sweep = run_sweep(report.results, random_weight_grid(config.weights, args.sweep, config.seed))
+        best = sweep.best
+        print(f"\nweight sweep: {len(sweep.configs)} configurations on the out-of-fold scores; best ndcg@10 "
+              f"{sweep.mean[sweep.best_index, 2]:.3f} (the evaluated weights: {sweep.mean[0, 2]:.3f}; choosing on the "
+              f"other folds and scoring the held-out one: {sweep.nested.get('ndcg@10', float('nan')):.3f})")
+        print("best weights: " + ", ".join(f"{k}={v:g}" for k, v in best.to_dict().items() if v))
+    if args.mlflow:
+        from evaluation.tracking import MlflowLogger
+
+        uri = settings.mlflow_tracking_uri()
+        if uri.startswith("sqlite:///"):
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        settings.mlflow_artifact_root().mkdir(parents=True, exist_ok=True)
+        tracking = MlflowLogger(uri, args.mlflow, artifact_location=settings.mlflow_artifact_root().as_uri())
+        import tempfile
+
+        from evaluation.reporting import write_gallery, write_plots
+
+        with tempfile.TemporaryDirectory() as tmp:
+            artifacts = write_plots(report, Path(tmp))
+            artifacts.append(write_gallery(report, dataset, Path(tmp) / "gallery").parent)
+            run_id = tracking.log_evaluation(report, run_name=f"cli-evaluate-{dataset.root.name}", artifacts=artifacts)
+        print(f"\nMLflow: evaluation run {run_id} in experiment {args.mlflow!r} at {uri}")
+        if args.sweep:
+            base = {"encoder": report.metrics["encoder"], "dataset_hash": dataset.fingerprint, "protocol": report.protocol,
+                    "evaluation_run_id": run_id, "objective": sweep.objective}
+            parent, children = tracking.log_sweep(sweep, run_name=f"cli-sweep-{dataset.root.name}", base_params=base)
+            print(f"MLflow: sweep parent run {parent} with {len(children)} child runs (mlflow ui --backend-store-uri {uri})")
     if args.save_model and report.learned is not None:
         report.learned.save(args.save_model)
         print(f"\nlearned scorer (fitted on the training dataset) saved to {args.save_model}")
@@ -376,6 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_.add_argument("--cache-dir", default=str(settings.data_dir() / "cache" / "evaluation"),
                            help="product feature cache, reused between runs")
     evaluate_.add_argument("--save-model", help="with --train-dataset: save the fitted learned scorer to this folder")
+    evaluate_.add_argument("--sweep", type=int, default=0, metavar="N",
+                           help="also try N weight configurations on the out-of-fold scores and print the best")
+    evaluate_.add_argument("--mlflow", nargs="?", const="scene-matcher", metavar="EXPERIMENT",
+                           help="log the run (and the sweep as a parent with child runs) to the project's MLflow store")
     evaluate_.add_argument("--allow-same-dataset", action="store_true",
                            help="let --train-dataset equal --dataset (in-sample figures, loudly flagged)")
     evaluate_.set_defaults(func=cmd_evaluate)

@@ -264,7 +264,7 @@ class LabelPriors:
         total_scenes = max(float(self.room_scene_counts.sum()), 1.0)
         pop[valid] = self.product_room_counts[rows[valid]].sum(axis=1) / total_scenes
         a, b = self.category_strength, self.popularity_strength
-        per_room = (counts + a * cat_share * np.maximum(room_n, 1.0) + b * pop[:, None]) / (room_n + a + b)
+        per_room = (counts + a * cat_share + b * pop[:, None]) / (room_n + a + b)
         return per_room @ probs
 
     def to_arrays(self) -> dict[str, np.ndarray]:
