@@ -47,7 +47,9 @@ class MlflowLogger:
         self.client = MlflowClient(tracking_uri=tracking_uri)
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
-            exp_id = self.client.create_experiment(experiment, artifact_location=artifact_location)
+            # the experiment-kind tag opens it in the UI's "Model training" view (runs, metrics), not GenAI traces
+            exp_id = self.client.create_experiment(experiment, artifact_location=artifact_location,
+                                                   tags={"mlflow.experimentKind": "custom_model_development"})
         else:
             exp_id = exp.experiment_id
         self.experiment_id = exp_id
