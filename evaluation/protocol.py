@@ -50,7 +50,7 @@ from scene_assets.learned import (
     fit_region_projection,
     fit_room_classifier,
 )
-from scene_assets.matching import FACTORS, PreparedScene, Recommender, ScoringWeights
+from scene_assets.matching import FACTORS, LEARNED_DEFAULT_WEIGHTS, PreparedScene, Recommender, ScoringWeights
 from scene_assets.scene_analysis import ROOM_TYPES, classifier_probs
 
 log = logging.getLogger(__name__)
@@ -67,14 +67,9 @@ __all__ = [
 METRIC_KEYS = ("recall@10", "recall@50", "ndcg@10", "mrr", "hit@10")
 BASELINES = ("random", "popularity", "room popularity", "whole image", "regions (zero-shot)",
              "learned projection only")
-# Default scoring weights when learned parts are present, in ScoringWeights' terms: the best nDCG@10 of
-# an 80-point sweep on the out-of-fold scores of the IKEA development split (5-fold CV), rounded to
-# the more recall-friendly of two near-ties. The label prior scored below zero weight there and style /
-# material / size only broke ties, so they start at 0; the weight_sweep asset re-tunes all of them.
-DEFAULT_EVALUATION_WEIGHTS: dict[str, float] = {
-    "visual": 0.5, "text": 0.0, "room_fit": 0.2, "style": 0.0, "color": 0.02, "material": 0.0, "size": 0.0,
-    "learned": 1.0, "prior": 0.0,
-}
+# Default scoring weights of the evaluation = the recommender's defaults with a learned scorer
+# attached (how they were chosen: scene_assets.matching.LEARNED_DEFAULT_WEIGHTS).
+DEFAULT_EVALUATION_WEIGHTS: dict[str, float] = dict(LEARNED_DEFAULT_WEIGHTS)
 
 
 class SplitError(ValueError):
@@ -430,7 +425,7 @@ def score_results(results: Sequence[SceneResult], weights: ScoringWeights) -> np
     return out
 
 
-def _calibration_pairs(results: Sequence[SceneResult], w: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+def calibration_pairs(results: Sequence[SceneResult], w: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
     scores, labels = [], []
     for r in results:
         s = r.factors @ w
@@ -546,7 +541,7 @@ def _fold_calibrators(results: Sequence[SceneResult], config: EvaluationConfig) 
     for f in folds:
         others = [r for r in results if r.fold != f]
         if others:
-            out[f] = IsotonicCalibrator.fit(*_calibration_pairs(others, w, config.calibration_top_k))
+            out[f] = IsotonicCalibrator.fit(*calibration_pairs(others, w, config.calibration_top_k))
     return out
 
 
@@ -649,7 +644,7 @@ def evaluate(
         # calibrator: on the training data's own out-of-fold scores
         train_results = cross_validate(train_rec, train, train_scenes, config, say)
         w = config.weights.vector() / config.weights.total()
-        calibrator = IsotonicCalibrator.fit(*_calibration_pairs(train_results, w, config.calibration_top_k))
+        calibrator = IsotonicCalibrator.fit(*calibration_pairs(train_results, w, config.calibration_top_k))
         learned_final = fit_learned(train_rec, train, train_scenes, train.scene_ids, config)
         learned_final.calibrator = calibrator
         pop, by_room = _popularity(rec, train, train.scene_ids)

@@ -136,12 +136,17 @@ def _provider(args: argparse.Namespace):
     if args.index:
         from scene_assets.recommender_bundle import DirectoryBundleProvider
 
-        return DirectoryBundleProvider(args.index, device=args.device, weights=weights)
+        return DirectoryBundleProvider(args.index, device=args.device, weights=weights, learned=args.learned)
     ensure_dagster_home()
     import dagster as dg
 
     from pipelines.serving import MaterializedBundleProvider
 
+    if args.learned:
+        from pipelines.serving import latest_bundle_dir
+
+        return DirectoryBundleProvider(latest_bundle_dir(dg.DagsterInstance.get())[0], device=args.device,
+                                       weights=weights, learned=args.learned)
     return MaterializedBundleProvider(dg.DagsterInstance.get(), device=args.device, weights=weights)
 
 
@@ -369,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--index", help="bundle folder to use (default: the latest scene_index materialization)")
         command.add_argument("--weights", help="scoring weights JSON (e.g. the evaluation sweep's best configuration)")
         command.add_argument("--device", help="cpu or cuda (default: the device the bundle was built for, auto)")
+        command.add_argument("--learned", help="learned scorer folder (default: the latest learned_scorer materialization, "
+                             "if any; `scene-matcher evaluate --save-model DIR` writes one too)")
 
     recommend = commands.add_parser("recommend", help="analyse a scene photo and print the top-k products")
     recommend.add_argument("image", help="scene photo (JPEG/PNG/WebP)")

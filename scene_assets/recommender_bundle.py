@@ -206,11 +206,14 @@ def load_recommender(
     encoder: Any = None,
     device: str | None = None,
     weights: ScoringWeights | None = None,
+    learned: Any = None,
     **kwargs: Any,
 ) -> tuple[Recommender, dict]:
     """Load a bundle as a :class:`Recommender` (plus the bundle dict). ``encoder``: reuse an already
     loaded encoder (it must be the bundle's: its fingerprint is checked); else one is built from the
-    bundle's encoder spec. Raises :class:`BundleError` for a missing or half-updated bundle."""
+    bundle's encoder spec. ``learned``: a :class:`~scene_assets.learned.LearnedScorer` or the folder
+    one was saved to, fitted in this bundle's feature space (checked). Raises :class:`BundleError`
+    for a missing or half-updated bundle or a scorer from another encoder."""
     directory = Path(directory)
     bundle = read_bundle(directory)
     index, manifest = vector_index.load_index(directory, expected_fingerprint=bundle["encoder_fingerprint"])
@@ -241,6 +244,17 @@ def load_recommender(
         if matrix.shape[0] != len(manifest["product_ids"]):
             raise BundleError(f"{text_path}: {matrix.shape[0]} rows for {len(manifest['product_ids'])} indexed products")
         text_vectors = (manifest["product_ids"], matrix)
+    if learned is not None and not hasattr(learned, "projection"):
+        from scene_assets.learned import LearnedScorer
+
+        try:
+            learned = LearnedScorer.load(learned)
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"learned scorer {learned}: {exc}") from exc
+    if learned is not None and learned.trunk_fingerprint not in (None, bundle["encoder_fingerprint"]):
+        raise BundleError(f"learned scorer was fitted on encoder features {learned.trunk_fingerprint[:16]}, the "
+                          f"bundle in {directory} holds {bundle['encoder_fingerprint'][:16]}; refit it "
+                          "(materialize learned_scorer) or serve without it")
     catalog = products
     mean = manifest.get("catalog_mean")
     recommender = Recommender(
@@ -252,6 +266,7 @@ def load_recommender(
         catalog_mean=np.asarray(mean, dtype=np.float32) if mean else None,
         text_vectors=text_vectors,
         weights=weights,
+        learned=learned,
         **kwargs,
     )
     return recommender, bundle
@@ -275,10 +290,12 @@ class DirectoryBundleProvider:
     """Serves the bundle in one folder (``scene-matcher serve --index DIR``); its version is the
     bundle's, so rebuilding the folder in place is picked up by a polling server."""
 
-    def __init__(self, directory: str | os.PathLike, *, device: str | None = None, weights: ScoringWeights | None = None):
+    def __init__(self, directory: str | os.PathLike, *, device: str | None = None, weights: ScoringWeights | None = None,
+                 learned: str | os.PathLike | None = None):
         self.directory = Path(directory)
         self.device = device
         self.weights = weights
+        self.learned = Path(learned) if learned else None
         self._encoders = EncoderReuse(device)
 
     def version(self) -> str | None:
@@ -286,8 +303,9 @@ class DirectoryBundleProvider:
 
     def load(self) -> LoadedRecommender:
         bundle = read_bundle(self.directory)
-        recommender, bundle = load_recommender(self.directory, encoder=self._encoders.get(bundle), weights=self.weights)
-        return LoadedRecommender(bundle["version"], recommender, bundle_info(self.directory, bundle))
+        recommender, bundle = load_recommender(self.directory, encoder=self._encoders.get(bundle), weights=self.weights,
+                                               learned=self.learned)
+        return LoadedRecommender(bundle["version"], recommender, bundle_info(self.directory, bundle, recommender))
 
 
 class EncoderReuse:
@@ -308,8 +326,8 @@ class EncoderReuse:
         return self._encoder
 
 
-def bundle_info(directory: Path, bundle: dict) -> dict:
-    return {
+def bundle_info(directory: Path, bundle: dict, recommender: Recommender | None = None) -> dict:
+    info = {
         "index_dir": str(directory),
         "products": bundle["count"],
         "vector_space": bundle["vector_space"],
@@ -317,3 +335,8 @@ def bundle_info(directory: Path, bundle: dict) -> dict:
         "bundle_version": bundle["version"],
         "written_at": bundle["written_at"],
     }
+    learned = getattr(recommender, "learned", None)
+    if learned is not None:
+        info["learned_scorer"] = learned.fingerprint()
+        info["learned_training"] = learned.info
+    return info

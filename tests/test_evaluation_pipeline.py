@@ -153,3 +153,25 @@ def test_mlflow_ui_serves_the_runs(evaluated):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_learned_scorer_is_served_with_the_scene_index(evaluated):
+    from pipelines.serving import MaterializedBundleProvider
+
+    meta = _materialization(evaluated["instance"], "learned_scorer")
+    assert (Path(meta["learned_dir"].value) / "learned.npz").is_file()
+    assert meta["training_scenes"].value == 9
+    provider = MaterializedBundleProvider(evaluated["instance"])
+    loaded = provider.load()
+    assert provider.version() == loaded.version and "+" in loaded.version
+    rec = loaded.recommender
+    assert rec.learned is not None and rec.calibrated
+    assert rec.weights.learned > 0  # the learned defaults, since no weights were given
+    result = rec.recommend(next((SAMPLE / "images" / "scenes").glob("*.jpg")), k=5)
+    assert result.calibrated and len(result.items) == 5
+    learned_factor = [it.factors["learned"] for it in result.items]
+    assert any(abs(v - 0.5) > 1e-6 for v in learned_factor)  # the factor is live, not the neutral 0.5
+    assert loaded.info["learned_scorer"] == meta["learned_fingerprint"].value
+    # without it, the same index serves the plain defaults
+    plain = MaterializedBundleProvider(evaluated["instance"], use_learned=False).load()
+    assert plain.recommender.learned is None and "+" not in plain.version

@@ -9,13 +9,24 @@ import polars as pl
 from pydantic import Field
 
 from evaluation.dataset import load_labeled_dataset
-from evaluation.protocol import EvaluationConfig, METRIC_KEYS, evaluate, format_table, load_results, save_results
+from evaluation.protocol import (
+    EvaluationConfig,
+    METRIC_KEYS,
+    calibration_pairs,
+    evaluate,
+    fit_learned,
+    format_table,
+    load_results,
+    prepare_scenes,
+    restrict_to_index,
+    save_results,
+)
 from evaluation.reporting import table_rows, write_gallery, write_plots
 from evaluation.sweep import random_weight_grid, run_sweep
 from pipelines.evaluation.resources import LabeledData, MlflowTracking
 from pipelines.metadata import markdown_table
 from pipelines.resources import CatalogSource, ProjectStorage
-from scene_assets.learned import ProjectionConfig
+from scene_assets.learned import IsotonicCalibrator, ProjectionConfig
 from scene_assets.matching import ScoringWeights
 from scene_assets.recommender_bundle import load_recommender
 
@@ -178,4 +189,69 @@ def scoring_weights(context: dg.AssetExecutionContext, weight_sweep: dict, stora
         metadata={"weights_path": dg.MetadataValue.path(str(path)), "weights": dg.MetadataValue.json(weights.to_dict()),
                   "objective": weight_sweep["objective"],
                   **{f"sweep_best.{k}": float(v) for k, v in weight_sweep["best"].items()}},
+    )
+
+
+@dg.asset(
+    group_name="evaluation",
+    ins={
+        "scene_index": dg.AssetIn(input_manager_key="model_io_manager"),
+        "scene_evaluation": dg.AssetIn(input_manager_key="model_io_manager"),
+    },
+    io_manager_key="model_io_manager",
+    description="The learned parts of the scorer for serving: region->product projection, room-type classifier and "
+    "label priors fitted on ALL scenes of the training dataset (the evaluation's cross-validation measured how "
+    "well this recipe generalises), plus the confidence calibrator fitted on the evaluation's out-of-fold scores. "
+    "`scene-matcher recommend` / `serve` attach the latest one to the scene index.",
+    kinds={"numpy"},
+)
+def learned_scorer(
+    context: dg.AssetExecutionContext,
+    scene_index: dict,
+    scene_evaluation: dict,
+    labeled_data: LabeledData,
+    catalog_source: CatalogSource,
+    mlflow_tracking: MlflowTracking,
+    storage: ProjectStorage,
+) -> dg.Output:
+    started = time.perf_counter()
+    train_dir = labeled_data.train_dir() or labeled_data.dataset_dir(catalog_source.catalog_path())
+    cfg = scene_evaluation["config"]
+    eval_config = EvaluationConfig.from_dict({k: cfg[k] for k in ("weights", "folds", "seed", "use_captions", "projection")})
+    recommender, bundle = load_recommender(scene_index["path"])
+    dataset = restrict_to_index(load_labeled_dataset(train_dir), recommender)
+    scenes = prepare_scenes(recommender, dataset, eval_config.use_captions)
+    scorer = fit_learned(recommender, dataset, scenes, dataset.scene_ids, eval_config)
+    # calibrator: out-of-fold scores of the evaluation under the same weights (never in-sample scores)
+    results, _ = load_results(Path(scene_evaluation["results_path"]))
+    w = eval_config.weights.vector() / eval_config.weights.total()
+    scorer.calibrator = IsotonicCalibrator.fit(*calibration_pairs(results, w, eval_config.calibration_top_k))
+    scorer.info |= {"dataset": str(dataset.root), "index_version": bundle["version"],
+                    "evaluation_run_id": scene_evaluation["mlflow_run_id"], "weights": eval_config.weights.to_dict()}
+    fingerprint = scorer.fingerprint()
+    directory = storage.path("models", "learned", fingerprint)
+    scorer.save(directory)
+    tracking = mlflow_tracking.logger()
+    run_id = tracking.start_run(f"learned-scorer-{fingerprint[:8]}", tags={"kind": "learned_scorer",
+                                                                           "dagster_run_id": context.run_id})
+    tracking.log(run_id, params={"fingerprint": fingerprint, "dataset_hash": dataset.fingerprint,
+                                 "training_scenes": len(dataset.scene_ids), "encoder": bundle["encoder_fingerprint"],
+                                 "projection": eval_config.projection.to_dict(),
+                                 "evaluation_run_id": scene_evaluation["mlflow_run_id"]},
+                 metrics={k: v for k, v in scene_evaluation["metrics"].items()
+                          if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    tracking.log_artifact(run_id, directory, "learned_scorer")
+    tracking.finish(run_id)
+    return dg.Output(
+        {"path": str(directory), "fingerprint": fingerprint},
+        metadata={
+            "learned_dir": dg.MetadataValue.path(str(directory)),
+            "learned_fingerprint": fingerprint,
+            "training_dataset": dg.MetadataValue.path(str(dataset.root)),
+            "training_scenes": len(dataset.scene_ids),
+            "room_classes": len(scorer.room_classifier.classes_) if scorer.room_classifier else 0,
+            "cross_validated_ndcg@10": float(scene_evaluation["metrics"]["ndcg@10"]),
+            "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(tracking.experiment_id, run_id)),
+            "seconds": round(time.perf_counter() - started, 2),
+        },
     )
