@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from scene_assets.matching import FACTORS
+
 from pipelines.cli import build_parser, main
 
 
@@ -83,7 +85,7 @@ def test_materialize_recommend_export_on_the_sample(tmp_path: Path, shared_dir: 
     assert len(result["items"]) == 4
     assert all(any(line.startswith(item["product_id"] + ",") for line in catalog_ids) for item in result["items"])
     assert result["calibrated"] is False and result["scene"]["caption"] == "a bright bathroom"
-    assert set(result["items"][0]["factors"]) == {"visual", "text", "room_fit", "style", "color", "material", "size"}
+    assert set(result["items"][0]["factors"]) == set(FACTORS)
     human = cli("recommend", str(scene), "-k", "3")
     assert human.returncode == 0 and "UNCALIBRATED" in human.stdout and "room" in human.stdout
     bad = cli("recommend", str(tmp_path / "missing.jpg"))
