@@ -27,9 +27,10 @@ from PIL import Image
 
 from scene_assets.embeddings import write_atomic_bytes, write_atomic_parquet
 from scene_assets.image_source import open_rgb
+from scene_assets.matching import FACTORS
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
-FACTOR_COLUMNS = ("visual", "text", "room_fit", "style", "color", "material", "size")
+FACTOR_COLUMNS = FACTORS  # every re-ranking factor gets a column
 SCENE_THUMB_PX = 480
 PRODUCT_THUMB_PX = 160
 
