@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import time
@@ -50,7 +49,14 @@ from scene_assets.learned import (
     fit_region_projection,
     fit_room_classifier,
 )
-from scene_assets.matching import FACTORS, LEARNED_DEFAULT_WEIGHTS, PreparedScene, Recommender, ScoringWeights
+from scene_assets.matching import (
+    FACTORS,
+    LEARNED_DEFAULT_WEIGHTS,
+    PreparedScene,
+    Recommender,
+    ScoringWeights,
+    read_mapping_file,
+)
 from scene_assets.scene_analysis import ROOM_TYPES, classifier_probs
 
 log = logging.getLogger(__name__)
@@ -112,16 +118,7 @@ class EvaluationConfig:
     def from_file(cls, path: str | os.PathLike) -> "EvaluationConfig":
         """JSON or YAML: ``{"weights": {...}, "folds": 5, "projection": {...}, ...}``; a flat mapping
         of factor names is read as weights."""
-        path = Path(path)
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{path}: expected a mapping, got {type(data).__name__}")
+        data = read_mapping_file(path)
         if data and set(data) <= set(FACTORS):
             data = {"weights": data}
         try:

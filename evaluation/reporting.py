@@ -97,7 +97,6 @@ def write_gallery(report, dataset, out_dir: Path, n: int = 4, k: int = 10) -> Pa
     by_id = {r.scene_id: r for r in report.results}
     images = dict(zip(dataset.scenes["scene_id"].to_list(), dataset.scenes["image_path"].to_list()))
     prod = dataset.products
-    index = {pid: i for i, pid in enumerate(report.product_ids)}
     paths = dict(zip(prod["product_id"].to_list(), prod["image_path"].to_list()))
     titles = dict(zip(prod["product_id"].to_list(), prod["title"].to_list()))
     ranked = report.per_scene.sort("ndcg@10", descending=True)

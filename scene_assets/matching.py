@@ -177,6 +177,21 @@ _DEFAULT_SIGMOID_SLOPE = 12.0
 # --------------------------------------------------------------------------------------------
 
 
+def read_mapping_file(path: str | os.PathLike) -> Mapping[str, Any]:
+    """A JSON or YAML (by suffix) file that must hold a mapping; errors name the file."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    else:
+        data = json.loads(text)
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path}: expected a mapping, got {type(data).__name__}")
+    return data
+
+
 @dataclass(frozen=True)
 class ScoringWeights:
     """Weights of the re-ranking factors; the score is their weighted mean (so it stays in [0, 1]).
@@ -231,17 +246,7 @@ class ScoringWeights:
     def from_file(cls, path: str | os.PathLike) -> "ScoringWeights":
         """JSON or YAML file holding the weights (flat, or under a ``weights`` / ``scoring_weights``
         key); weights it does not name keep their defaults."""
-        path = Path(path)
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{path}: expected a mapping of weights, got {type(data).__name__}")
-        return cls.from_dict(data)
+        return cls.from_dict(read_mapping_file(path))
 
     def save(self, path: str | os.PathLike) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
