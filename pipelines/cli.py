@@ -207,8 +207,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from scene_assets.memory import keep_gpu_compilers_out
     from scene_assets.serving import ServingSettings, serve
 
+    keep_gpu_compilers_out(args.device)  # before torch loads: a CPU server never compiles GPU kernels
     provider = _provider(args)
     settings_ = ServingSettings(allow_url_fetch=args.allow_url_fetch, reload_interval_s=args.reload_interval)
     print(f"scene-matcher: serving on http://{args.host}:{args.port} (docs at /docs, metrics at /metrics)")
