@@ -22,7 +22,6 @@ Numbers are for the dataset given; the held-out split is elsewhere - do not tune
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -35,6 +34,8 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from evaluation.protocol import product_features as product_trunk_features  # noqa: E402
+from evaluation.protocol import product_text_vectors  # noqa: E402
 from scene_assets.catalog import load_catalog  # noqa: E402
 from scene_assets.encoders import EncoderSpec, build_encoder  # noqa: E402
 from scene_assets.enrichment import enrich_catalog  # noqa: E402
@@ -58,53 +59,7 @@ def load_dataset(root: Path):
     return products, scenes, pairs
 
 
-def _key(*parts: str) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:16]
-
-
-def product_trunk_features(encoder, products: pl.DataFrame, cache_dir: Path, batch: int = 16) -> np.ndarray:
-    ids = products["product_id"].to_list()
-    key = _key(encoder.trunk_fingerprint(), *ids, *products["image_sha256"].fill_null("").to_list())
-    path = cache_dir / f"product_trunk_{key}.npy"
-    if path.is_file():
-        feats = np.load(path)
-        print(f"product trunk features: cache hit {path} {feats.shape}")
-        return feats
-    from concurrent.futures import ThreadPoolExecutor
-
-    paths = products["image_path"].to_list()
-    t0 = time.perf_counter()
-    out = []
-    with ThreadPoolExecutor(2) as pool:
-        for s in range(0, len(paths), batch):
-            imgs = list(pool.map(lambda p: open_rgb(Path(p)), paths[s : s + batch]))
-            out.append(encoder.encode_image_trunk_features(imgs, batch_size=batch))
-    feats = np.concatenate(out).astype(np.float32)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    np.save(path, feats)
-    print(f"product trunk features: encoded {feats.shape[0]} images in {time.perf_counter() - t0:.1f}s -> {path}")
-    return feats
-
-
-def product_text_vectors(encoder, products: pl.DataFrame, cache_dir: Path) -> np.ndarray:
-    texts = [
-        t if t else (title or "")
-        for t, title in zip(products["embedding_text"].to_list(), products["title"].to_list())
-    ]
-    key = _key(encoder.text_fingerprint(), *texts)
-    path = cache_dir / f"product_text_{key}.npy"
-    if path.is_file():
-        return np.load(path)
-    t0 = time.perf_counter()
-    vecs = encoder.encode_texts(texts)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    np.save(path, vecs)
-    print(f"product text vectors: {len(texts)} texts in {time.perf_counter() - t0:.1f}s")
-    return vecs
+# product features and text vectors: the evaluation's cached computations (one cache format)
 
 
 # --------------------------------------------------------------------------------------------

@@ -82,6 +82,11 @@ class SplitError(ValueError):
     """Training and scoring data would overlap."""
 
 
+def same_data(train: LabeledDataset | None, dataset: LabeledDataset) -> bool:
+    """Whether ``train`` is the scored dataset itself: the same folder, or the same label files."""
+    return train is not None and (train.root == dataset.root or train.fingerprint == dataset.fingerprint)
+
+
 @dataclass(frozen=True)
 class EvaluationConfig:
     """What an evaluation run does; ``to_dict`` goes into reports and MLflow params."""
@@ -607,7 +612,7 @@ def evaluate(
     config = config or EvaluationConfig()
     say = progress or (lambda msg: None)
     cache = Path(cache_dir)
-    same = train is not None and (train.root == dataset.root or train.fingerprint == dataset.fingerprint)
+    same = same_data(train, dataset)
     if same and not allow_same_dataset:
         raise SplitError(f"--train-dataset and --dataset are the same data ({dataset.root}): the figures would not "
                          "be held out. Drop --train-dataset to cross-validate over its scenes.")

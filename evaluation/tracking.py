@@ -55,6 +55,15 @@ class MlflowLogger:
         self.experiment_id = exp_id
         self.experiment_name = experiment
 
+    @classmethod
+    def local(cls, tracking_uri: str, experiment: str, artifact_root: Path) -> "MlflowLogger":
+        """A logger whose SQLite database folder and artifact folder are created if missing (the
+        project's own store; a server URI is used as it is)."""
+        if tracking_uri.startswith("sqlite:///"):
+            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        artifact_root.mkdir(parents=True, exist_ok=True)
+        return cls(tracking_uri, experiment, artifact_location=artifact_root.as_uri())
+
     # -- primitives -------------------------------------------------------------------------
     def start_run(self, run_name: str, *, parent_run_id: str | None = None, tags: Mapping[str, str] | None = None) -> str:
         t = dict(tags or {})

@@ -267,7 +267,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from evaluation.dataset import DatasetError, load_labeled_dataset
-    from evaluation.protocol import EvaluationConfig, SplitError, evaluate, format_table
+    from evaluation.protocol import EvaluationConfig, SplitError, evaluate, format_table, same_data
 
     try:
         config = EvaluationConfig.from_file(args.config) if args.config else EvaluationConfig()
@@ -276,7 +276,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except (DatasetError, ValueError) as exc:
         print(f"scene-matcher: error: {exc}", file=sys.stderr)
         return 2
-    if train is not None and (train.root == dataset.root or train.fingerprint == dataset.fingerprint):
+    if same_data(train, dataset):
         if not args.allow_same_dataset:
             print(f"scene-matcher: error: --train-dataset and --dataset are the same data ({dataset.root}); the "
                   "figures would not be held out. Drop --train-dataset to cross-validate over its scenes, or pass "
@@ -305,10 +305,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from evaluation.tracking import MlflowLogger
 
         uri = settings.mlflow_tracking_uri()
-        if uri.startswith("sqlite:///"):
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        settings.mlflow_artifact_root().mkdir(parents=True, exist_ok=True)
-        tracking = MlflowLogger(uri, args.mlflow, artifact_location=settings.mlflow_artifact_root().as_uri())
+        tracking = MlflowLogger.local(uri, args.mlflow, settings.mlflow_artifact_root())
         import tempfile
 
         from evaluation.reporting import write_gallery, write_plots

@@ -73,14 +73,14 @@ class MaterializedBundleProvider:
         bundle = read_bundle(directory)
         encoder = self._encoders.get(bundle)
         learned = self._learned()
-        learned_dir = None
+        scorer = None
         if learned is not None:
             from scene_assets.learned import LearnedScorer
 
             scorer = LearnedScorer.load(learned[0])
             # a scorer fitted on another encoder's features does not apply to this index: serve without it
-            if scorer.trunk_fingerprint in (None, bundle["encoder_fingerprint"]):
-                learned_dir = scorer
-        recommender, bundle = load_recommender(directory, encoder=encoder, weights=self.weights, learned=learned_dir)
-        version = bundle["version"] if learned_dir is None else f"{bundle['version']}+{learned[1][:12]}"
+            if scorer.trunk_fingerprint not in (None, bundle["encoder_fingerprint"]):
+                scorer = None
+        recommender, bundle = load_recommender(directory, encoder=encoder, weights=self.weights, learned=scorer)
+        version = bundle["version"] if scorer is None else f"{bundle['version']}+{learned[1][:12]}"
         return LoadedRecommender(version, recommender, {**bundle_info(directory, bundle, recommender), "source": "dagster"})

@@ -25,12 +25,8 @@ class MlflowTracking(dg.ConfigurableResource):
         return self.tracking_uri or settings.mlflow_tracking_uri()
 
     def logger(self) -> MlflowLogger:
-        uri = self.uri()
-        if uri.startswith("sqlite:///"):
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         root = Path(self.artifact_root) if self.artifact_root else settings.mlflow_artifact_root()
-        root.mkdir(parents=True, exist_ok=True)
-        return MlflowLogger(uri, self.experiment, artifact_location=root.as_uri())
+        return MlflowLogger.local(self.uri(), self.experiment, root)
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
         return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
