@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_scene_query import load_dataset, product_text_vectors, product_trunk_features  # noqa: E402
+from serving_process import rss_kib, serve  # noqa: E402
 
 from scene_assets.embeddings import vectors_frame  # noqa: E402
 from scene_assets.encoders import EncoderSpec, build_encoder  # noqa: E402
@@ -92,62 +91,23 @@ def in_process(directory: Path, encoder, scene_paths: list[Path]) -> dict:
             "stages_ms": {s: _pct(v) for s, v in timings.items()}}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _rss_kib(pid: int) -> dict[str, int]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
-            key, value = line.split(":")
-            out[key] = int(value.split()[0])
-    return out
-
-
 def over_http(directory: Path, scene_paths: list[Path]) -> dict:
     import httpx
 
-    port = _free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "serve", "--index", str(directory), "--port", str(port), "--device", "cpu",
-         "--reload-interval", "2"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        with httpx.Client(timeout=60) as client:
-            while True:
-                if server.poll() is not None:
-                    raise SystemExit(f"server exited: {server.stderr.read()[-2000:]}")
-                try:
-                    if client.get(f"{base}/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("server not ready after 300 s")
-                time.sleep(0.5)
-            rss_loaded = _rss_kib(server.pid)
-            latencies = {"miss": [], "hit": []}
-            for kind in ("miss", "hit"):
-                for path in scene_paths:
-                    data = path.read_bytes()
-                    t0 = time.perf_counter()
-                    response = client.post(f"{base}/match", files={"image": (path.name, data, "image/jpeg")}, data={"k": "10"})
-                    latencies[kind].append((time.perf_counter() - t0) * 1000)
-                    response.raise_for_status()
-                    assert response.json()["cached"] is (kind == "hit"), response.json().get("cached")
-            rss = _rss_kib(server.pid)
-            time.sleep(3)  # one idle reload poll: the server trims freed heap pages then
-            rss_idle = _rss_kib(server.pid)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with serve(directory, "--reload-interval", "2") as (server, base), httpx.Client(timeout=60, trust_env=False) as client:
+        rss_loaded = rss_kib(server.pid)
+        latencies = {"miss": [], "hit": []}
+        for kind in ("miss", "hit"):
+            for path in scene_paths:
+                data = path.read_bytes()
+                t0 = time.perf_counter()
+                response = client.post(f"{base}/match", files={"image": (path.name, data, "image/jpeg")}, data={"k": "10"})
+                latencies[kind].append((time.perf_counter() - t0) * 1000)
+                response.raise_for_status()
+                assert response.json()["cached"] is (kind == "hit"), response.json().get("cached")
+        rss = rss_kib(server.pid)
+        time.sleep(3)  # one idle reload poll: the server trims freed heap pages then
+        rss_idle = rss_kib(server.pid)
     return {
         "client_ms_miss": _pct(latencies["miss"]),
         "client_ms_hit": _pct(latencies["hit"]),

@@ -23,6 +23,8 @@ from typing import BinaryIO
 import numpy as np
 import polars as pl
 
+from scene_assets.locking import exclusive
+
 VECTOR_COLUMNS = ("product_id", "content_hash", "fingerprint", "vector")
 SKIP_SCHEMA = {"product_id": pl.String(), "reason": pl.String()}
 
@@ -170,7 +172,16 @@ def update_vector_file(
     """Bring the vector file at `path` up to date with `wanted` (one shard of the catalog).
 
     Encoded chunks are committed to the file as they finish, so a killed run keeps its progress.
+    The file is locked for the whole read-encode-write cycle: a second run on the same shard waits,
+    then encodes only what the first one left missing.
     """
+    with exclusive(path):
+        return _update_vector_file_locked(path, wanted, fingerprint, encode, dim=dim, chunk_size=chunk_size)
+
+
+def _update_vector_file_locked(
+    path: Path, wanted: pl.DataFrame, fingerprint: str, encode: EncodeFn, *, dim: int, chunk_size: int
+) -> tuple[pl.DataFrame, UpdateStats]:
     started = time.perf_counter()
     existing = read_vectors(path)
     plan = plan_update(wanted, existing, fingerprint)

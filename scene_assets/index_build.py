@@ -15,6 +15,7 @@ import polars as pl
 
 from scene_assets import vector_index
 from scene_assets.embeddings import vector_matrix, write_atomic_parquet
+from scene_assets.locking import exclusive
 
 MEMBERS_FILE = "members.parquet"
 
@@ -39,7 +40,15 @@ def build_or_update_index(
     extra_manifest: dict | None = None,
 ) -> IndexBuildReport:
     """Make `directory` hold an index of exactly `vectors` (product_id, content_hash, vector).
-    `extra_manifest` keys (e.g. the vector space and centring mean) are stored in the manifest."""
+    `extra_manifest` keys (e.g. the vector space and centring mean) are stored in the manifest.
+    The folder is locked while it is read and rewritten (two runs never interleave their files)."""
+    with exclusive(directory):
+        return _build_or_update_locked(vectors, Path(directory), fingerprint, exact_threshold, incremental, extra_manifest)
+
+
+def _build_or_update_locked(
+    vectors: pl.DataFrame, directory: Path, fingerprint: str, exact_threshold: int, incremental: bool, extra_manifest: dict | None
+) -> IndexBuildReport:
     started = time.perf_counter()
     vectors = vectors.sort("product_id")
     matrix = vector_matrix(vectors)

@@ -13,6 +13,7 @@ from pipelines.index import checks
 from pipelines.resources import ProjectStorage
 from scene_assets.embeddings import ImageFeatureStage
 from scene_assets.index_build import build_or_update_index
+from scene_assets.locking import exclusive
 from scene_assets.recommender_bundle import build_scene_index, write_bundle_files
 
 
@@ -104,24 +105,26 @@ def scene_index(
         raise dg.Failure("no image features with the current encoder's fingerprint; materialize product_image_features")
     space = "trunk" if stage.project is not None else "joint"
     directory = storage.path("index", f"scene-{stage.fingerprint[:16]}")
-    report, recentred, changed_share = build_scene_index(
-        features,
-        directory,
-        fingerprint=stage.fingerprint,
-        space=space,
-        exact_threshold=config.exact_threshold,
-        recentre_changed_share=config.recentre_changed_share,
-    )
-    texts = read_all_shards(storage, "text", ["product_id", "fingerprint", "vector"])
-    head_path = image_text_alignment.get("path")
-    bundle = write_bundle_files(
-        directory,
-        catalog=enriched_catalog,
-        text_vectors=texts,
-        encoder_spec=encoder.spec(projection_path=head_path),
-        text_fingerprint=model.text_fingerprint(),
-        extra={"alignment_head_sha256": image_text_alignment.get("sha256")},
-    )
+    # Index, products and bundle.json change together: another run writing the same folder waits.
+    with exclusive(directory) as lock_wait_seconds:
+        report, recentred, changed_share = build_scene_index(
+            features,
+            directory,
+            fingerprint=stage.fingerprint,
+            space=space,
+            exact_threshold=config.exact_threshold,
+            recentre_changed_share=config.recentre_changed_share,
+        )
+        texts = read_all_shards(storage, "text", ["product_id", "fingerprint", "vector"])
+        head_path = image_text_alignment.get("path")
+        bundle = write_bundle_files(
+            directory,
+            catalog=enriched_catalog,
+            text_vectors=texts,
+            encoder_spec=encoder.spec(projection_path=head_path),
+            text_fingerprint=model.text_fingerprint(),
+            extra={"alignment_head_sha256": image_text_alignment.get("sha256")},
+        )
     manifest = report.manifest
     yield dg.Output(
         {"path": str(directory), "version": bundle["version"], "fingerprint": stage.fingerprint, "count": manifest["count"]},
@@ -139,6 +142,7 @@ def scene_index(
             "removed": report.removed,
             "bytes": manifest.get("index_bytes", 0),
             "seconds": round(time.perf_counter() - started, 3),
+            "lock_wait_seconds": round(lock_wait_seconds, 3),
             "encoder_fingerprint": stage.fingerprint,
         },
     )
