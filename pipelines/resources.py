@@ -52,6 +52,11 @@ class CatalogSource(dg.ConfigurableResource):
     fetch_timeout_s: float = Field(default=10.0, description="Timeout per image download, seconds.")
     fetch_max_bytes: int = Field(default=20_000_000, description="Largest image download accepted, bytes.")
     image_cache_dir: str = Field(default="", description="Where fetched images are cached. Empty: <data_dir>/cache/images.")
+    image_root: str = Field(
+        default="",
+        description="Folder that local image paths (and the targets of symlinks) must stay inside; others are "
+        "refused and the product kept text-only. Empty: the catalog file's folder.",
+    )
 
     def catalog_path(self) -> Path:
         if self.path:
@@ -79,7 +84,9 @@ class CatalogSource(dg.ConfigurableResource):
         # One check cache per catalog file, so two catalogs never share (or fight over) one.
         cache_key = hashlib.sha256(str(path).encode()).hexdigest()[:16]
         check_cache = settings.data_dir() / "cache" / "image_checks" / f"{cache_key}.parquet"
-        return load_catalog(path, self.column_mapping(), CatalogOptions(fetch_policy=policy, image_check_cache=check_cache))
+        image_root = Path(self.image_root).expanduser().resolve() if self.image_root else path.parent
+        options = CatalogOptions(fetch_policy=policy, data_root=image_root, image_check_cache=check_cache)
+        return load_catalog(path, self.column_mapping(), options)
 
 
 def default_resources() -> dict[str, object]:

@@ -377,7 +377,7 @@ def _resolve_local(
         if not _is_within(real, root):
             return ImageResolution(
                 "refused",
-                reason=f"image path {shown} resolves to {real}, outside data root {root}",
+                reason=f"image path {shown} resolves to {real}, outside data root {root} (set the catalog source's image_root to allow it)",
             )
 
     try:

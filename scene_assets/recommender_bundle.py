@@ -225,15 +225,18 @@ def load_recommender(
         products = pl.read_parquet(products_path)
     except Exception as exc:
         raise BundleError(f"{products_path}: unreadable ({exc})") from exc
-    if encoder is None:
-        encoder = encoder_from_bundle(bundle, device=device)
-    else:
-        from scene_assets.embeddings import ImageFeatureStage
+    from scene_assets.embeddings import ImageFeatureStage
 
-        given = ImageFeatureStage.of(encoder).fingerprint
-        if given != bundle["encoder_fingerprint"]:
-            raise BundleError(f"{directory}: index built with encoder {bundle['encoder_fingerprint'][:16]}, "
-                              f"given encoder is {given[:16]}")
+    built_here = encoder is None
+    if built_here:
+        encoder = encoder_from_bundle(bundle, device=device)
+    # Queries must be encoded by the encoder that made the index (weights, preprocessing, trunk):
+    # a mismatch gives plausible-looking but wrong answers, so it is refused, never served.
+    given = ImageFeatureStage.of(encoder).fingerprint
+    if given != bundle["encoder_fingerprint"]:
+        source = "the encoder built from its spec" if built_here else "the given encoder"
+        raise BundleError(f"{directory}: index built with encoder {bundle['encoder_fingerprint'][:16]}, {source} is "
+                          f"{given[:16]}; re-materialize scene_index with the current encoder (or fix its weights)")
     text_vectors = None
     text_path = directory / TEXT_VECTORS_FILE
     if bundle.get("text_vectors_sha256") and bundle.get("text_fingerprint") in (None, encoder.text_fingerprint()):
