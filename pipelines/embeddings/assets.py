@@ -97,7 +97,8 @@ def product_image_features(
             )
 
         _, stats[shard] = update_vector_file(
-            vector_path(storage, "image_features", shard), wanted, stage.fingerprint, encode, dim=stage.dim
+            vector_path(storage, "image_features", shard), wanted, stage.fingerprint, encode, dim=stage.dim,
+            chunk_size=encoder.commit_every,
         )
         bar.close()
     return dg.MaterializeResult(
@@ -135,7 +136,8 @@ def product_text_vectors(
             return list(range(rows.height)), vectors, []
 
         _, stats[shard] = update_vector_file(
-            vector_path(storage, "text", shard), wanted, fingerprint, encode, dim=model.dim
+            vector_path(storage, "text", shard), wanted, fingerprint, encode, dim=model.dim,
+            chunk_size=encoder.commit_every,
         )
     return dg.MaterializeResult(metadata=_shard_metadata(stats, {"fingerprint": fingerprint, "dim": model.dim}))
 

@@ -31,6 +31,11 @@ class EncoderResource(dg.ConfigurableResource):
     batch_size: int = Field(default=16, description="Images per forward pass.")
     decode_workers: int = Field(default=2, description="Threads decoding images while the model computes.")
     dim: int = Field(default=64, description="Vector size of the fake encoder (kind=fake).")
+    commit_every: int = Field(
+        default=256,
+        description="Products encoded between commits of a shard's vector file: a run killed mid-way keeps "
+        "everything committed and the next run encodes only the rest.",
+    )
 
     def spec(self, projection_path: str | None = None) -> EncoderSpec:
         return EncoderSpec(
