@@ -306,3 +306,38 @@ class ImageFeatureStage:
                 project=encoder.project_trunk_features,
             )
         return cls(fingerprint=encoder.fingerprint(), dim=encoder.dim, encode_batch=encoder.encode_image_tensors, project=None)
+
+
+def vector_set_problems(
+    vectors: pl.DataFrame, wanted_ids: Sequence[str], skipped_ids: Sequence[str], fingerprint: str, *, limit: int = 5
+) -> list[str]:
+    """Problems between a shard's stored vectors and the products it should hold (empty = healthy).
+
+    Every wanted product has exactly one vector unless it was skipped with a recorded reason; no
+    vector belongs to a product that left the catalog; every vector carries the current encoder's
+    fingerprint and is finite and non-zero."""
+
+    def names(ids) -> str:
+        ids = sorted(ids)
+        return ", ".join(ids[:limit]) + (f" (+{len(ids) - limit} more)" if len(ids) > limit else "")
+
+    problems: list[str] = []
+    ids = vectors["product_id"]
+    duplicated = set(ids.filter(ids.is_duplicated()).to_list())
+    if duplicated:
+        problems.append(f"{len(duplicated)} products have more than one vector: {names(duplicated)}")
+    present, wanted, skipped = set(ids.to_list()), set(wanted_ids), set(skipped_ids)
+    if missing := wanted - present - skipped:
+        problems.append(f"{len(missing)} catalog products have no vector and no recorded reason: {names(missing)}")
+    if extra := present - wanted:
+        problems.append(f"{len(extra)} vectors belong to products no longer in the catalog: {names(extra)}")
+    stale = vectors.filter(pl.col("fingerprint") != fingerprint)
+    if stale.height:
+        problems.append(f"{stale.height} vectors were made by another encoder than {fingerprint[:16]}: "
+                        f"{names(stale['product_id'].to_list())}")
+    if vectors.height:
+        matrix = vector_matrix(vectors)
+        bad = ~np.isfinite(matrix).all(axis=1) | (np.abs(matrix).sum(axis=1) == 0)
+        if bad.any():
+            problems.append(f"{int(bad.sum())} vectors are NaN/inf or all zero: {names(vectors['product_id'].filter(pl.Series(bad)).to_list())}")
+    return problems

@@ -115,3 +115,21 @@ def test_progress_survives_a_crash_between_chunks(tmp_path: Path):
 def test_plan_update_with_nothing_on_disk():
     plan = plan_update(_catalog(3), None, "fp")
     assert plan.to_encode.height == 3 and plan.dropped_ids == []
+
+
+def test_vector_set_problems_names_each_kind_of_inconsistency():
+    from scene_assets.embeddings import vector_set_problems, vectors_frame
+
+    good = vectors_frame(["a", "b"], ["h", "h"], "fp", np.ones((2, 4), np.float32))
+    assert vector_set_problems(good, ["a", "b", "c"], ["c"], "fp") == []  # c skipped with a reason
+    broken = pl.concat([
+        good,
+        vectors_frame(["a"], ["h2"], "fp", np.ones((1, 4), np.float32)),  # a twice
+        vectors_frame(["gone"], ["h"], "old-encoder", np.zeros((1, 4), np.float32)),  # removed, stale, zero
+    ])
+    problems = " | ".join(vector_set_problems(broken, ["a", "b", "c"], [], "fp"))
+    assert "1 products have more than one vector: a" in problems
+    assert "1 catalog products have no vector and no recorded reason: c" in problems
+    assert "1 vectors belong to products no longer in the catalog: gone" in problems
+    assert "1 vectors were made by another encoder than fp: gone" in problems
+    assert "1 vectors are NaN/inf or all zero: gone" in problems

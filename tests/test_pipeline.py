@@ -84,6 +84,8 @@ def test_main_job_then_incremental_rerun(tmp_path: Path, instance: dg.DagsterIns
     assert manifest["count"] == 11  # products with an image
     assert sorted(manifest["product_ids"]) == [f"p{i:02d}" for i in range(11)]
     assert any("check product_index:index_matches_vectors passed" in line for line in summary["lines"])
+    for asset in ("product_image_features", "product_text_vectors"):
+        assert any(f"check {asset}:vectors_match_catalog passed" in line for line in summary["lines"]), summary["lines"]
     assert any("check scene_index:scene_index_consistent passed" in line for line in summary["lines"])
     scene_dir = next((tmp_path / "data" / "index").glob("scene-*"))
     recommender, bundle = load_recommender(scene_dir, encoder=FakeEncoder(dim=16))

@@ -10,6 +10,7 @@ from pydantic import Field
 import numpy as np
 import polars as pl
 
+from pipelines.embeddings import checks
 from pipelines.embeddings.partitions import catalog_shards
 from pipelines.embeddings.resources import EncoderResource
 from pipelines.metadata import markdown_table
@@ -68,6 +69,7 @@ def _shard_metadata(stats_by_shard: dict[str, object], extra: dict | None = None
     "image vector otherwise). Incremental: only new or changed products, or a changed encoder, are "
     "encoded; removed products are dropped. Products without a readable image are skipped and listed.",
     kinds={"pytorch", "parquet"},
+    check_specs=[checks.vectors_check_spec("product_image_features")],
 )
 def product_image_features(
     context: dg.AssetExecutionContext,
@@ -81,7 +83,7 @@ def product_image_features(
     with_image = enriched_catalog.filter(pl.col("image_status") == "ok").with_columns(
         content_hash=pl.col("image_sha256")
     )
-    stats = {}
+    stats, checked = {}, {}
     for shard in context.partition_keys:
         wanted = select_shard(with_image, shard)
         bar = _progress(wanted.height, f"image features {shard}")
@@ -96,13 +98,15 @@ def product_image_features(
                 progress=bar.update,
             )
 
-        _, stats[shard] = update_vector_file(
+        stored, stats[shard] = update_vector_file(
             vector_path(storage, "image_features", shard), wanted, stage.fingerprint, encode, dim=stage.dim,
             chunk_size=encoder.commit_every,
         )
         bar.close()
+        checked[shard] = (stored, wanted, stats[shard].skipped_reasons)
     return dg.MaterializeResult(
-        metadata=_shard_metadata(stats, {"fingerprint": stage.fingerprint, "dim": stage.dim})
+        metadata=_shard_metadata(stats, {"fingerprint": stage.fingerprint, "dim": stage.dim}),
+        check_results=[checks.vectors_match_catalog("product_image_features", checked, stage.fingerprint)],
     )
 
 
@@ -113,6 +117,7 @@ def product_image_features(
     ins={"enriched_catalog": dg.AssetIn()},
     description="Text vector per product from its enriched embedding text. Incremental like the image features.",
     kinds={"pytorch", "parquet"},
+    check_specs=[checks.vectors_check_spec("product_text_vectors")],
 )
 def product_text_vectors(
     context: dg.AssetExecutionContext,
@@ -127,7 +132,7 @@ def product_text_vectors(
         content_hash=pl.Series([content_hash(text) for text in enriched_catalog["embedding_text"]], dtype=pl.String)
     )
     fingerprint = model.text_fingerprint()
-    stats = {}
+    stats, checked = {}, {}
     for shard in context.partition_keys:
         wanted = select_shard(catalog, shard)
 
@@ -135,11 +140,15 @@ def product_text_vectors(
             vectors = model.encode_texts(rows["embedding_text"].to_list())
             return list(range(rows.height)), vectors, []
 
-        _, stats[shard] = update_vector_file(
+        stored, stats[shard] = update_vector_file(
             vector_path(storage, "text", shard), wanted, fingerprint, encode, dim=model.dim,
             chunk_size=encoder.commit_every,
         )
-    return dg.MaterializeResult(metadata=_shard_metadata(stats, {"fingerprint": fingerprint, "dim": model.dim}))
+        checked[shard] = (stored, wanted, stats[shard].skipped_reasons)
+    return dg.MaterializeResult(
+        metadata=_shard_metadata(stats, {"fingerprint": fingerprint, "dim": model.dim}),
+        check_results=[checks.vectors_match_catalog("product_text_vectors", checked, fingerprint)],
+    )
 
 
 def read_all_shards(storage: ProjectStorage, name: str, columns: list[str] | None = None) -> pl.DataFrame:
