@@ -289,6 +289,36 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# What the catalog sensor keeps as its cursor: enough to tell a changed catalog from a touched one.
+
+
+def sha256_of_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    """sha256 of a file, read in chunks (catalog files can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_fingerprint(path: Path, previous: dict | None = None) -> dict | None:
+    """``{"path", "size", "mtime_ns", "sha256"}`` of a file, None when it does not exist. The sha256 of
+    ``previous`` is reused when path, size and mtime are unchanged, so an unchanged file is not re-read."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    current = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if previous and all(previous.get(key) == value for key, value in current.items()):
+        return {**current, "sha256": previous["sha256"]}
+    return {**current, "sha256": sha256_of_file(path)}
+
+
+def catalog_changed(previous: dict | None, current: dict) -> bool:
+    """A catalog never seen before, another file, or other bytes (a touched file with the same bytes is not a change)."""
+    return previous is None or (previous["path"], previous["sha256"]) != (current["path"], current["sha256"])
+
+
 @dataclass(frozen=True)
 class CatalogOptions:
     fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)

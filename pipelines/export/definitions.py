@@ -1,7 +1,12 @@
 import dagster as dg
 
 from pipelines.export.assets import scene_recommendations
-from pipelines.export.sensors import export_recommendations_job, scene_inbox_sensor, weekly_full_export
+from pipelines.export.sensors import (
+    export_recommendations_job,
+    nightly_full_export,
+    scene_inbox_sensor,
+    weekly_full_export,
+)
 
 
 def defs() -> dg.Definitions:
@@ -9,5 +14,5 @@ def defs() -> dg.Definitions:
         assets=[scene_recommendations],
         jobs=[export_recommendations_job],
         sensors=[scene_inbox_sensor],
-        schedules=[weekly_full_export],
+        schedules=[nightly_full_export, weekly_full_export],
     )

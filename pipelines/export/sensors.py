@@ -1,7 +1,5 @@
-"""New scene photos in the inbox become an export batch (a dynamic partition) and a run; a weekly
-schedule re-exports every scene in the inbox (recommendations change when the catalog does)."""
-
-from __future__ import annotations
+"""New scene photos in the inbox become an export batch (a dynamic partition) and a run; a nightly and
+a weekly schedule re-export every scene in the inbox (recommendations change when the catalog does)."""
 
 import json
 
@@ -47,13 +45,8 @@ def scene_inbox_sensor(context: dg.SensorEvaluationContext, scene_inbox: SceneIn
     )
 
 
-@dg.schedule(
-    job=export_recommendations_job,
-    cron_schedule="0 3 * * 1",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Weekly full re-export: every scene in the inbox against the current index.",
-)
-def weekly_full_export(context: dg.ScheduleEvaluationContext, scene_inbox: SceneInbox):
+def full_export_request(context: dg.ScheduleEvaluationContext, scene_inbox: SceneInbox) -> dg.RunRequest | dg.SkipReason:
+    """Every scene in the inbox as one new batch (keyed on the scheduled time) and a run request for it."""
     files = list_scene_images(scene_inbox.path())
     if not files:
         return dg.SkipReason(f"no scene images in {scene_inbox.path()}")
@@ -62,3 +55,27 @@ def weekly_full_export(context: dg.ScheduleEvaluationContext, scene_inbox: Scene
     # Schedules cannot return partition requests, so the partition is added directly (idempotent).
     context.instance.add_dynamic_partitions(scene_batches.name, [key])
     return dg.RunRequest(partition_key=key, run_key=key)
+
+
+def full_export_schedule(name: str, cron_schedule: str, description: str) -> dg.ScheduleDefinition:
+    """A schedule (off by default) that re-exports every scene in the inbox against the current index."""
+
+    @dg.schedule(
+        name=name,
+        job=export_recommendations_job,
+        cron_schedule=cron_schedule,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=description,
+    )
+    def _full_export(context: dg.ScheduleEvaluationContext, scene_inbox: SceneInbox):
+        return full_export_request(context, scene_inbox)
+
+    return _full_export
+
+
+weekly_full_export = full_export_schedule(
+    "weekly_full_export", "0 3 * * 1", "Weekly full re-export: every scene in the inbox against the current index."
+)
+nightly_full_export = full_export_schedule(
+    "nightly_full_export", "0 2 * * *", "Nightly full re-export: every scene in the inbox against the current index."
+)
