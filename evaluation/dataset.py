@@ -104,7 +104,11 @@ def load_labeled_dataset(root: str | os.PathLike) -> LabeledDataset:
     """Load and validate a labeled dataset folder (see module docstring)."""
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise DatasetError(f"{root}: labeled dataset folder not found")
+        raise DatasetError(
+            f"{root}: labeled dataset folder not found. Pass --dataset DIR (a folder with products.csv, scenes.csv, "
+            "scene_products.csv and images/, like ../shared/ikea), set SCENE_MATCHER_EVAL_DATASET for the Dagster "
+            "assets, or make one with `scene-matcher data sample DIR`"
+        )
     scenes = _read_csv(root / "scenes.csv", SCENE_COLUMNS)
     pairs = _read_csv(root / "scene_products.csv", PAIR_COLUMNS)
     if not (root / "products.csv").is_file():

@@ -367,3 +367,17 @@ def test_open_clip_checkpoint_roundtrip(tmp_path):
         build_encoder(EncoderSpec(kind="open_clip", model_name="ViT-B-32", pretrained="no-such-tag")).encode_texts(["x"])
     with pytest.raises(EncoderLoadError, match="unknown open_clip model"):
         build_encoder(EncoderSpec(kind="open_clip", model_name="ViT-Q-99")).encode_texts(["x"])
+
+
+def test_named_open_clip_weights_offline_say_what_to_do(monkeypatch):
+    """A pretrained tag that needs the hub, on a machine without it: one error that says how to get
+    the weights here (download elsewhere and copy the cache, or pass the checkpoint file)."""
+    from scene_assets.encoders import EncoderLoadError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    encoder = build_encoder(EncoderSpec(kind="open_clip", model_name="ViT-B-32", pretrained="laion2b_s34b_b79k", device="cpu"))
+    with pytest.raises(EncoderLoadError) as raised:
+        encoder.encode_texts(["a chair"])
+    message = str(raised.value)
+    assert "ViT-B-32" in message and "laion2b_s34b_b79k" in message
+    assert "If this machine is offline" in message and "checkpoint" in message

@@ -881,3 +881,12 @@ def test_evaluate_train_on_the_same_data(sample_eval):
     assert report.metrics["encoder"] == cv_report.metrics["encoder"]
     for k in METRIC_KEYS:
         assert 0.0 <= report.metrics[k] <= 1.0
+
+
+def test_missing_dataset_folder_says_what_to_pass(tmp_path):
+    from evaluation.dataset import DatasetError, load_labeled_dataset
+
+    with pytest.raises(DatasetError) as raised:
+        load_labeled_dataset(tmp_path / "nowhere")
+    message = str(raised.value)
+    assert "nowhere" in message and "--dataset DIR" in message and "SCENE_MATCHER_EVAL_DATASET" in message
