@@ -40,7 +40,11 @@ import numpy as np
 import polars as pl
 
 from evaluation.dataset import EVALUATION_GROUPS, LabeledDataset, evaluation_group
-from evaluation.metrics import bootstrap_interval, expected_calibration_error, reliability_curve
+from evaluation.metrics import (
+    bootstrap_interval,
+    expected_calibration_error,
+    reliability_curve,
+)
 from scene_assets.learned import (
     IsotonicCalibrator,
     LabelPriors,
@@ -57,6 +61,7 @@ from scene_assets.matching import (
     ScoringWeights,
     read_mapping_file,
 )
+from scene_assets.progress import track
 from scene_assets.scene_analysis import ROOM_TYPES, classifier_probs
 
 log = logging.getLogger(__name__)
@@ -269,7 +274,7 @@ def prepare_scenes(rec: Recommender, dataset: LabeledDataset, use_captions: bool
     rec.set_learned(None)
     out: dict[str, PreparedScene] = {}
     rows = list(dataset.scenes.iter_rows(named=True))
-    for i, r in enumerate(rows):
+    for i, r in enumerate(track(rows, f"scenes of {dataset.root.name}", unit="scene")):
         out[r["scene_id"]] = rec.prepare_scene(r["image_path"], caption=r["caption"] if use_captions else None)
         if progress:
             progress(i + 1, len(rows))
@@ -377,7 +382,7 @@ def cross_validate(rec: Recommender, dataset: LabeledDataset, scenes: Mapping[st
     ids = dataset.scene_ids
     folds = _folds(ids, config.folds, config.seed)
     results: list[SceneResult] = []
-    for f, test in enumerate(folds):
+    for f, test in enumerate(track(folds, "cross-validation", unit="fold")):
         train = [s for g, part in enumerate(folds) if g != f for s in part]
         learned = fit_learned(rec, dataset, scenes, train, config)
         pop, by_room = _popularity(rec, dataset, train)

@@ -16,6 +16,7 @@ import numpy as np
 
 from evaluation.protocol import METRIC_KEYS, SceneResult, score_results
 from scene_assets.matching import FACTORS, ScoringWeights
+from scene_assets.progress import track
 
 __all__ = ["SweepResult", "random_weight_grid", "run_sweep"]
 
@@ -80,7 +81,7 @@ def run_sweep(results: Sequence[SceneResult], configs: Sequence[ScoringWeights],
         raise ValueError("no configurations to sweep")
     folds = sorted({r.fold for r in results})
     fold_of = np.asarray([r.fold for r in results])
-    per_scene = np.stack([score_results(results, w) for w in configs])  # C x S x M
+    per_scene = np.stack([score_results(results, w) for w in track(configs, "weight sweep", unit="config")])  # C x S x M
     mean = per_scene.mean(axis=1)
     per_fold = np.stack([per_scene[:, fold_of == f].mean(axis=1) for f in folds], axis=1)  # C x F x M
     j = METRIC_KEYS.index(objective)

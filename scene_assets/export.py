@@ -28,6 +28,7 @@ from PIL import Image
 from scene_assets.embeddings import write_atomic_bytes, write_atomic_parquet
 from scene_assets.image_source import open_rgb
 from scene_assets.matching import FACTORS
+from scene_assets.progress import track
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 FACTOR_COLUMNS = FACTORS  # every re-ranking factor gets a column
@@ -172,7 +173,7 @@ def export_batch(
     scenes_html: list[dict] = []
     product_thumbs: dict[str, str | None] = {}
     latencies = []
-    for name in files:
+    for name in track(files, f"export {batch}", unit="scene"):
         path = inbox / name
         scene = Path(name).stem
         try:

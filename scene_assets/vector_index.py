@@ -46,6 +46,8 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
+from scene_assets.progress import track
+
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
@@ -503,7 +505,7 @@ def build_index(
         index: faiss.Index = base
     else:
         index = faiss.IndexIDMap2(base)
-    for s in range(0, n, _ADD_CHUNK):
+    for s in track(range(0, n, _ADD_CHUNK), f"index add ({n} vectors)", unit="chunk"):
         index.add_with_ids(_prep(x[s : s + _ADD_CHUNK], spec.normalize), ids[s : s + _ADD_CHUNK])
     _apply_search_defaults(index, spec.search_params)
     return index

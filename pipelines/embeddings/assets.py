@@ -39,10 +39,9 @@ def vector_path(storage: ProjectStorage, name: str, shard_key: str) -> Path:
 
 
 def _progress(total: int, what: str):
-    from tqdm.auto import tqdm
+    from scene_assets.progress import progress_bar
 
-    # disable=None: tqdm shows the bar on a terminal and stays quiet in CI logs.
-    return tqdm(total=total, desc=what, unit="img", disable=True if total == 0 else None, leave=False)
+    return progress_bar(total, what, unit="img")
 
 
 def _shard_metadata(stats_by_shard: dict[str, object], extra: dict | None = None) -> dict:
