@@ -102,9 +102,16 @@ def default_resources() -> dict[str, object]:
     from pipelines.evaluation.resources import LabeledData, MlflowTracking
     from pipelines.export.resources import SceneInbox
 
-    encoder_kind = os.environ.get("SCENE_MATCHER_ENCODER", "default")
+    # The encoder by environment (the launchpad can override every field): kind, open_clip model name,
+    # pretrained tag or local checkpoint path.
+    encoder = EncoderResource(
+        kind=os.environ.get("SCENE_MATCHER_ENCODER", "default"),
+        model_name=os.environ.get("SCENE_MATCHER_ENCODER_MODEL", ""),
+        pretrained=os.environ.get("SCENE_MATCHER_ENCODER_PRETRAINED", ""),
+        device=os.environ.get("SCENE_MATCHER_DEVICE", "auto"),
+    )
     return {
-        "encoder": EncoderResource(kind=encoder_kind),
+        "encoder": encoder,
         # Small Python objects (model heads' locations, index manifests) keyed by asset (and partition).
         "model_io_manager": dg.FilesystemIOManager(base_dir=str(settings.data_dir() / "models_io")),
         "storage": ProjectStorage(data_dir=data_dir),

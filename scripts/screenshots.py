@@ -1,7 +1,9 @@
-"""Screenshots of the Dagster UI for the README: the global asset lineage graph, every group expanded.
+"""Screenshots for the README: the Dagster asset lineage graph (every group expanded) and the HTML
+recommendation gallery of an export batch.
 
     .venv/bin/python scripts/screenshots.py --out docs/          # writes docs/dagster-asset-graph.png
     .venv/bin/python scripts/screenshots.py --out /tmp/ui --all  # + asset list, a materialization, automation
+    .venv/bin/python scripts/screenshots.py --out docs/ --gallery --encoder default   # + docs/export-gallery.jpg
 
 Runs the main job on the embedded sample into a throw-away DAGSTER_HOME (fake encoder unless
 --encoder default: the graph looks the same, the run takes seconds), starts `dagster dev` on it and
@@ -24,6 +26,8 @@ if str(REPO) not in sys.path:
 from tests import ui_walkthrough as ui  # noqa: E402
 
 GRAPH_FILE = "dagster-asset-graph.png"
+GALLERY_FILE = "export-gallery.jpg"
+SAMPLE_SCENES = REPO / "data" / "sample" / "images" / "scenes"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.5, help="device pixels per CSS pixel (sharper text when > 1)")
     parser.add_argument("--all", action="store_true", help="also the asset list, a materialization's metadata and "
                         "the automation page")
+    parser.add_argument("--gallery", action="store_true", help="also export the sample scenes and capture the "
+                        "batch's HTML gallery (use --encoder default for real recommendations)")
     parser.add_argument("--workdir", type=Path, help="keep the sandbox (DAGSTER_HOME, data, server log) here")
     args = parser.parse_args(argv)
 
@@ -68,10 +74,33 @@ def main(argv: list[str] | None = None) -> int:
                     written.append(_shot(page, out / "dagster-materialization.png"))
                     ui.open_automation(page, base_url, project["sensors"], project["schedules"])
                     written.append(_shot(page, out / "dagster-automation.png"))
+        if args.gallery:
+            written.append(capture_gallery(sandbox, out / GALLERY_FILE, args.scale))
     for path in written:
         print(f"wrote {path}")
     print(f"done in {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def capture_gallery(sandbox, path: Path, scale: float, k: int = 6) -> Path:
+    """`scene-matcher export` of the sample scenes into the sandbox, then the top of its gallery page."""
+    import subprocess
+
+    from playwright.sync_api import sync_playwright
+
+    done = subprocess.run([ui._tool("scene-matcher"), "export", str(SAMPLE_SCENES), "-k", str(k)], cwd=REPO,
+                          env=sandbox.env, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"export failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    gallery = next(line.split(None, 1)[1].strip() for line in done.stdout.splitlines() if line.strip().startswith("gallery"))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=ui.require_browser(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900}, device_scale_factor=scale)
+        page.goto(gallery if gallery.startswith("file:") else Path(gallery).resolve().as_uri())
+        page.wait_for_load_state("load")
+        page.screenshot(path=str(path), type="jpeg", quality=85)
+        browser.close()
+    return path
 
 
 def _shot(page, path: Path) -> Path:

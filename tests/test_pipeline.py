@@ -192,3 +192,14 @@ def test_alignment_head_reused_for_small_changes(tmp_path: Path, instance: dg.Da
     assert meta["head_sha256"].value == first_meta["head_sha256"].value
     strict = alignment.execute_in_process(instance=instance, run_config={"ops": {"image_text_alignment": {"config": {"epochs": 2, "batch_size": 8, "retrain_changed_share": 0.2, "force_retrain": True}}}})
     assert strict.asset_materializations_for_node("image_text_alignment")[0].metadata["trained"].value is True
+
+
+def test_encoder_is_chosen_by_environment(monkeypatch):
+    from pipelines.resources import default_resources
+
+    monkeypatch.setenv("SCENE_MATCHER_ENCODER", "open_clip")
+    monkeypatch.setenv("SCENE_MATCHER_ENCODER_MODEL", "ViT-B-32")
+    monkeypatch.setenv("SCENE_MATCHER_ENCODER_PRETRAINED", "/models/vit-b-32.safetensors")
+    encoder = default_resources()["encoder"]
+    spec = encoder.spec()
+    assert (spec.kind, spec.model_name, spec.pretrained, spec.device) == ("open_clip", "ViT-B-32", "/models/vit-b-32.safetensors", "auto")
