@@ -24,6 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
+from scene_assets.files import sha256_of_file
 from scene_assets.image_source import FetchPolicy, ImageResolution, resolve_image
 
 # Fields of the normalized table, in order. `content_hash` covers every field that changes an
@@ -285,20 +286,10 @@ def content_hash(*parts: str | None) -> str:
     return digest.hexdigest()[:32]
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+_file_sha256 = sha256_of_file
 
 
 # What the catalog sensor keeps as its cursor: enough to tell a changed catalog from a touched one.
-
-
-def sha256_of_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    """sha256 of a file, read in chunks (catalog files can be large)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def file_fingerprint(path: Path, previous: dict | None = None) -> dict | None:

@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 
+from .files import sha256_of_file
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from PIL import Image
@@ -122,11 +124,7 @@ def _file_sha256(path: str | os.PathLike) -> str:
     with _HASH_LOCK:
         if key in _HASH_CACHE:
             return _HASH_CACHE[key]
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
+    digest = sha256_of_file(p)
     with _HASH_LOCK:
         _HASH_CACHE[key] = digest
     return digest

@@ -46,6 +46,7 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
+from scene_assets.files import sha256_of_file
 from scene_assets.progress import track
 
 log = logging.getLogger(__name__)
@@ -576,12 +577,7 @@ def update_index(
 # save / load
 
 
-def _sha256_file(path: Path, bufsize: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(bufsize):
-            h.update(chunk)
-    return h.hexdigest()
+_sha256_file = sha256_of_file
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -14,7 +14,8 @@ import dagster as dg
 import pytest
 
 from pipelines.catalog.sensors import CATALOG_SHA_TAG, catalog_file_sensor
-from scene_assets.catalog import catalog_changed, file_fingerprint, sha256_of_file
+from scene_assets.catalog import catalog_changed, file_fingerprint
+from scene_assets.files import sha256_of_file
 from pipelines.definitions import build_defs
 from pipelines.embeddings.partitions import catalog_shards
 from pipelines.export.resources import SceneInbox
