@@ -87,6 +87,17 @@ def percentiles(values: list[float]) -> tuple[float, float]:
 # --------------------------------------------------------------------------------------------
 
 
+def quality_table(per_variant: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Print mean R@10 / R@50 / MRR per variant; return them (rounded) for the JSON report."""
+    print(f"{'variant':<62}{'R@10':>7}{'R@50':>7}{'MRR':>7}")
+    table = {}
+    for name, rows in per_variant.items():
+        m = mean_metrics(rows)
+        table[name] = {k: round(v, 4) for k, v in m.items()}
+        print(f"{name:<62}{m['R@10']:7.3f}{m['R@50']:7.3f}{m['MRR']:7.3f}")
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", type=Path, default=Path(os.environ.get("SCENE_MATCHER_IKEA_DIR", "../shared/ikea")))
@@ -264,12 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                                            []).append(ranking_metrics(visual_rank(q, stored[(space, True)]), rel))
     print(f"\nvisual-only quality over {len(scene_rows)} scenes ({time.perf_counter() - t0:.0f}s); regions per "
           "scene: " + ", ".join(f"{k} {np.mean(v):.0f}" for k, v in n_regions.items()))
-    print(f"{'variant':<62}{'R@10':>7}{'R@50':>7}{'MRR':>7}")
-    report["quality_visual"] = {}
-    for name, rows in per_variant.items():
-        m = mean_metrics(rows)
-        report["quality_visual"][name] = {k: round(v, 4) for k, v in m.items()}
-        print(f"{name:<62}{m['R@10']:7.3f}{m['R@50']:7.3f}{m['MRR']:7.3f}")
+    report["quality_visual"] = quality_table(per_variant)
 
     # ---------------- quality: full re-rank ----------------
     variants = {
@@ -308,12 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         room_hits["image zero-shot forced"] += forced.room_type == r["room_type"]
     print(f"\nfull scoring, trunk space + centred, regions max ({len(scene_rows)} scenes), weights "
           + ", ".join(f"{k}={v:g}" for k, v in main_rec.weights.to_dict().items()) + ":")
-    print(f"{'variant':<62}{'R@10':>7}{'R@50':>7}{'MRR':>7}")
-    report["quality_rerank"] = {}
-    for name, rows in rr.items():
-        m = mean_metrics(rows)
-        report["quality_rerank"][name] = {k: round(v, 4) for k, v in m.items()}
-        print(f"{name:<62}{m['R@10']:7.3f}{m['R@50']:7.3f}{m['MRR']:7.3f}")
+    report["quality_rerank"] = quality_table(rr)
     conf = main_rec.confidence(np.asarray(top_scores))
     report["top10_calibration"] = {
         "mean_score": round(float(np.mean(top_scores)), 4), "precision": round(float(np.mean(top_hits)), 4),

@@ -286,8 +286,6 @@ def content_hash(*parts: str | None) -> str:
     return digest.hexdigest()[:32]
 
 
-_file_sha256 = sha256_of_file
-
 
 # What the catalog sensor keeps as its cursor: enough to tell a changed catalog from a touched one.
 
@@ -528,7 +526,7 @@ def _resolve_images(rows: list[dict], base_dir: Path, options: CatalogOptions, i
         resolution = resolve_image(
             row["image_ref"], base_dir=base_dir, policy=options.fetch_policy, data_root=options.data_root
         )
-        sha = _file_sha256(resolution.path) if resolution.status == "ok" and resolution.path else None
+        sha = sha256_of_file(resolution.path) if resolution.status == "ok" and resolution.path else None
         if host and resolution.status == "fetch_failed" and _HOST_FAILURE.search(resolution.reason):
             dead_hosts.setdefault(host, resolution.reason.split(": ", 1)[-1])
         return resolution, sha, key

@@ -24,8 +24,8 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 # A writer holding a lock longer than this is stuck or encoding a huge shard; override per call or by
-# environment for catalogs whose shards take longer.
-DEFAULT_TIMEOUT_S = float(os.environ.get("SCENE_MATCHER_LOCK_TIMEOUT_S", "7200"))
+# environment (read when a lock is taken) for catalogs whose shards take longer.
+DEFAULT_TIMEOUT_S = 7200.0
 
 
 class LockTimeout(RuntimeError):
@@ -43,7 +43,7 @@ def exclusive(target: Path | str, *, timeout_s: float | None = None) -> Iterator
     """Hold the write lock on ``target`` for the duration of the block; yields seconds waited."""
     path = lock_path(Path(target))
     path.parent.mkdir(parents=True, exist_ok=True)
-    timeout = DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s
+    timeout = timeout_s if timeout_s is not None else float(os.environ.get("SCENE_MATCHER_LOCK_TIMEOUT_S", DEFAULT_TIMEOUT_S))
     lock = FileLock(path, is_singleton=True)
     started = time.perf_counter()
     try:

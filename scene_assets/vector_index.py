@@ -577,8 +577,6 @@ def update_index(
 # save / load
 
 
-_sha256_file = sha256_of_file
-
 
 def _fsync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):
@@ -645,7 +643,7 @@ def save_index(index: faiss.Index, directory: Path | str, manifest: Mapping[str,
         faiss.write_index(cpu_index, tmp_index)
         with open(tmp_index, "rb+") as f:
             os.fsync(f.fileno())
-        out["index_sha256"] = _sha256_file(Path(tmp_index))
+        out["index_sha256"] = sha256_of_file(Path(tmp_index))
         out["index_bytes"] = os.path.getsize(tmp_index)
 
         fd, tmp_manifest = tempfile.mkstemp(dir=directory, prefix=f".{MANIFEST_FILE}.", suffix=".tmp")
@@ -735,7 +733,7 @@ def load_index(
             if _file_changed(index_path, st) or _manifest_changed(manifest_path, manifest):
                 continue
             raise last_err
-        digest = _sha256_file(index_path)
+        digest = sha256_of_file(index_path)
         if digest != manifest["index_sha256"]:
             last_err = IndexCorruptError(
                 f"{index_path}: sha256 {digest[:16]}... does not match manifest "

@@ -271,11 +271,13 @@ def load_kind(catalog: Path, fetch: str = "off") -> Loaded:
         return Loaded(None, str(exc), time.perf_counter() - started)
 
 
-def reasons_for(result: CatalogResult, product_id: str) -> list[str]:
-    """The issues recorded for a product id; for a row too broken to have one, the dropped rows'."""
-    issues = result.issues.filter(pl.col("product_id") == product_id)
+def reasons_for(issues: pl.DataFrame, product_id: str) -> list[str]:
+    """The reasons in a catalog issues table for a product id; for a row too broken to have an id,
+    the dropped rows' (prefixed with their line)."""
+    all_issues = issues
+    issues = all_issues.filter(pl.col("product_id") == product_id)
     if issues.height == 0:
-        issues = result.issues.filter(pl.col("product_id").is_null() & (pl.col("severity") == "dropped"))
+        issues = all_issues.filter(pl.col("product_id").is_null() & (pl.col("severity") == "dropped"))
     return [f"line {line}: {reason}" if not reason.startswith("line") else reason
             for line, reason in issues.select("line", "reason").iter_rows()]
 
@@ -295,7 +297,7 @@ def outcome_of(kind: BadInput, loaded: Loaded) -> str:
     return "image_ok" if status == "ok" else "text_only"
 
 
-def _serve_corpus_urls():
+def serve_corpus_urls():
     from tests.test_image_source import _send, local_server
 
     def never_answers(handler):
@@ -309,7 +311,7 @@ def _serve_corpus_urls():
 
 def main() -> None:
     print(f"{'kind':<36} {'expected':<14} {'got':<14} {'good rows kept':>14}  reason recorded")
-    with tempfile.TemporaryDirectory() as tmp, _serve_corpus_urls() as (_server, url):
+    with tempfile.TemporaryDirectory() as tmp, serve_corpus_urls() as (_server, url):
         for n, kind in enumerate(CORPUS):
             loaded = load_kind(write_catalog(Path(tmp) / f"k{n}", (kind,), url), kind.fetch)
             got = outcome_of(kind, loaded)
@@ -317,7 +319,7 @@ def main() -> None:
                 kept, reason = "-", loaded.error
             else:
                 kept = f"{loaded.result.products.filter(pl.col('product_id').is_in(GOOD_IDS)).height}/3"
-                reason = "; ".join(reasons_for(loaded.result, kind.product_id)) or "(none)"
+                reason = "; ".join(reasons_for(loaded.result.issues, kind.product_id)) or "(none)"
             print(f"{kind.kind:<36} {kind.outcome:<14} {got:<14} {kept:>14}  {reason[:110]}")
 
 

@@ -14,7 +14,7 @@ from pipelines.runner import run_main_job
 from scene_assets import vector_index
 from scene_assets.embeddings import read_vectors
 from scene_assets.image_source import open_rgb
-from tests.bad_inputs import CORPUS, GOOD_IDS, BadInput, _serve_corpus_urls, load_kind, outcome_of, reasons_for, write_catalog
+from tests.bad_inputs import CORPUS, GOOD_IDS, BadInput, serve_corpus_urls, load_kind, outcome_of, reasons_for, write_catalog
 from tests.test_pipeline import _defs
 
 GOOD_COLUMNS = ["product_id", "title", "description", "image_status", "image_sha256", "content_hash"]
@@ -22,7 +22,7 @@ GOOD_COLUMNS = ["product_id", "title", "description", "image_status", "image_sha
 
 @pytest.fixture(scope="module")
 def corpus_urls():
-    with _serve_corpus_urls() as (_server, url):
+    with serve_corpus_urls() as (_server, url):
         yield url
 
 
@@ -41,12 +41,12 @@ def test_corpus_has_at_least_15_kinds():
 def test_bad_input(kind: BadInput, tmp_path: Path, baseline: pl.DataFrame, corpus_urls: str):
     catalog = write_catalog(tmp_path / "catalog", (kind,), corpus_urls)
     loaded = load_kind(catalog, kind.fetch)
-    assert outcome_of(kind, loaded) == kind.outcome, loaded.error or reasons_for(loaded.result, kind.product_id)
+    assert outcome_of(kind, loaded) == kind.outcome, loaded.error or reasons_for(loaded.result.issues, kind.product_id)
     if kind.outcome == "file_error":
         for needle in kind.needles:
             assert needle in loaded.error
         return
-    reasons = " | ".join(reasons_for(loaded.result, kind.product_id))
+    reasons = " | ".join(reasons_for(loaded.result.issues, kind.product_id))
     for needle in kind.needles:
         assert needle in reasons, reasons
     if kind.outcome == "text_only":
@@ -85,11 +85,4 @@ def test_whole_corpus_through_the_main_job(tmp_path: Path):
     recorded = pl.read_parquet(next((tmp_path / "data" / "warehouse").rglob("catalog_issues*")))
     for kind in kinds:
         if kind.outcome != "image_ok":
-            assert reasons_for_frame(recorded, kind.product_id), kind.kind
-
-
-def reasons_for_frame(issues: pl.DataFrame, product_id: str) -> list[str]:
-    rows = issues.filter(pl.col("product_id") == product_id)
-    if rows.height == 0:
-        rows = issues.filter(pl.col("product_id").is_null() & (pl.col("severity") == "dropped"))
-    return rows["reason"].to_list()
+            assert reasons_for(recorded, kind.product_id), kind.kind

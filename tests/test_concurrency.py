@@ -5,10 +5,6 @@ product is encoded once."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 import threading
 from pathlib import Path
 
@@ -19,32 +15,7 @@ import pytest
 from scene_assets import vector_index
 from scene_assets.embeddings import read_vectors
 from scene_assets.locking import LockTimeout, exclusive, lock_path
-from scene_assets.settings import PROJECT_ROOT
-from tests.test_pipeline import _write_catalog
-
-RUN_MAIN_JOB = textwrap.dedent(
-    """
-    import json, sys, time
-    from pathlib import Path
-    import dagster as dg
-    from scene_assets.encoders import FakeEncoder
-    from pipelines.runner import run_main_job
-    from tests.test_pipeline import _defs
-
-    # A slow model, so that both runs are inside the image step at the same time.
-    fast = FakeEncoder.encode_image_tensors
-    def slow(self, batch):
-        time.sleep(0.08 * len(batch))
-        return fast(self, batch)
-    FakeEncoder.encode_image_tensors = slow
-
-    root = Path(sys.argv[1])
-    with dg.DagsterInstance.get() as instance:
-        summary = run_main_job(instance=instance, defs=_defs(root, root / "catalog" / "products.csv"))
-    print("SUMMARY " + json.dumps(summary))
-    """
-)
-
+from tests.test_pipeline import _write_catalog, start_slow_main_job
 
 def _catalog_rows(n: int) -> list[tuple]:
     colors = [((i * 37) % 255, (i * 91) % 255, (i * 53) % 255) for i in range(n)]
@@ -78,12 +49,11 @@ def test_two_main_job_runs_at_once_keep_vectors_and_index_whole(tmp_path: Path):
     _write_catalog(tmp_path / "catalog", _catalog_rows(n))
     home = tmp_path / "dagster_home"
     home.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "DAGSTER_HOME": str(home)}
-    processes = [
-        subprocess.Popen([sys.executable, "-c", RUN_MAIN_JOB, str(tmp_path)], cwd=PROJECT_ROOT, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for _ in range(2)
-    ]
+    # The instance exists before the runs collide (as for a schedule and a manual run): two processes
+    # creating its SQLite schema at the same moment race inside alembic, which is not what is tested.
+    dg.DagsterInstance.from_config(str(home)).dispose()
+    # A slow model, so that both runs are inside the image step at the same time.
+    processes = [start_slow_main_job(tmp_path, home, seconds_per_image=0.08) for _ in range(2)]
     outputs = [p.communicate(timeout=300)[0] for p in processes]
     summaries = []
     for process, output in zip(processes, outputs):

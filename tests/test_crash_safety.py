@@ -89,39 +89,6 @@ def test_corrupt_index_is_detected_and_rebuilt(tmp_path: Path):
     assert index.ntotal == 40 and manifest["count"] == 40
 
 
-KILLED_MAIN_JOB = textwrap.dedent(
-    """
-    import sys, time
-    from pathlib import Path
-    import dagster as dg
-    from pipelines.definitions import build_defs
-    from pipelines.embeddings.resources import EncoderResource
-    from pipelines.io_managers import PolarsParquetIOManager
-    from pipelines.resources import CatalogSource, ProjectStorage
-    from pipelines.runner import run_main_job
-    from scene_assets.encoders import FakeEncoder
-
-    fast = FakeEncoder.encode_image_tensors
-    def slow(self, batch):  # a model at work; the parent kills us somewhere in here
-        time.sleep(0.1 * len(batch))
-        return fast(self, batch)
-    FakeEncoder.encode_image_tensors = slow
-
-    root = Path(sys.argv[1])
-    data = root / "data"
-    defs = build_defs({
-        "storage": ProjectStorage(data_dir=str(data)),
-        "catalog_source": CatalogSource(path=str(root / "catalog" / "products.csv"), fetch_remote_images=False),
-        "encoder": EncoderResource(kind="fake", dim=16, batch_size=2, commit_every=2),
-        "io_manager": PolarsParquetIOManager(base_dir=str(data / "warehouse")),
-        "model_io_manager": dg.FilesystemIOManager(base_dir=str(data / "models_io")),
-    })
-    with dg.DagsterInstance.get() as instance:
-        run_main_job(instance=instance, defs=defs)
-    """
-)
-
-
 def test_sigkill_mid_embedding_step_of_a_real_run_then_rematerialize(tmp_path: Path):
     """The main job's image-feature step, killed for real at a random point after its first commit;
     the next materialization encodes only what was not committed, and the vectors and both indexes
@@ -129,20 +96,18 @@ def test_sigkill_mid_embedding_step_of_a_real_run_then_rematerialize(tmp_path: P
     import dagster as dg
 
     from pipelines.runner import run_main_job
-    from tests.test_pipeline import _defs, _write_catalog
+    from tests.test_pipeline import _defs, _write_catalog, start_slow_main_job
 
     n = 40
     rows = [(f"p{i:02d}", f"NAME{i}", "Chair", f"A chair number {i}", ((i * 37) % 255, (i * 91) % 255, 60)) for i in range(n)]
     _write_catalog(tmp_path / "catalog", rows)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "DAGSTER_HOME": str(home)}
-    process = subprocess.Popen([sys.executable, "-c", KILLED_MAIN_JOB, str(tmp_path)], cwd=PROJECT_ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = start_slow_main_job(tmp_path, home, seconds_per_image=0.1, batch_size=2, commit_every=2)
     shards = tmp_path / "data" / "vectors" / "image_features"
     deadline = time.monotonic() + 120
     while not list(shards.glob("*.parquet")):
-        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert process.poll() is None, process.stdout.read()[-3000:]
         assert time.monotonic() < deadline, "the run never committed a vector file"
         time.sleep(0.05)
     time.sleep(0.2 + np.random.default_rng().random())  # a random point while it encodes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,17 +50,47 @@ def _rows() -> list[tuple]:
     return rows
 
 
-def _defs(tmp_path: Path, catalog: Path) -> dg.Definitions:
+def _defs(tmp_path: Path, catalog: Path, **encoder: object) -> dg.Definitions:
+    """The project's Definitions on `tmp_path/data` with the fake encoder (`encoder`: other fields of it)."""
     data = tmp_path / "data"
     return build_defs(
         {
             "storage": ProjectStorage(data_dir=str(data)),
             "catalog_source": CatalogSource(path=str(catalog), fetch_remote_images=False),
-            "encoder": EncoderResource(kind="fake", dim=16),
+            "encoder": EncoderResource(kind="fake", dim=16, **encoder),
             "io_manager": PolarsParquetIOManager(base_dir=str(data / "warehouse")),
             "model_io_manager": dg.FilesystemIOManager(base_dir=str(data / "models_io")),
         }
     )
+
+
+SLOW_MAIN_JOB = """
+import json, sys, time
+from pathlib import Path
+import dagster as dg
+from scene_assets.encoders import FakeEncoder
+from pipelines.runner import run_main_job
+from tests.test_pipeline import _defs
+
+root, seconds_per_image, encoder = Path(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3])
+fast = FakeEncoder.encode_image_tensors
+def slow(self, batch):  # a model at work
+    time.sleep(seconds_per_image * len(batch))
+    return fast(self, batch)
+FakeEncoder.encode_image_tensors = slow
+with dg.DagsterInstance.get() as instance:
+    summary = run_main_job(instance=instance, defs=_defs(root, root / "catalog" / "products.csv", **encoder))
+print("SUMMARY " + json.dumps(summary))
+"""
+
+
+def start_slow_main_job(root: Path, dagster_home: Path, seconds_per_image: float, **encoder: object) -> subprocess.Popen:
+    """The main job in its own process (and process group) on `root` (catalog/products.csv, data/) and
+    `dagster_home`, with a fake encoder slowed to `seconds_per_image`; it prints `SUMMARY {json}` last."""
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "DAGSTER_HOME": str(dagster_home)}
+    return subprocess.Popen([sys.executable, "-c", SLOW_MAIN_JOB, str(root), str(seconds_per_image), json.dumps(encoder)],
+                            cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
 
 
 def _encoded_counts(instance: dg.DagsterInstance, run_id: str, asset: str) -> int:

@@ -299,7 +299,7 @@ def test_garbage_that_matches_the_manifest_is_still_rejected(saved_flat):
     path, mpath = saved_flat / "index.faiss", saved_flat / "manifest.json"
     path.write_bytes(b"not a faiss index at all")
     manifest = json.loads(mpath.read_text())
-    manifest.update(index_sha256=vi._sha256_file(path), index_bytes=path.stat().st_size)
+    manifest.update(index_sha256=vi.sha256_of_file(path), index_bytes=path.stat().st_size)
     mpath.write_text(json.dumps(manifest))
     with pytest.raises(vi.IndexCorruptError, match="FAISS cannot read"):
         vi.load_index(saved_flat)

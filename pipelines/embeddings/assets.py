@@ -16,6 +16,7 @@ from pipelines.embeddings.resources import EncoderResource
 from pipelines.metadata import markdown_table
 from pipelines.resources import ProjectStorage
 from scene_assets.catalog import content_hash
+from scene_assets.progress import progress_bar
 from scene_assets.alignment import AlignmentResult, save_projection, train_alignment
 from scene_assets.embeddings import (
     ImageFeatureStage,
@@ -36,12 +37,6 @@ BACKFILL = dg.BackfillPolicy.single_run()
 
 def vector_path(storage: ProjectStorage, name: str, shard_key: str) -> Path:
     return storage.path("vectors", name) / f"{shard_key}.parquet"
-
-
-def _progress(total: int, what: str):
-    from scene_assets.progress import progress_bar
-
-    return progress_bar(total, what, unit="img")
 
 
 def _shard_metadata(stats_by_shard: dict[str, object], extra: dict | None = None) -> dict:
@@ -85,7 +80,7 @@ def product_image_features(
     stats, checked = {}, {}
     for shard in context.partition_keys:
         wanted = select_shard(with_image, shard)
-        bar = _progress(wanted.height, f"image features {shard}")
+        bar = progress_bar(wanted.height, f"image features {shard}", unit="img")
 
         def encode(rows: pl.DataFrame):
             return encode_image_rows(
