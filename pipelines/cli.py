@@ -9,7 +9,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ examples:
   scene-matcher materialize                       # run the main job on the embedded sample
   scene-matcher materialize --catalog ../shared/ikea/products.csv
   scene-matcher materialize --catalog export.csv --mapping merchant
+  scene-matcher materialize --job evaluation_job  # score the index, sweep weights, log to MLflow
   scene-matcher catalog ../shared/seed_catalog/product-catalog.csv --mapping merchant
   scene-matcher enrich "CERAMIC ELEPHANT 8X7X3 BLK/WHT S/2" --json
   scene-matcher data sample data/my-sample
@@ -38,14 +38,14 @@ examples:
 
 
 def ensure_dagster_home() -> Path:
-    """Point DAGSTER_HOME at a project-controlled folder holding the repo's dagster.yaml."""
+    """Point DAGSTER_HOME at a project-controlled folder holding the repo's dagster.yaml (plus PostgreSQL
+    storage when $SCENE_MATCHER_DAGSTER_POSTGRES_URL is set: pipelines/instance_config.py)."""
+    from pipelines.instance_config import write_instance_yaml
+
     home = settings.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
-    source = settings.PROJECT_ROOT / "dagster.yaml"
-    target = home / "dagster.yaml"
-    if source.is_file() and (not target.is_file() or target.read_bytes() != source.read_bytes()):
-        shutil.copyfile(source, target)
+    write_instance_yaml(home)
     return home
 
 
@@ -59,16 +59,32 @@ def _configure_catalog(args: argparse.Namespace) -> None:
 def cmd_materialize(args: argparse.Namespace) -> int:
     _configure_catalog(args)
     home = ensure_dagster_home()
-    from pipelines.runner import run_main_job
+    from pipelines.jobs import MAIN_JOB_STEPS
+    from pipelines.runner import run_jobs
 
+    run_config = None
+    if args.config:
+        import yaml
+
+        run_config = yaml.safe_load(Path(args.config).read_text()) or {}
+        if not isinstance(run_config, dict):
+            print(f"scene-matcher: {args.config}: expected a run config mapping (ops: ...), got {type(run_config).__name__}",
+                  file=sys.stderr)
+            return 2
+    jobs = [step.name for step in MAIN_JOB_STEPS] if args.job == "main" else [args.job]
+    what = "main job" if args.job == "main" else args.job
     started = time.perf_counter()
-    summary = run_main_job()
+    summary = run_jobs(jobs, run_config=run_config)
     elapsed = time.perf_counter() - started
-    print(f"\nscene-matcher: main job finished in {elapsed:.1f} s ({'ok' if summary['success'] else 'FAILED'})")
+    print(f"\nscene-matcher: {what} finished in {elapsed:.1f} s ({'ok' if summary['success'] else 'FAILED'})")
     for line in summary["lines"]:
         print(f"  {line}")
-    print(f"\n  Dagster run history: {home}  (open it with: scene-matcher ui)")
+    from pipelines.instance_config import storage_description
+
+    print(f"\n  Dagster run history: {storage_description(home)}  (open it with: scene-matcher ui)")
     print(f"  Pipeline outputs:    {settings.data_dir()}")
+    if args.job == "evaluation_job":
+        print(f"  MLflow runs:         .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri()}")
     return 0 if summary["success"] else 1
 
 
@@ -343,6 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
     materialize = commands.add_parser("materialize", help="run the main job (catalog → enrichment → vectors → index)")
     materialize.add_argument("--catalog", help="catalog CSV/Parquet (default: the embedded synthetic sample)")
     materialize.add_argument("--mapping", help="column-mapping preset: labeled (default) or merchant")
+    from pipelines.jobs import ALL_JOBS
+
+    materialize.add_argument(
+        "--job", default="main", choices=["main", *(job.name for job in ALL_JOBS)],
+        help="main (default: catalog → vectors → index) or one job, e.g. evaluation_job (score the index on the "
+        "labeled dataset, sweep weights, log to MLflow)",
+    )
+    materialize.add_argument("--config", metavar="YAML", help="run config for the job (as in the launchpad: ops: ...)")
     materialize.set_defaults(func=cmd_materialize)
 
     catalog = commands.add_parser("catalog", help="load a catalog and report its issues (no Dagster)")

@@ -44,15 +44,28 @@ def _metadata_lines(result: dg.ExecuteInProcessResult) -> list[str]:
 def run_main_job(
     instance: dg.DagsterInstance | None = None, defs: dg.Definitions | None = None, log_level: str = "WARNING"
 ) -> dict:
+    """The main job: catalog → per-shard vectors → index, as consecutive runs."""
     from pipelines.jobs import MAIN_JOB_STEPS
 
+    return run_jobs([step.name for step in MAIN_JOB_STEPS], instance=instance, defs=defs, log_level=log_level)
+
+
+def run_jobs(
+    job_names: list[str],
+    instance: dg.DagsterInstance | None = None,
+    defs: dg.Definitions | None = None,
+    log_level: str = "WARNING",
+    run_config: dict | None = None,
+) -> dict:
+    """Run the named jobs one after another in this process, recorded in the instance; stops at the first
+    failure. ``run_config`` (ops/resources config) is merged into every job's run config."""
     if defs is None:
         from pipelines.definitions import defs
     instance = instance or dg.DagsterInstance.get()
     lines: list[str] = []
     run_ids: list[str] = []
-    for step in MAIN_JOB_STEPS:
-        job = defs.resolve_job_def(step.name)
+    for name in job_names:
+        job = defs.resolve_job_def(name)
         tags = {}
         if job.partitions_def is not None:
             keys = job.partitions_def.get_partition_keys()
@@ -62,13 +75,13 @@ def run_main_job(
             tags=tags,
             raise_on_error=False,
             # Full event logs stay in the instance (the UI shows them); the console gets warnings only.
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            run_config={**(run_config or {}), "loggers": {"console": {"config": {"log_level": log_level}}}},
         )
         run_ids.append(result.run_id)
         lines.extend(_metadata_lines(result))
         if not result.success:
             failure = next((e for e in result.all_events if e.is_failure), None)
             message = failure.message if failure else "see the run in the Dagster UI"
-            lines.append(f"{step.name} FAILED (run {result.run_id}): {message}")
+            lines.append(f"{name} FAILED (run {result.run_id}): {message}")
             return {"success": False, "run_ids": run_ids, "lines": lines}
     return {"success": True, "run_ids": run_ids, "lines": lines}

@@ -20,6 +20,7 @@ ENV_SCENES_INBOX = "SCENE_MATCHER_SCENES_INBOX"
 ENV_EVAL_DATASET = "SCENE_MATCHER_EVAL_DATASET"
 ENV_TRAIN_DATASET = "SCENE_MATCHER_TRAIN_DATASET"
 ENV_MLFLOW_URI = "MLFLOW_TRACKING_URI"
+ENV_MLFLOW_UI_URL = "SCENE_MATCHER_MLFLOW_UI_URL"
 
 
 def data_dir() -> Path:
@@ -71,3 +72,8 @@ def mlflow_tracking_uri() -> str:
 
 def mlflow_artifact_root() -> Path:
     return data_dir() / "mlflow" / "artifacts"
+
+
+def mlflow_ui_url() -> str:
+    """Where users open `mlflow ui` (the links in Dagster metadata point there)."""
+    return (os.environ.get(ENV_MLFLOW_UI_URL) or "http://127.0.0.1:5000").rstrip("/")

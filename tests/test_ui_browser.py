@@ -3,8 +3,9 @@
 `dagster dev` runs on a temporary DAGSTER_HOME and data folder after the main job has materialized the
 embedded sample (fake encoder, so it takes seconds). The test fails unless the pages show the project:
 every asset group and asset in the global lineage graph and the asset list, the metadata of the latest
-`cleaned_catalog` materialization (each value next to its label), and every sensor and schedule on the
-Automation page. Screenshots go to the test's tmp folder and, when set, to $SCENE_MATCHER_UI_SHOTS.
+`cleaned_catalog` materialization (each value next to its label), every sensor and schedule on the
+Automation page, and — after the `evaluation_job` on the sample — the `scene_evaluation` materialization's
+link into a real `mlflow ui`, followed to the run page, which must show the run and its metrics. Screenshots go to the test's tmp folder and, when set, to $SCENE_MATCHER_UI_SHOTS.
 
 Without Playwright or Chromium the test is skipped, except in CI (CI=true), where it fails.
 """
@@ -67,8 +68,18 @@ def test_ui_shows_assets_materialization_metadata_and_automation(chromium: str, 
     metadata = record.asset_materialization.metadata
     assert {"dagster/row_count", "preview"} <= set(metadata)
     assert {METADATA_ASSET, "scene_index"} <= set(project["main_job_unpartitioned"])
+    summary = ui.materialize_main_job(sandbox, "evaluation_job")
+    assert "evaluation_job finished" in summary and "(ok)" in summary, summary
+    import mlflow
 
-    with ui.dagster_ui(sandbox) as base_url, ui.browser_page(project["groups"]) as page:
+    runs = mlflow.MlflowClient(sandbox.mlflow_store).search_runs(
+        [mlflow.MlflowClient(sandbox.mlflow_store).get_experiment_by_name("scene-matcher").experiment_id],
+        filter_string="tags.kind = 'evaluation'")
+    assert len(runs) == 1, runs
+    evaluation_run = runs[0]
+
+    with ui.dagster_ui(sandbox) as base_url, ui.mlflow_ui(sandbox) as mlflow_url, \
+            ui.browser_page(project["groups"]) as page:
         step = "start"
         try:
             step = "asset-graph"
@@ -88,10 +99,17 @@ def test_ui_shows_assets_materialization_metadata_and_automation(chromium: str, 
             step = "automation"
             ui.open_automation(page, base_url, project["sensors"], project["schedules"])
             page.screenshot(path=str(shots / "04-automation.png"), full_page=True)
+
+            step = "evaluation-to-mlflow"
+            href = ui.follow_mlflow_link(page, base_url, "scene_evaluation", "mlflow_run", mlflow_url,
+                                         [evaluation_run.info.run_name, "ndcg_at_10", "recall_at_10"])
+            assert evaluation_run.info.run_id in href, href
+            page.screenshot(path=str(shots / "05-mlflow-evaluation-run.png"))
         except Exception:
             page.screenshot(path=str(shots / f"failed-at-{step}.png"), full_page=True)
             raise
 
-    expected = ["01-asset-graph.png", "02-asset-list.png", f"03-{METADATA_ASSET}-materialization.png", "04-automation.png"]
+    expected = ["01-asset-graph.png", "02-asset-list.png", f"03-{METADATA_ASSET}-materialization.png", "04-automation.png",
+                "05-mlflow-evaluation-run.png"]
     assert sorted(p.name for p in shots.iterdir()) == expected
     assert all((shots / name).stat().st_size > 10_000 for name in expected)

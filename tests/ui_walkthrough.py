@@ -9,9 +9,11 @@ Steps, each usable alone::
 
     sandbox = Sandbox.create(tmp)                 # DAGSTER_HOME with the repo's dagster.yaml, env for children
     materialize_main_job(sandbox)                 # `scene-matcher materialize` on the embedded sample
-    with dagster_ui(sandbox) as base_url, browser_page(groups) as page:
+    materialize_main_job(sandbox, "evaluation_job")  # + the evaluation, logged to the sandbox's MLflow store
+    with dagster_ui(sandbox) as base_url, mlflow_ui(sandbox), browser_page(groups) as page:
         open_asset_graph(page, base_url, groups, assets)   # asserts what the page shows
         capture_asset_graph(page, "graph.png")
+        follow_mlflow_link(page, base_url, "scene_evaluation", "mlflow_run", sandbox.mlflow_url, [run_name])
 """
 
 from __future__ import annotations
@@ -101,6 +103,15 @@ class Sandbox:
     home: Path  # DAGSTER_HOME
     data: Path  # SCENE_MATCHER_DATA_DIR
     env: dict[str, str]
+    mlflow_port: int  # where mlflow_ui() serves the sandbox's tracking store (the metadata links point there)
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def mlflow_store(self) -> str:
+        return f"sqlite:///{self.data / 'mlflow' / 'mlflow.db'}"
 
     @classmethod
     def create(cls, root: Path, encoder: str = "fake") -> "Sandbox":
@@ -112,7 +123,9 @@ class Sandbox:
         data.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
         env = {key: value for key, value in os.environ.items() if key not in _PROJECT_ENV}
+        mlflow_port = free_port()
         env.update(
+            SCENE_MATCHER_MLFLOW_UI_URL=f"http://127.0.0.1:{mlflow_port}",
             DAGSTER_HOME=str(home),
             SCENE_MATCHER_DATA_DIR=str(data),
             SCENE_MATCHER_ENCODER=encoder,
@@ -120,7 +133,7 @@ class Sandbox:
             TRANSFORMERS_OFFLINE="1",
             PYTHONUNBUFFERED="1",
         )
-        return cls(root=root, home=home, data=data, env=env)
+        return cls(root=root, home=home, data=data, env=env, mlflow_port=mlflow_port)
 
     def instance(self):
         """The sandbox's Dagster instance, opened from this process (the UI may be running on it)."""
@@ -129,10 +142,11 @@ class Sandbox:
         return dg.DagsterInstance.from_config(str(self.home))
 
 
-def materialize_main_job(sandbox: Sandbox, timeout_s: float = 600) -> str:
+def materialize_main_job(sandbox: Sandbox, job: str = "main", timeout_s: float = 600) -> str:
     """`scene-matcher materialize` (catalog → enrichment → vectors → index on the embedded sample) into the
-    sandbox's instance; returns its printed summary, raises with the output when it fails."""
-    command = [_tool("scene-matcher"), "materialize"]
+    sandbox's instance, or `--job JOB` (e.g. evaluation_job); returns its printed summary, raises with the
+    output when it fails."""
+    command = [_tool("scene-matcher"), "materialize", "--job", job]
     done = subprocess.run(command, cwd=REPO, env=sandbox.env, capture_output=True, text=True, timeout=timeout_s)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
@@ -222,6 +236,41 @@ def dagster_ui(sandbox: Sandbox, port: int | None = None, timeout_s: float = 180
         base_url = f"http://127.0.0.1:{port}"
         wait_until_loaded(base_url, process, log, timeout_s)
         yield base_url
+    finally:
+        stop_process_group(process)
+
+
+def _wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}:\n{_log_tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            last = repr(exc)
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not answering after {timeout_s:.0f} s ({last}):\n{_log_tail(log)}")
+
+
+@contextmanager
+def mlflow_ui(sandbox: Sandbox, timeout_s: float = 120) -> Iterator[str]:
+    """`mlflow ui` on the sandbox's tracking store and port, in its own process group; yields its URL once
+    /health answers, and always stops it."""
+    log = sandbox.root / "mlflow-ui.log"
+    command = [_tool("mlflow"), "ui", "--backend-store-uri", sandbox.mlflow_store,
+               "-h", "127.0.0.1", "-p", str(sandbox.mlflow_port)]
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(
+            command, cwd=sandbox.root, env=sandbox.env, stdout=log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_reset_signals,
+        )
+    try:
+        _wait_for_http(f"{sandbox.mlflow_url}/health", process, log, timeout_s)
+        yield sandbox.mlflow_url
     finally:
         stop_process_group(process)
 
@@ -356,6 +405,28 @@ def open_materialization(page: "Page", base_url: str, asset: str, metadata: dict
         expect(row).to_be_visible()
         if value:
             expect(row).to_contain_text(value)
+
+
+def follow_mlflow_link(page: "Page", base_url: str, asset: str, label: str, mlflow_url: str,
+                       expected_texts: list[str]) -> str:
+    """The asset's latest materialization shows a ``label`` row linking into the MLflow UI; the link is
+    followed and the MLflow run page must show each of ``expected_texts`` (run name, metric names).
+    Returns the link."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{base_url}/assets/{asset}?view=events")
+    row = page.locator("tr").filter(has=page.get_by_text(label, exact=True)).first
+    expect(row).to_be_visible()
+    link = row.locator(f'a[href^="{mlflow_url}/"]').first
+    expect(link).to_be_visible()
+    href = link.get_attribute("href")
+    page.goto(href)
+    for text in expected_texts:
+        expect(page.get_by_text(text, exact=True).first).to_be_visible()
+    close_assistant = page.get_by_role("button", name="Close")
+    if close_assistant.count():  # MLflow 3 opens an assistant panel beside the run; not part of the picture
+        close_assistant.first.click()
+    return href
 
 
 def open_automation(page: "Page", base_url: str, sensors: list[str], schedules: list[str]) -> None:

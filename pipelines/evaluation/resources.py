@@ -19,7 +19,11 @@ class MlflowTracking(dg.ConfigurableResource):
     )
     experiment: str = Field(default="scene-matcher", description="Experiment the runs are logged to.")
     artifact_root: str = Field(default="", description="Artifact folder for a new experiment. Empty: <data_dir>/mlflow/artifacts.")
-    ui_url: str = Field(default="http://127.0.0.1:5000", description="Base URL of `mlflow ui`, for the links in Dagster metadata.")
+    ui_url: str = Field(
+        default="",
+        description="Base URL of `mlflow ui`, for the links in Dagster metadata. Empty: $SCENE_MATCHER_MLFLOW_UI_URL, "
+        "else http://127.0.0.1:5000.",
+    )
 
     def uri(self) -> str:
         return self.tracking_uri or settings.mlflow_tracking_uri()
@@ -29,7 +33,8 @@ class MlflowTracking(dg.ConfigurableResource):
         return MlflowLogger.local(self.uri(), self.experiment, root)
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
-        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+        base = self.ui_url.rstrip("/") or settings.mlflow_ui_url()
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 class LabeledData(dg.ConfigurableResource):
