@@ -18,6 +18,8 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from scene_assets.database_urls import check_postgres_driver
+
 __all__ = ["MlflowLogger", "mlflow_key"]
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -43,6 +45,7 @@ class MlflowLogger:
     """Thin wrapper: one tracking URI, one experiment."""
 
     def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None = None):
+        check_postgres_driver(tracking_uri, "MLflow tracking URI")  # postgresql+psycopg2://, see docs/postgres.md
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri)
         exp = self.client.get_experiment_by_name(experiment)

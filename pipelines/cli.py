@@ -330,12 +330,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             artifacts = write_plots(report, Path(tmp))
             artifacts.append(write_gallery(report, dataset, Path(tmp) / "gallery").parent)
             run_id = tracking.log_evaluation(report, run_name=f"cli-evaluate-{dataset.root.name}", artifacts=artifacts)
-        print(f"\nMLflow: evaluation run {run_id} in experiment {args.mlflow!r} at {uri}")
+        from scene_assets.database_urls import redact_password
+
+        shown = redact_password(uri)  # a PostgreSQL URL may hold a password
+        print(f"\nMLflow: evaluation run {run_id} in experiment {args.mlflow!r} at {shown}")
         if args.sweep:
             base = {"encoder": report.metrics["encoder"], "dataset_hash": dataset.fingerprint, "protocol": report.protocol,
                     "evaluation_run_id": run_id, "objective": sweep.objective}
             parent, children = tracking.log_sweep(sweep, run_name=f"cli-sweep-{dataset.root.name}", base_params=base)
-            print(f"MLflow: sweep parent run {parent} with {len(children)} child runs (mlflow ui --backend-store-uri {uri})")
+            print(f"MLflow: sweep parent run {parent} with {len(children)} child runs (mlflow ui --backend-store-uri {shown})")
     if args.save_model and report.learned is not None:
         report.learned.save(args.save_model)
         print(f"\nlearned scorer (fitted on the training dataset) saved to {args.save_model}")
