@@ -84,7 +84,9 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     print(f"\n  Dagster run history: {storage_description(home)}  (open it with: scene-matcher ui)")
     print(f"  Pipeline outputs:    {settings.data_dir()}")
     if args.job == "evaluation_job":
-        print(f"  MLflow runs:         .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri()}")
+        from scene_assets.database_urls import redact_password
+
+        print(f"  MLflow runs:         .venv/bin/mlflow ui --backend-store-uri {redact_password(settings.mlflow_tracking_uri())}")
     return 0 if summary["success"] else 1
 
 
@@ -285,6 +287,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from evaluation.dataset import DatasetError, load_labeled_dataset
     from evaluation.protocol import EvaluationConfig, SplitError, evaluate, format_table, same_data
 
+    if args.mlflow:  # a tracking URI that cannot work fails now, not after the evaluation
+        from scene_assets.database_urls import check_postgres_driver
+
+        check_postgres_driver(settings.mlflow_tracking_uri(), f"${settings.ENV_MLFLOW_URI}")
     try:
         config = EvaluationConfig.from_file(args.config) if args.config else EvaluationConfig()
         dataset = load_labeled_dataset(args.dataset)
@@ -467,9 +473,10 @@ def main(argv: list[str] | None = None) -> int:
         from scene_assets.catalog import CatalogError
 
         from pipelines.serving import NoBundleError
+        from scene_assets.database_urls import DatabaseUrlError
         from scene_assets.recommender_bundle import BundleError
 
-        if isinstance(exc, (CatalogError, FileNotFoundError, NoBundleError, BundleError)):
+        if isinstance(exc, (CatalogError, FileNotFoundError, NoBundleError, BundleError, DatabaseUrlError)):
             print(f"scene-matcher: error: {exc}", file=sys.stderr)
             return 2
         raise

@@ -12,20 +12,24 @@ import importlib.util
 POSTGRES_SCHEME = "postgresql+psycopg2"
 
 
+class DatabaseUrlError(ValueError):
+    """A database URL that cannot work here; the message says what to write instead."""
+
+
 def check_postgres_driver(url: str, source: str) -> None:
-    """Raise ValueError when ``url`` (read from ``source``, e.g. an environment variable) is a
+    """Raise :class:`DatabaseUrlError` when ``url`` (read from ``source``, e.g. an environment variable) is a
     PostgreSQL URL whose driver is not installed. Other URLs pass; the URL itself is never echoed
     (it may hold a password)."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "postgres":  # Heroku-style alias, unknown to SQLAlchemy
-        raise ValueError(f"{source}: postgres:// is not a SQLAlchemy URL; write {POSTGRES_SCHEME}://USER:PASSWORD@HOST:PORT/DB")
+        raise DatabaseUrlError(f"{source}: postgres:// is not a SQLAlchemy URL; write {POSTGRES_SCHEME}://USER:PASSWORD@HOST:PORT/DB")
     if scheme != "postgresql":
         return
     from sqlalchemy.dialects import postgresql
 
     driver = postgresql.dialect.driver  # what a bare postgresql:// means in this SQLAlchemy
     if importlib.util.find_spec(driver) is None:
-        raise ValueError(f"{source}: a bare postgresql:// URL selects the {driver} driver, which is not installed; "
+        raise DatabaseUrlError(f"{source}: a bare postgresql:// URL selects the {driver} driver, which is not installed; "
                          f"write {POSTGRES_SCHEME}://USER:PASSWORD@HOST:PORT/DB (psycopg2-binary is a dependency)")
 
 
