@@ -118,7 +118,11 @@ class MlflowLogger:
                       "train_dataset_hash": (report.train_dataset or {}).get("fingerprint", "cross-validation")}
             if report.config is not None:
                 params |= {"folds": report.config.folds, "seed": report.config.seed,
-                           "use_captions": report.config.use_captions, "projection": report.config.projection.to_dict()}
+                           "use_captions": report.config.use_captions, "projection": report.config.projection.to_dict(),
+                           "fusion": report.config.fusion, "room_classifier": report.config.room_classifier,
+                           "regions": report.config.regions}
+                if report.config.ranker is not None:
+                    params["ranker"] = report.config.ranker.to_dict()
             metrics = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
             for name, vals in report.baselines.items():
                 for k, v in vals.items():
@@ -165,6 +169,42 @@ class MlflowLogger:
             self.log_json(parent, "best_weights.json", best.to_dict())
             self.log_json(parent, "sweep.json", {"rows": sweep.rows(), "nested_choices": sweep.nested_choices,
                                                  "nested_heldout": sweep.nested})
+        except Exception:
+            self.finish(parent, "FAILED")
+            raise
+        self.finish(parent)
+        return parent, children
+
+    # -- ablation -----------------------------------------------------------------------------
+    def log_ablation(self, result, *, run_name: str, base_params: Mapping[str, Any], artifacts: Sequence[Path] = (),
+                     tags: Mapping[str, str] | None = None) -> tuple[str, list[str]]:
+        """Parent run (the table as markdown + CSV artifacts, the reference's metrics) with one child
+        per variant: its metrics with ``.ci_low`` / ``.ci_high`` and the paired ``delta.`` to the
+        reference, its description and config as params (names through :func:`mlflow_key`)."""
+        parent = self.start_run(run_name, tags={"kind": "ablation"} | dict(tags or {}))
+        children = []
+        try:
+            for i, row in enumerate(result.rows):
+                child = self.start_run(f"{run_name}-{i:02d}-{row['variant']}", parent_run_id=parent,
+                                       tags={"kind": "ablation_variant", "variant": row["variant"]} | dict(tags or {}))
+                metrics = {k: v for k, v in row.items()
+                           if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "n_scenes"}
+                config = result.summaries.get(row["variant"], {}).get("config")
+                self.log(child, params=dict(base_params) | {"variant": row["variant"], "variant_index": i,
+                                                            "description": row["description"], "fusion": row["fusion"],
+                                                            "n_scenes": row["n_scenes"]}
+                         | ({"config": config} if config else {}),
+                         metrics=metrics)
+                self.finish(child)
+                children.append(child)
+            ref = result.rows[0]
+            self.log(parent, params=dict(base_params) | {"n_variants": len(result.rows), "protocol": result.protocol,
+                                                         "reference": ref["variant"]},
+                     metrics={f"reference.{k}": v for k, v in ref.items()
+                              if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            for a in artifacts:
+                self.log_artifact(parent, a)
+            self.log_json(parent, "ablation.json", {"protocol": result.protocol, "rows": result.rows})
         except Exception:
             self.finish(parent, "FAILED")
             raise

@@ -32,6 +32,7 @@ examples:
   scene-matcher export data/sample/images/scenes -k 8   # batch: Parquet, CSV, HTML gallery
   scene-matcher evaluate --dataset ../shared/ikea --json out.json   # cross-validated metrics table
   scene-matcher evaluate --dataset heldout/ --train-dataset ../shared/ikea --json out.json
+  scene-matcher evaluate --dataset ../shared/ikea --ablation --mlflow   # one row per direction turned off
   scene-matcher serve --port 8000                 # HTTP API: POST /match, /health, /ready, /metrics
   scene-matcher ui                                # Dagster UI on http://127.0.0.1:3000
 """
@@ -293,11 +294,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         check_postgres_driver(settings.mlflow_tracking_uri(), f"${settings.ENV_MLFLOW_URI}")
     try:
         config = EvaluationConfig.from_file(args.config) if args.config else EvaluationConfig()
+        if args.fusion:
+            config = EvaluationConfig.from_dict(config.to_dict() | {"ranker": args.fusion == "ranker" and (
+                config.ranker.to_dict() if config.ranker is not None else True)})
         dataset = load_labeled_dataset(args.dataset)
         train = load_labeled_dataset(args.train_dataset) if args.train_dataset else None
     except (DatasetError, ValueError) as exc:
         print(f"scene-matcher: error: {exc}", file=sys.stderr)
         return 2
+    if args.ablation:
+        return _evaluate_ablation(args, dataset, train, config)
     if same_data(train, dataset):
         if not args.allow_same_dataset:
             print(f"scene-matcher: error: --train-dataset and --dataset are the same data ({dataset.root}); the "
@@ -356,6 +362,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_ablation(args: argparse.Namespace, dataset, train, config) -> int:
+    """`evaluate --ablation`: the cross-validation once per variant (evaluation.ablation), printed,
+    optionally logged to MLflow as a parent run with a child per variant and written as JSON."""
+    import tempfile
+
+    from evaluation.ablation import ablate, format_ablation, write_ablation
+
+    if train is not None:
+        print("scene-matcher: error: --ablation cross-validates over --dataset; drop --train-dataset", file=sys.stderr)
+        return 2
+    result = ablate(dataset, config, cache_dir=Path(args.cache_dir),
+                    progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    print(format_ablation(result))
+    if args.mlflow:
+        from evaluation.tracking import MlflowLogger
+
+        uri = settings.mlflow_tracking_uri()
+        tracking = MlflowLogger.local(uri, args.mlflow, settings.mlflow_artifact_root())
+        with tempfile.TemporaryDirectory() as tmp:
+            artifacts = write_ablation(result, Path(tmp))
+            parent, children = tracking.log_ablation(
+                result, run_name=f"cli-ablation-{dataset.root.name}", artifacts=artifacts,
+                base_params={"encoder": result.encoder, "dataset_hash": dataset.fingerprint, "dataset": str(dataset.root),
+                             "protocol": result.protocol})
+        print(f"\nMLflow: ablation parent run {parent} with {len(children)} child runs in experiment {args.mlflow!r}")
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"protocol": result.protocol, "rows": result.rows, "timings_s": result.timings_s},
+                                  indent=1, default=str) + "\n", encoding="utf-8")
+        print(f"\nwrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scene-matcher",
@@ -404,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def recommender_options(command: argparse.ArgumentParser) -> None:
         command.add_argument("--index", help="bundle folder to use (default: the latest scene_index materialization)")
-        command.add_argument("--weights", help="scoring weights JSON (e.g. the evaluation sweep's best configuration)")
+        command.add_argument("--weights", help="scoring weights JSON (e.g. the evaluation sweep's best configuration); "
+                             "given weights replace the learned scorer's fusion ranker")
         command.add_argument("--device", help="cpu or cuda (default: the device the bundle was built for, auto)")
         command.add_argument("--learned", help="learned scorer folder (default: the latest learned_scorer materialization, "
                              "if any; `scene-matcher evaluate --save-model DIR` writes one too)")
@@ -452,6 +493,13 @@ def build_parser() -> argparse.ArgumentParser:
                            help="log the run (and the sweep as a parent with child runs) to the project's MLflow store")
     evaluate_.add_argument("--allow-same-dataset", action="store_true",
                            help="let --train-dataset equal --dataset (in-sample figures, loudly flagged)")
+    evaluate_.add_argument("--fusion", choices=("ranker", "weights"),
+                           help="combine the factors with the learned ranker or the weights (default: the config's, "
+                                "else the evaluation default)")
+    evaluate_.add_argument("--ablation", action="store_true",
+                           help="cross-validate once per variant with one direction turned off (learned ranker vs "
+                                "weights, projection, room classifier, prior, colour, regions, ...) on the same folds "
+                                "and prepared scenes; prints the table (--mlflow: parent run + one child per variant)")
     evaluate_.set_defaults(func=cmd_evaluate)
 
     ui = commands.add_parser("ui", help="start the Dagster UI with the project's DAGSTER_HOME")

@@ -17,6 +17,9 @@ discipline) and stored without pickles (``.npz`` + JSON) so a bundle can be read
 
 :class:`IsotonicCalibrator` maps a re-ranking score to P(the product is in the scene).
 
+:class:`~scene_assets.ranker.FusionRanker` (optional) replaces the hand-set factor weights with a
+model fitted on out-of-fold factor scores of labeled scenes.
+
 :class:`LearnedScorer` bundles them with ``save`` / ``load``.
 """
 
@@ -44,7 +47,8 @@ __all__ = [
     "fit_room_classifier",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optional fusion ranker
+READABLE_VERSIONS = (1, 2)
 
 
 def _l2(x: np.ndarray) -> np.ndarray:
@@ -326,6 +330,7 @@ class LearnedScorer:
     calibrator: IsotonicCalibrator | None = None
     trunk_fingerprint: str | None = None  # the feature space the projection was fitted in
     info: dict[str, Any] = field(default_factory=dict)  # training dataset hash, scenes, timings
+    ranker: Any = None  # scene_assets.ranker.FusionRanker: scores candidates instead of the weights
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -344,6 +349,8 @@ class LearnedScorer:
             out["room_intercept"] = self.room_classifier.intercept
         if self.priors is not None:
             out.update(self.priors.to_arrays())
+        if self.ranker is not None:
+            out.update(self.ranker.to_arrays())
         return out
 
     def _meta(self) -> dict[str, Any]:
@@ -354,6 +361,7 @@ class LearnedScorer:
             "room_classes": None if self.room_classifier is None else self.room_classifier.classes_,
             "priors": None if self.priors is None else self.priors.meta(),
             "calibrator": None if self.calibrator is None else self.calibrator.to_dict(),
+            "ranker": None if self.ranker is None else self.ranker.meta(),
             "info": self.info,
         }
 
@@ -376,8 +384,8 @@ class LearnedScorer:
             raise FileNotFoundError(f"{d}: no learned.json / learned.npz (fit one with `scene-matcher evaluate` "
                                     "or materialize the trained_scorer asset)")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{meta_path}: format_version {meta.get('format_version')} != {FORMAT_VERSION}")
+        if meta.get("format_version") not in READABLE_VERSIONS:
+            raise ValueError(f"{meta_path}: format_version {meta.get('format_version')} is not one of {READABLE_VERSIONS}")
         with np.load(arr_path) as z:
             arrays = {k: z[k] for k in z.files}
         projection = None
@@ -395,4 +403,9 @@ class LearnedScorer:
                                  arrays["prior_room_scene_counts"], pm["category_strength"],
                                  pm["popularity_strength"])
         cal = IsotonicCalibrator.from_dict(meta["calibrator"]) if meta.get("calibrator") else None
-        return cls(projection, room, priors, cal, meta.get("trunk_fingerprint"), meta.get("info") or {})
+        ranker = None
+        if meta.get("ranker"):
+            from scene_assets.ranker import FusionRanker
+
+            ranker = FusionRanker.from_stored(meta["ranker"], arrays)
+        return cls(projection, room, priors, cal, meta.get("trunk_fingerprint"), meta.get("info") or {}, ranker)

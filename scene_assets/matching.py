@@ -13,7 +13,9 @@ room classifier). ``recommend(image)`` runs
    category / room filters are applied inside the search (an ``IDSelector``) so they act *before*
    top-k,
 5. **rerank**: per-candidate factors in [0, 1] (:data:`FACTORS`), score = weighted mean with
-   :class:`ScoringWeights`, confidence = calibrator(score) or an uncalibrated logistic squash,
+   :class:`ScoringWeights` - or, when the attached learned scorer holds a fusion ranker
+   (``scene_assets.ranker``) and no weights were given, the ranker's score of the factors -
+   confidence = calibrator(score) or an uncalibrated logistic squash,
    variant collapse, diversity (MMR or a per-category cap), top ``k``.
 
 Vector spaces. ``space="joint"``: the index holds the encoder's joint image embeddings (384-d for the
@@ -932,7 +934,20 @@ class Recommender:
         C = self._color_matrix[rows]
         return np.where(self._has_pixel_color[rows], C @ match, self._non_pixel_value[rows])
 
-    def _score(self, F: np.ndarray) -> np.ndarray:
+    @property
+    def ranker(self) -> Any:
+        """The learned scorer's fusion ranker when it scores the candidates: attached and no weights
+        were given explicitly (explicit weights ask for the hand-weighted mix)."""
+        ranker = getattr(self.learned, "ranker", None)
+        return None if self._weights_given else ranker
+
+    def _score(self, F: np.ndarray, scene: PreparedScene) -> np.ndarray:
+        """The ranker's score of each row of ``F`` (see :mod:`scene_assets.ranker`: a function of the
+        row and the scene only, so candidates score as they do in the whole-catalog evaluation), else
+        the weighted mean of the factors."""
+        ranker = self.ranker
+        if ranker is not None:
+            return ranker.score(F, scene.room_probs)
         w = self.weights.vector()
         return F @ w / w.sum()
 
@@ -1001,6 +1016,7 @@ class Recommender:
             "mmr_lambda": mmr_lambda if diversity == "mmr" else None,
             "category_cap": category_cap if diversity == "category_cap" else None,
             "per_region_k": prk, "space": self.space, "centered": self.catalog_mean is not None,
+            "fusion": "weights" if self.ranker is None else f"ranker ({self.ranker.kind})",
             "region_config": (region_config or self.region_config).to_dict(),
             "confidence_method": ("calibrator" if self.calibrated else
                                   f"logistic(score; mid={_DEFAULT_SIGMOID_MID}, slope={_DEFAULT_SIGMOID_SLOPE})"),
@@ -1012,7 +1028,7 @@ class Recommender:
         if rows.shape[0] == 0:
             return []
         F = self._factor_matrix(scene, rows, vis)
-        score = self._score(F)
+        score = self._score(F, scene)
         order = np.argsort(-score, kind="stable")
         variants: dict[int, list[str]] = {}
         if collapse_variants:
@@ -1142,7 +1158,7 @@ class Recommender:
         all_rows = np.arange(n)
         if rerank:
             F = self._factor_matrix(scene, all_rows, vis)
-            scores = self._score(F)
+            scores = self._score(F, scene)
         else:
             F = np.full((n, len(FACTORS)), np.nan)
             F[:, 0] = np.clip((vis + 1.0) / 2.0, 0.0, 1.0)

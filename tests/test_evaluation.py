@@ -6,6 +6,7 @@ on the embedded synthetic sample dataset (real default encoder, offline).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -890,3 +891,137 @@ def test_missing_dataset_folder_says_what_to_pass(tmp_path):
         load_labeled_dataset(tmp_path / "nowhere")
     message = str(raised.value)
     assert "nowhere" in message and "--dataset DIR" in message and "SCENE_MATCHER_EVAL_DATASET" in message
+
+
+# --------------------------------------------------------------------------------------------
+# ablation plumbing (synthetic fold results, no encoder)
+# --------------------------------------------------------------------------------------------
+
+
+def _ablation_products(n: int) -> pl.DataFrame:
+    types = ["Armchair", "Three-seat sofa", "Coffee table", "Table lamp"]
+    cats = ["seating", "seating", "tables", "lighting"]
+    return pl.DataFrame({"product_type": [types[i % 4] for i in range(n)], "category": [cats[i % 4] for i in range(n)]})
+
+
+def _ablation_folds(leaky: bool = False) -> list[tuple[list[SceneResult], list[SceneResult]]]:
+    """3 folds of the synthetic results: each fold's held-out scenes, and the other folds' scenes as the
+    ranker's training rows (with ``leaky``: their ``learned`` factor made perfect, as in-sample scores are)."""
+    results = _synthetic_results(n_scenes=30, n_products=60, folds=3)
+    out = []
+    for f in range(3):
+        train = [r for r in results if r.fold != f]
+        if leaky:
+            train = [SceneResult(r.scene_id, r.room_type, r.fold, r.factors.copy(), r.relevant_rows, r.room_probs,
+                                 r.baselines) for r in train]
+            for r in train:
+                r.factors[:, FACTORS.index("learned")] = 0.0
+                r.factors[r.relevant_rows, FACTORS.index("learned")] = 1.0
+        out.append(([r for r in results if r.fold == f], train))
+    return out
+
+
+def test_ablation_rows_deltas_and_tables(tmp_path):
+    from evaluation.ablation import Variant, format_ablation, score_variants, without_factors, write_ablation
+    from scene_assets.ranker import RankerConfig
+
+    ref = EvaluationConfig(folds=3, bootstrap_resamples=200,
+                           ranker=RankerConfig(max_iter=30, negatives_per_scene=20))
+    variants = [
+        Variant("learned ranker", ref, "reference"),
+        Variant("hand weights", EvaluationConfig(folds=3, bootstrap_resamples=200, ranker=None), "weights"),
+        Variant("- projection", without_factors(ref, ["learned"]), "no learned factor"),
+        Variant("ranker, in-sample rows", ref, "leaky rows", in_sample=True),
+    ]
+    calls: list[str] = []
+
+    def folds(v):
+        calls.append(v.name)
+        return _ablation_folds(leaky=v.in_sample)
+
+    result = score_variants(variants, folds, _ablation_products(60), "enc-fp")
+    assert calls == [v.name for v in variants]
+    rows = {r["variant"]: r for r in result.rows}
+    assert [r["variant"] for r in result.rows] == [v.name for v in variants]
+    assert rows["learned ranker"]["fusion"] == "ranker:hgb" and rows["hand weights"]["fusion"] == "weights"
+    assert "delta.ndcg@10" not in rows["learned ranker"]
+    for name in ("hand weights", "- projection", "ranker, in-sample rows"):
+        r = rows[name]
+        for k in ("ndcg@10", "mrr"):
+            assert r[f"delta.{k}.ci_low"] <= r[f"delta.{k}"] <= r[f"delta.{k}.ci_high"]
+            assert r[f"delta.{k}"] == pytest.approx(r[k] - rows["learned ranker"][k], abs=2e-3)
+        assert r["n_scenes"] == 30
+    # the informative factor is what the ranker lives on; rows made of in-sample scores over-trust it
+    assert rows["- projection"]["delta.ndcg@10.ci_high"] < 0
+    assert rows["- projection"]["ndcg@10"] < rows["learned ranker"]["ndcg@10"] - 0.1
+    for r in result.rows:
+        lo, hi = r["ndcg@10.ci_low"], r["ndcg@10.ci_high"]
+        assert lo <= r["ndcg@10"] <= hi and 0.0 <= r["ece"] <= 1.0
+    assert result.summaries["- projection"]["config"]["ranker"]["exclude"] == ["learned"]
+    assert result.summaries["hand weights"]["config"]["ranker"] is None
+    # the hand-weights row is the plain weighted evaluation of the same results
+    held_out = sorted((r for outer, _ in _ablation_folds() for r in outer), key=lambda r: r.scene_id)
+    expected = score_results(held_out, variants[1].config.weights)[:, METRIC_KEYS.index("ndcg@10")].mean()
+    assert rows["hand weights"]["ndcg@10"] == pytest.approx(expected, abs=1e-4)
+
+    table = format_ablation(result)
+    assert all(v.name in table for v in variants) and "reference" in table
+    md = result.to_markdown().splitlines()
+    assert len(md) == 2 + len(variants) and md[0].startswith("| variant")
+    paths = write_ablation(result, tmp_path / "out")
+    import csv
+
+    with paths[1].open() as fh:
+        csv_rows = list(csv.DictReader(fh))
+    assert [r["variant"] for r in csv_rows] == [v.name for v in variants]
+    assert csv_rows[0]["delta.ndcg@10"] == "" and float(csv_rows[2]["delta.ndcg@10"]) < 0
+    with pytest.raises(ValueError, match="no ablation variants"):
+        score_variants([], folds, _ablation_products(60), "enc-fp")
+
+
+def test_without_factors_zeroes_weights_and_excludes_features():
+    from evaluation.ablation import default_variants, without_factors
+    from scene_assets.ranker import RankerConfig
+
+    cfg = EvaluationConfig(ranker=RankerConfig(exclude=("size",)))
+    off = without_factors(cfg, ["learned", "color"])
+    assert off.weights.learned == 0.0 and off.weights.color == 0.0 and off.weights.visual == cfg.weights.visual
+    assert off.ranker.exclude == ("color", "learned", "size")
+    with pytest.raises(ValueError, match="unknown factors"):
+        without_factors(cfg, ["bogus"])
+    names = [v.name for v in default_variants(EvaluationConfig(ranker=None))]
+    assert names[0] == "learned ranker" and "hand weights" in names and "whole image, no regions" in names
+    assert len(set(names)) == len(names)
+    variants = {v.name: v for v in default_variants(cfg)}
+    assert variants["- room classifier"].config.room_classifier is False
+    assert variants["whole image, no regions"].config.regions is False
+    assert variants["ranker, in-sample rows"].in_sample
+
+
+def test_ablation_logged_as_parent_and_children(tmp_path):
+    import mlflow
+
+    from evaluation.ablation import Variant, score_variants
+    from evaluation.tracking import MlflowLogger
+    from scene_assets.ranker import RankerConfig
+
+    ref = EvaluationConfig(folds=3, bootstrap_resamples=50, ranker=RankerConfig(max_iter=10, negatives_per_scene=10))
+    variants = [Variant("learned ranker", ref, "reference"),
+                Variant("hand weights", dataclasses.replace(ref, ranker=None), "weights")]
+    result = score_variants(variants, lambda v: _ablation_folds(), _ablation_products(60), "enc-fp")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logger = MlflowLogger.local(uri, "ablation-test", tmp_path / "artifacts")
+    md = tmp_path / "ablation.md"
+    md.write_text(result.to_markdown())
+    parent, children = logger.log_ablation(result, run_name="abl", base_params={"dataset_hash": "abc"}, artifacts=[md])
+    client = mlflow.MlflowClient(uri)
+    assert len(children) == 2
+    for child, row in zip(children, result.rows):
+        run = client.get_run(child)
+        assert run.data.tags["mlflow.parentRunId"] == parent and run.data.params["variant"] == row["variant"]
+        assert run.data.metrics["ndcg_at_10"] == pytest.approx(row["ndcg@10"])
+        assert "ndcg_at_10.ci_low" in run.data.metrics and "hit_at_10.chair" in run.data.metrics
+        assert all("@" not in k for k in run.data.metrics)
+    assert "delta.ndcg_at_10" in client.get_run(children[1]).data.metrics
+    assert {a.path for a in client.list_artifacts(parent)} >= {"ablation.md", "ablation.json"}
+    assert client.get_run(parent).data.params["reference"] == "learned ranker"

@@ -10,6 +10,8 @@ from pydantic import Field
 
 from evaluation.dataset import load_labeled_dataset
 from evaluation.protocol import (
+    DEFAULT_RANKER,
+    RANKER_BY_DEFAULT,
     EvaluationConfig,
     METRIC_KEYS,
     calibration_pairs,
@@ -28,6 +30,7 @@ from pipelines.metadata import markdown_table
 from pipelines.resources import CatalogSource, ProjectStorage
 from scene_assets.learned import IsotonicCalibrator, ProjectionConfig
 from scene_assets.matching import ScoringWeights
+from scene_assets.ranker import RankerConfig, fit_ranker
 from scene_assets.recommender_bundle import load_recommender
 
 
@@ -35,7 +38,13 @@ class ScoringRunConfig(dg.Config):
     folds: int = Field(default=5, description="Cross-validation folds over scenes (when no training dataset is set).")
     seed: int = Field(default=0, description="Seed of the fold split, the projection training and the bootstrap.")
     use_captions: bool = Field(default=False, description="Score scenes with their captions as text context.")
-    weights_path: str = Field(default="", description="Scoring weights JSON; empty: the evaluation defaults.")
+    weights_path: str = Field(default="", description="Scoring weights JSON; empty: the evaluation defaults (used "
+                              "when ranker is off, and by the weight sweep).")
+    ranker: bool = Field(default=RANKER_BY_DEFAULT, description="Combine the factors with a learned fusion ranker "
+                         "(fitted per fold on inner out-of-fold scores) instead of the weights.")
+    ranker_model: str = Field(default=DEFAULT_RANKER.model, description="Ranker model: hgb (gradient boosting) or logistic.")
+    ranker_negatives: str = Field(default=DEFAULT_RANKER.negatives, description="Ranker negatives: random, or room "
+                                  "(half of them labeled in other scenes of the same room type).")
     projection_epochs: int = Field(default=60, description="Training epochs of the region->product projection.")
     gallery_scenes: int = Field(default=4, description="Best and worst scenes shown in the HTML gallery.")
 
@@ -76,9 +85,13 @@ def scene_evaluation(
     train_dir = labeled_data.train_dir()
     train = load_labeled_dataset(train_dir) if train_dir else None
     weights = ScoringWeights.from_file(config.weights_path) if config.weights_path else None
+    ranker = (RankerConfig.from_dict(DEFAULT_RANKER.to_dict() | {"model": config.ranker_model,
+                                                                 "negatives": config.ranker_negatives, "seed": config.seed})
+              if config.ranker else None)
     eval_config = EvaluationConfig(
         **({"weights": weights} if weights else {}), folds=config.folds, seed=config.seed,
-        use_captions=config.use_captions, projection=ProjectionConfig(epochs=config.projection_epochs, seed=config.seed))
+        use_captions=config.use_captions, projection=ProjectionConfig(epochs=config.projection_epochs, seed=config.seed),
+        ranker=ranker)
     recommender, bundle = load_recommender(scene_index["path"])
     report = evaluate(dataset, train=train, config=eval_config, recommender=recommender,
                       cache_dir=storage.path("cache", "evaluation"), progress=context.log.info)
@@ -110,6 +123,7 @@ def scene_evaluation(
         metadata=headline | {
             "n_scenes": report.metrics["n_scenes"],
             "protocol": report.protocol,
+            "fusion": eval_config.fusion,
             "dataset": dg.MetadataValue.path(str(dataset.root)),
             "dataset_fingerprint": dataset.fingerprint,
             "encoder_fingerprint": report.metrics["encoder"],
@@ -201,7 +215,8 @@ def scoring_weights(context: dg.AssetExecutionContext, weight_sweep: dict, stora
     io_manager_key="model_io_manager",
     description="The learned parts of the scorer for serving: region->product projection, room-type classifier and "
     "label priors fitted on ALL scenes of the training dataset (the evaluation's cross-validation measured how "
-    "well this recipe generalises), plus the confidence calibrator fitted on the evaluation's out-of-fold scores. "
+    "well this recipe generalises), the fusion ranker fitted on the evaluation's out-of-fold factor scores (when the "
+    "evaluation used one), plus the confidence calibrator fitted on the evaluation's out-of-fold scores. "
     "`scene-matcher recommend` / `serve` attach the latest one to the scene index.",
     kinds={"numpy"},
 )
@@ -216,14 +231,23 @@ def learned_scorer(
 ) -> dg.Output:
     started = time.perf_counter()
     train_dir = labeled_data.train_dir() or labeled_data.dataset_dir(catalog_source.catalog_path())
-    cfg = scene_evaluation["config"]
-    eval_config = EvaluationConfig.from_dict({k: cfg[k] for k in ("weights", "folds", "seed", "use_captions", "projection")})
+    cfg = dict(scene_evaluation["config"])
+    cfg.setdefault("ranker", None)  # evaluations from before the ranker scored with the weights
+    eval_config = EvaluationConfig.from_dict({k: cfg[k] for k in ("weights", "folds", "seed", "use_captions", "projection",
+                                                                  "ranker", "room_classifier", "regions") if k in cfg})
     recommender, bundle = load_recommender(scene_index["path"])
     dataset = restrict_to_index(load_labeled_dataset(train_dir), recommender)
     scenes = prepare_scenes(recommender, dataset, eval_config.use_captions)
     scorer = fit_learned(recommender, dataset, scenes, dataset.scene_ids, eval_config)
-    # calibrator: out-of-fold scores of the evaluation under the same weights (never in-sample scores)
+    # ranker: on the evaluation's out-of-fold factor matrices (each scene scored by models that never saw its
+    # labels - what the ranker must learn from); calibrator: on the evaluation's out-of-fold scores of the
+    # same fusion (the fold rankers' scores, or the weights) - never in-sample scores
     results, _ = load_results(Path(scene_evaluation["results_path"]))
+    if eval_config.ranker is not None:
+        if any(r.scores is None for r in results):
+            raise ValueError(f"{scene_evaluation['results_path']}: the evaluation used a ranker but stored no ranker "
+                             "scores to calibrate on; re-materialize scene_evaluation")
+        scorer.ranker = fit_ranker(results, eval_config.ranker)
     w = eval_config.weights.vector() / eval_config.weights.total()
     scorer.calibrator = IsotonicCalibrator.fit(*calibration_pairs(results, w, eval_config.calibration_top_k))
     scorer.info |= {"dataset": str(dataset.root), "index_version": bundle["version"],
@@ -237,9 +261,13 @@ def learned_scorer(
     tracking.log(run_id, params={"fingerprint": fingerprint, "dataset_hash": dataset.fingerprint,
                                  "training_scenes": len(dataset.scene_ids), "encoder": bundle["encoder_fingerprint"],
                                  "projection": eval_config.projection.to_dict(),
-                                 "evaluation_run_id": scene_evaluation["mlflow_run_id"]},
+                                 "evaluation_run_id": scene_evaluation["mlflow_run_id"], "fusion": eval_config.fusion}
+                 | ({"ranker": eval_config.ranker.to_dict(), "ranker_features": scorer.ranker.feature_names}
+                    if scorer.ranker is not None else {}),
                  metrics={k: v for k, v in scene_evaluation["metrics"].items()
-                          if isinstance(v, (int, float)) and not isinstance(v, bool)})
+                          if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                 | ({f"ranker.{k}": v for k, v in scorer.ranker.info.items() if isinstance(v, (int, float))}
+                    if scorer.ranker is not None else {}))
     tracking.log_artifact(run_id, directory, "learned_scorer")
     tracking.finish(run_id)
     return dg.Output(
@@ -250,6 +278,7 @@ def learned_scorer(
             "training_dataset": dg.MetadataValue.path(str(dataset.root)),
             "training_scenes": len(dataset.scene_ids),
             "room_classes": len(scorer.room_classifier.classes_) if scorer.room_classifier else 0,
+            "fusion": eval_config.fusion,
             "cross_validated_ndcg@10": float(scene_evaluation["metrics"]["ndcg@10"]),
             "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(tracking.experiment_id, run_id)),
             "seconds": round(time.perf_counter() - started, 2),

@@ -1,0 +1,266 @@
+"""The learned fusion ranker (scene_assets.ranker): numpy trees equal sklearn's, the training rows,
+storage in the learned scorer, and the recommender ranking candidates exactly as the evaluation
+ranks the whole catalog. Synthetic data and the fake encoder only: fast."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from evaluation.protocol import BASELINES, EvaluationConfig, SceneResult, rank_fold, score_results
+from scene_assets.encoders import FakeEncoder
+from scene_assets.learned import LabelPriors, LearnedScorer, RegionProjection
+from scene_assets.matching import FACTORS, LEARNED_DEFAULT_WEIGHTS, Recommender, ScoringWeights
+from scene_assets.ranker import (
+    FusionRanker,
+    RankerConfig,
+    TreeEnsemble,
+    fit_ranker,
+    ranker_feature_names,
+    ranker_features,
+    training_rows,
+)
+from scene_assets.regions import RegionConfig
+from scene_assets.scene_analysis import ROOM_TYPES
+from tests.drawing import SHAPES, product_image
+
+LEARNED = FACTORS.index("learned")
+VISUAL = FACTORS.index("visual")
+
+
+def _results(n_scenes=24, n_products=80, seed=0, folds=3) -> list[SceneResult]:
+    """``learned`` informative (relevant rows higher, overlapping), ``visual`` weakly so, the rest noise;
+    the first room type's scenes label products 0-19 more often."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n_scenes):
+        room = ROOM_TYPES[i % 2]
+        f = rng.random((n_products, len(FACTORS)))
+        pool = np.arange(20) if room == ROOM_TYPES[0] and i % 4 == 0 else np.arange(n_products)
+        rel = np.sort(rng.choice(pool, size=4, replace=False))
+        f[:, LEARNED] = rng.uniform(0.0, 0.75, n_products)
+        f[rel, LEARNED] = rng.uniform(0.45, 1.0, rel.size)
+        f[rel, VISUAL] = np.clip(f[rel, VISUAL] + 0.2, 0, 1)
+        probs = rng.dirichlet(np.ones(len(ROOM_TYPES)))
+        out.append(SceneResult(f"scene{i:02d}", room, i % folds, f.astype(np.float32), rel, probs,
+                               {b: rng.random(n_products).astype(np.float32) for b in BASELINES}))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# config and features
+# --------------------------------------------------------------------------------------------
+
+
+def test_ranker_config_round_trip_and_validation():
+    cfg = RankerConfig(model="logistic", negatives="room", exclude=("prior", "color", "prior"), max_iter=7)
+    assert cfg.exclude == ("color", "prior")
+    assert RankerConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="model"):
+        RankerConfig(model="lambdamart")
+    with pytest.raises(ValueError, match="negatives"):
+        RankerConfig(negatives="hardest")
+    with pytest.raises(ValueError, match="unknown"):
+        RankerConfig.from_dict({"trees": 3})
+
+
+def test_evaluation_config_carries_the_ranker(tmp_path):
+    cfg = EvaluationConfig(ranker=RankerConfig(negatives="room"), room_classifier=False, regions=False)
+    assert EvaluationConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert EvaluationConfig.from_dict({"ranker": None}).ranker is None
+    assert EvaluationConfig.from_dict({"ranker": True}).ranker == RankerConfig()
+    assert EvaluationConfig.from_dict({"ranker": {"model": "logistic"}}).ranker.model == "logistic"
+    assert EvaluationConfig.from_dict({"ranker": None}).fusion == "weights"
+    # a flat weights file asks for those weights: no ranker
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps({"visual": 1.0}))
+    assert EvaluationConfig.from_file(path).ranker is None
+
+
+def test_features_are_per_row_and_named():
+    names = ranker_feature_names(room_features=True)
+    assert names[: len(FACTORS)] == list(FACTORS)
+    assert {"visual*learned", "logit(prior)", f"room={ROOM_TYPES[0]}"} <= set(names)
+    assert ranker_feature_names(exclude=("learned", "prior")) == [f for f in FACTORS if f not in ("learned", "prior")]
+    rng = np.random.default_rng(0)
+    F = rng.random((30, len(FACTORS)))
+    probs = rng.dirichlet(np.ones(len(ROOM_TYPES)))
+    X = ranker_features(F, probs, names)
+    assert X.shape == (30, len(names))
+    # a row's features do not depend on the other rows (candidates score as the whole catalog does)
+    np.testing.assert_array_equal(ranker_features(F[[3, 7]], probs, names), X[[3, 7]])
+    np.testing.assert_allclose(X[:, names.index("visual*learned")], F[:, VISUAL] * F[:, LEARNED], rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown ranker feature"):
+        ranker_features(F, probs, ["bogus"])
+
+
+# --------------------------------------------------------------------------------------------
+# training rows and fitting
+# --------------------------------------------------------------------------------------------
+
+
+def test_training_rows_positives_negatives_and_order_independence():
+    results = _results()
+    cfg = RankerConfig(negatives_per_scene=25)
+    names = ranker_feature_names()
+    X, y, g = training_rows(results, cfg, names)
+    assert X.shape == (len(results) * (4 + 25), len(names)) and y.sum() == 4 * len(results)
+    for i, r in enumerate(results):
+        rows = X[(g == i) & (y == 1)]
+        np.testing.assert_array_equal(np.sort(rows[:, 0]), np.sort(r.factors[r.relevant_rows, 0]))
+    # the same rows whatever the order of the scenes (seeded by scene id)
+    X2, y2, _ = training_rows(results[::-1], cfg, names)
+    key = lambda X, y: sorted(map(tuple, np.column_stack([X, y]).round(6)))  # noqa: E731
+    assert key(X, y) == key(X2, y2)
+
+
+def test_room_hard_negatives_come_from_other_scenes_of_the_room():
+    results = _results()
+    cfg = RankerConfig(negatives="room", negatives_per_scene=20)
+    names = list(FACTORS)
+    X, y, g = training_rows(results, cfg, names)
+    for i, r in enumerate(results):
+        labeled_in_room = set().union(*(set(o.relevant_rows.tolist()) for o in results if o.room_type == r.room_type))
+        labeled_in_room -= set(r.relevant_rows.tolist())
+        negs = X[(g == i) & (y == 0)]
+        # identify negatives by their factor rows (random floats: unique)
+        rows = [int(np.flatnonzero((r.factors == row).all(axis=1))[0]) for row in negs]
+        assert not set(rows) & set(r.relevant_rows.tolist())
+        assert len(set(rows) & labeled_in_room) >= min(10, len(labeled_in_room))
+
+
+@pytest.mark.parametrize("model", ["hgb", "logistic"])
+def test_fitted_ranker_beats_the_uninformative_weights(model):
+    train, test = _results(seed=0), _results(seed=1)
+    cfg = RankerConfig(model=model, negatives_per_scene=60, max_iter=60)
+    ranker, scored = rank_fold(test, train, cfg)
+    assert ranker.kind == model and ranker.info["training_scenes"] == len(train)
+    visual_only = ScoringWeights(**dict.fromkeys(FACTORS, 0.0) | {"visual": 1.0})
+    j = 2  # ndcg@10
+    ranked = score_results(scored, visual_only, system=True)[:, j].mean()
+    assert ranked > score_results(test, visual_only)[:, j].mean() + 0.1
+    for r in scored:
+        assert r.scores.shape == (r.factors.shape[0],) and np.all((r.scores >= 0) & (r.scores <= 1))
+    with pytest.raises(ValueError, match="excluded"):
+        fit_ranker(train, RankerConfig(exclude=tuple(FACTORS)))
+
+
+def test_tree_ensemble_equals_sklearn_including_missing_values():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.random((3000, 5))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] + rng.normal(0, 0.2, len(X)) > 0.9).astype(int)
+    X[rng.random(X.shape) < 0.03] = np.nan
+    model = HistGradientBoostingClassifier(max_iter=40, max_leaf_nodes=9, early_stopping=False).fit(X, y)
+    trees = TreeEnsemble.from_sklearn(model)
+    probe = rng.random((500, 5))
+    probe[rng.random(probe.shape) < 0.05] = np.nan
+    np.testing.assert_allclose(trees.raw(probe), model._raw_predict(probe).ravel(), rtol=1e-10, atol=1e-10)
+    back = TreeEnsemble.from_arrays(trees.to_arrays("t_"), "t_", trees.baseline, trees.max_depth)
+    np.testing.assert_array_equal(back.raw(probe), trees.raw(probe))
+
+
+# --------------------------------------------------------------------------------------------
+# storage
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["hgb", "logistic"])
+def test_ranker_saved_and_loaded_with_the_learned_scorer(tmp_path, model):
+    results = _results()
+    ranker = fit_ranker(results, RankerConfig(model=model, max_iter=20, negatives_per_scene=30))
+    scorer = LearnedScorer(info={"training_scenes": len(results)})
+    plain = scorer.fingerprint()
+    scorer.ranker = ranker
+    assert scorer.fingerprint() != plain
+    back = LearnedScorer.load(scorer.save(tmp_path / "learned"))
+    assert back.fingerprint() == scorer.fingerprint()
+    assert isinstance(back.ranker, FusionRanker) and back.ranker.feature_names == ranker.feature_names
+    for r in results[:3]:
+        np.testing.assert_array_equal(back.ranker.score(r.factors, r.room_probs), ranker.score(r.factors, r.room_probs))
+    meta = json.loads((tmp_path / "learned" / "learned.json").read_text())
+    assert meta["ranker"]["kind"] == model and meta["format_version"] == 2
+
+
+def test_learned_scorer_of_format_1_still_loads(tmp_path):
+    folder = LearnedScorer(info={"x": 1}).save(tmp_path / "old")
+    meta = json.loads((folder / "learned.json").read_text())
+    meta["format_version"] = 1
+    meta.pop("ranker")
+    (folder / "learned.json").write_text(json.dumps(meta))
+    assert LearnedScorer.load(folder).ranker is None
+
+
+# --------------------------------------------------------------------------------------------
+# serving ranks like the evaluation
+# --------------------------------------------------------------------------------------------
+
+_COLOURS = [(190, 35, 45), (40, 80, 170), (70, 135, 70), (240, 205, 50), (25, 25, 25), (110, 72, 42)]
+
+
+@pytest.fixture(scope="module")
+def small_world():
+    enc = FakeEncoder(dim=16)
+    n = 24
+    pids = [f"p{i:02d}" for i in range(n)]
+    images = [product_image(_COLOURS[i % 6], SHAPES[(i // 6) % len(SHAPES)], i) for i in range(n)]
+    cats = ["seating", "tables", "lighting", "rugs"]
+    catalog = pl.DataFrame({"product_id": pids, "title": pids, "category": [cats[i % 4] for i in range(n)],
+                            "product_type": [cats[i % 4] for i in range(n)], "colors": [["red"]] * n})
+    vecs = enc.encode_images(images)
+    rng = np.random.default_rng(0)
+    proj = RegionProjection(rng.normal(size=(16, 8)).astype(np.float32), rng.normal(size=(16, 8)).astype(np.float32))
+    priors = LabelPriors.fit({"a": ROOM_TYPES[0], "b": ROOM_TYPES[1]}, {"a": pids[:5], "b": pids[3:9]},
+                             dict(zip(pids, catalog["category"].to_list())), ROOM_TYPES)
+    # ranker fitted on synthetic factor rows of the same catalog size
+    ranker = fit_ranker(_results(n_products=n), RankerConfig(max_iter=30, negatives_per_scene=15, room_features=True))
+    learned = LearnedScorer(proj, None, priors, None, enc.fingerprint(), {}, ranker)
+    from PIL import Image
+
+    scene = Image.new("RGB", (320, 160), (236, 232, 224))
+    scene.paste(images[2], (0, 0))
+    scene.paste(images[9], (160, 0))
+    return {"enc": enc, "pids": pids, "catalog": catalog, "vecs": vecs, "learned": learned, "scene": scene}
+
+
+def _rec(w, **kwargs) -> Recommender:
+    return Recommender.from_vectors(w["enc"], w["catalog"], w["pids"], w["vecs"], space="joint", center=True,
+                                    region_config=RegionConfig(short_side=64, max_long_side=128, grids=(2,)),
+                                    learned=w["learned"], **kwargs)
+
+
+def test_recommender_ranks_candidates_with_the_ranker_like_the_evaluation(small_world):
+    rec = _rec(small_world, per_region_k=4)
+    ranker = small_world["learned"].ranker
+    assert rec.ranker is ranker
+    scene = rec.prepare_scene(small_world["scene"])
+    cs = rec.score_catalog(None, scene=scene)
+    # the whole catalog (evaluation): the ranker's function of the factor rows and the room posterior
+    np.testing.assert_allclose(cs.scores, ranker.score(cs.factors, scene.room_probs), rtol=1e-12)
+    res = rec.recommend(small_world["scene"], k=5, diversity=None, collapse_variants=False)
+    assert res.params["fusion"] == "ranker (hgb)" and res.candidates < len(small_world["pids"])
+    by_id = dict(zip(cs.product_ids.tolist(), cs.scores.tolist()))
+    for it in res.items:
+        # a candidate scores as it does when the whole catalog is ranked
+        assert it.score == pytest.approx(by_id[it.product_id], abs=1e-9)
+        F = np.array([[it.factors[f] for f in FACTORS]])
+        assert it.score == pytest.approx(float(ranker.score(F, scene.room_probs)[0]), abs=1e-9)
+    assert [it.score for it in res.items] == sorted((it.score for it in res.items), reverse=True)
+
+
+def test_explicit_weights_replace_the_ranker(small_world):
+    weights = ScoringWeights(**LEARNED_DEFAULT_WEIGHTS)
+    rec = _rec(small_world, weights=weights)
+    assert rec.ranker is None
+    cs = rec.score_catalog(small_world["scene"])
+    w = weights.vector()
+    np.testing.assert_allclose(cs.scores, cs.factors @ w / w.sum())
+    assert rec.recommend(small_world["scene"], k=3).params["fusion"] == "weights"
+    unranked = dataclasses.replace(small_world["learned"], ranker=None)
+    assert Recommender.from_vectors(small_world["enc"], small_world["catalog"], small_world["pids"],
+                                    small_world["vecs"], learned=unranked).ranker is None
