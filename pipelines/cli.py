@@ -279,9 +279,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     ensure_dagster_home()
-    command = ["dagster", "dev", "-m", "pipelines.definitions", "-h", args.host, "-p", str(args.port)]
+    # The dagster script of this environment (beside the running Python), so `.venv/bin/scene-matcher ui`
+    # works without .venv/bin on PATH.
+    beside = Path(sys.executable).parent / "dagster"
+    dagster = str(beside) if beside.is_file() else (shutil.which("dagster") or "dagster")
+    command = [dagster, "dev", "-m", "pipelines.definitions", "-h", args.host, "-p", str(args.port)]
     print(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']} {' '.join(command)}")
-    return subprocess.call(command, cwd=settings.PROJECT_ROOT)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.call(command, cwd=settings.PROJECT_ROOT, env=env)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
