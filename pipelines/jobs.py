@@ -35,6 +35,26 @@ evaluation_job = dg.define_asset_job(
     "(all logged to MLflow).",
 )
 
+# Sharded IVF-PQ index for catalogs past memory (docs/sharded-index.md), not in the main job: run
+# these three in order after the image vectors exist (the shard step is partitioned, so separate runs).
+ivf_train_job = dg.define_asset_job(
+    "ivf_train_job",
+    selection=dg.AssetSelection.assets("ivf_trained_index"),
+    description="Choose IVF-PQ parameters from the memory budget and latency target, train once on a sample.",
+)
+ivf_shards_job = dg.define_asset_job(
+    "ivf_shards_job",
+    selection=dg.AssetSelection.assets("ivf_shard_index"),
+    partitions_def=catalog_shards,
+    description="Add each selected shard's image vectors to a copy of the trained index (unchanged shards are kept).",
+)
+ivf_merge_job = dg.define_asset_job(
+    "ivf_merge_job",
+    selection=dg.AssetSelection.assets("ivf_merged_index"),
+    description="Merge the shard indexes on disk into the memory-mapped serving index.",
+)
+IVF_INDEX_STEPS = [ivf_train_job, ivf_shards_job, ivf_merge_job]
+
 # The CLI's `scene-matcher materialize` runs these in order as one "main job".
 MAIN_JOB_STEPS = [catalog_job, embed_shards_job, index_job]
-ALL_JOBS = [*MAIN_JOB_STEPS, alignment_job, evaluation_job]
+ALL_JOBS = [*MAIN_JOB_STEPS, alignment_job, evaluation_job, *IVF_INDEX_STEPS]
