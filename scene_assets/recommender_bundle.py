@@ -216,7 +216,8 @@ def load_recommender(
     for a missing or half-updated bundle or a scorer from another encoder."""
     directory = Path(directory)
     bundle = read_bundle(directory)
-    index, manifest = vector_index.load_index(directory, expected_fingerprint=bundle["encoder_fingerprint"])
+    # mmap=None: an index of a GiB or more is memory-mapped (its lists stay in the shared page cache).
+    index, manifest = vector_index.load_index(directory, expected_fingerprint=bundle["encoder_fingerprint"], mmap=None)
     if manifest["index_sha256"] != bundle["index_sha256"]:
         raise BundleError(f"{directory / BUNDLE_FILE}: names index {bundle['index_sha256'][:12]}, folder holds "
                           f"{manifest['index_sha256'][:12]} (being rebuilt?); retry")
