@@ -28,7 +28,8 @@ SAMPLE = PROJECT_ROOT / "data" / "sample"
 EXPERIMENT = "scene-matcher-test"
 RUN_CONFIG = {
     "ops": {
-        "scene_evaluation": {"config": {"folds": 3, "projection_epochs": 5, "gallery_scenes": 2}},
+        # the learned fusion ranker (opt-in): nested cross-validation, then fitted for serving by learned_scorer
+        "scene_evaluation": {"config": {"folds": 3, "projection_epochs": 5, "gallery_scenes": 2, "ranker": True}},
         "weight_sweep": {"config": {"size": 5, "seed": 1}},
     }
 }
@@ -75,6 +76,7 @@ def test_scoring_run_logged_with_params_metrics_and_artifacts(evaluated):
     assert run["metrics.n_scenes"] == 9  # every sample scene has labeled products in the index
     assert run["params.encoder"] and run["params.dataset_hash"]
     assert float(run["params.weights.learned"]) > 0 and run["params.protocol"].startswith("3-fold")
+    assert run["params.fusion"] == "ranker:hgb" and run["params.ranker.negatives"] == "random"
     client = mlflow.MlflowClient(evaluated["uri"])
     artifacts = {a.path for a in client.list_artifacts(run["run_id"])}
     assert {"reliability.png", "recall_at_k.png", "evaluation.json", "table.txt", "gallery"} <= artifacts
@@ -167,8 +169,12 @@ def test_learned_scorer_is_served_with_the_scene_index(evaluated):
     rec = loaded.recommender
     assert rec.learned is not None and rec.calibrated
     assert rec.weights.learned > 0  # the learned defaults, since no weights were given
+    # the evaluation used the fusion ranker, so the served scorer ranks with one fitted on its out-of-fold scores
+    assert rec.ranker is not None and rec.ranker.info["training_scenes"] == 9
+    assert meta["fusion"].value == "ranker:hgb"
     result = rec.recommend(next((SAMPLE / "images" / "scenes").glob("*.jpg")), k=5)
-    assert result.calibrated and len(result.items) == 5
+    assert result.calibrated and len(result.items) == 5 and result.params["fusion"] == "ranker (hgb)"
+    assert all(0.0 <= it.score <= 1.0 for it in result.items)
     learned_factor = [it.factors["learned"] for it in result.items]
     assert any(abs(v - 0.5) > 1e-6 for v in learned_factor)  # the factor is live, not the neutral 0.5
     assert loaded.info["learned_scorer"] == meta["learned_fingerprint"].value

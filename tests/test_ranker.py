@@ -149,18 +149,25 @@ def test_fitted_ranker_beats_the_uninformative_weights(model):
         fit_ranker(train, RankerConfig(exclude=tuple(FACTORS)))
 
 
-def test_tree_ensemble_equals_sklearn_including_missing_values():
+@pytest.mark.parametrize("leaves", [9, 15, 80])  # 80 > 64 leaves: walked level by level, not QuickScorer
+def test_tree_ensemble_equals_sklearn_including_missing_values(leaves):
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     rng = np.random.default_rng(0)
-    X = rng.random((3000, 5))
+    X = rng.random((4000, 5)).astype(np.float32)
     y = (X[:, 0] + X[:, 1] * X[:, 2] + rng.normal(0, 0.2, len(X)) > 0.9).astype(int)
     X[rng.random(X.shape) < 0.03] = np.nan
-    model = HistGradientBoostingClassifier(max_iter=40, max_leaf_nodes=9, early_stopping=False).fit(X, y)
+    model = HistGradientBoostingClassifier(max_iter=40, max_leaf_nodes=leaves, early_stopping=False).fit(X, y)
     trees = TreeEnsemble.from_sklearn(model)
+    assert (trees._plan() is None) == (leaves > 64)
     probe = rng.random((500, 5))
     probe[rng.random(probe.shape) < 0.05] = np.nan
-    np.testing.assert_allclose(trees.raw(probe), model._raw_predict(probe).ravel(), rtol=1e-10, atol=1e-10)
+    # float32 rows equal to training values sit right at the learned thresholds: float32 decides as float64
+    on_edges = X[rng.choice(len(X), 500)]
+    for p in (probe, probe.astype(np.float32), on_edges):
+        expected = model._raw_predict(p.astype(np.float64)).ravel()
+        np.testing.assert_allclose(trees.raw(p), expected, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(trees.raw_walk(p), expected, rtol=1e-10, atol=1e-10)
     back = TreeEnsemble.from_arrays(trees.to_arrays("t_"), "t_", trees.baseline, trees.max_depth)
     np.testing.assert_array_equal(back.raw(probe), trees.raw(probe))
 
