@@ -112,9 +112,12 @@ def test_executor_is_chosen_by_environment(monkeypatch: pytest.MonkeyPatch):
     with pytest.raises(ValueError, match="expected one of multiprocess, dask"):
         executor_from_environment({ENV_EXECUTOR: "daks"})
     monkeypatch.setenv(ENV_EXECUTOR, "dask")
-    defs = build_defs()
-    for job in ("catalog_job", "embed_shards_job", "index_job"):
-        assert defs.resolve_job_def(job).executor_def.name == "dask"
+    # Resolved inside an instance, as Dagster does: outside one, resolving reads the definitions-state storage
+    # of whatever instance an earlier test left as the current one (a dead weakref).
+    with dg.instance_for_test():
+        defs = build_defs()
+        for job in ("catalog_job", "embed_shards_job", "index_job"):
+            assert defs.resolve_job_def(job).executor_def.name == "dask"
 
 
 def test_cluster_problems_name_the_minimum_and_the_fix():
