@@ -218,19 +218,24 @@ def target_report(rows: list[dict], k: int) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+def add_synthetic_data_args(ap: argparse.ArgumentParser, queries: int) -> None:
+    """The options of the seeded clustered embeddings (shared by the index benchmarks)."""
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--clusters", type=int, default=1000)
     ap.add_argument("--super-clusters", type=int, default=50)
     ap.add_argument("--cluster-rank", type=int, default=32)
     ap.add_argument("--spread", type=float, default=1.0)
     ap.add_argument("--noise", type=float, default=0.3)
-    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--queries", type=int, default=queries)
     ap.add_argument("--query-noise", type=float, default=0.05)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    add_synthetic_data_args(ap, queries=200)
     ap.add_argument("--exact-threshold", type=int, default=50_000,
                     help="passed to choose_index_spec (sizes above it get the approximate index)")
     ap.add_argument("--extra-factory", action="append", default=[],

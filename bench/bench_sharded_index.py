@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_index import ClusteredData  # noqa: E402
+from bench_index import ClusteredData, add_synthetic_data_args  # noqa: E402
 
 from scene_assets import sharded_index as si  # noqa: E402
 from scene_assets import vector_index as vi  # noqa: E402
@@ -410,16 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=1_000_000, help="catalog size (100000 for a quick run)")
     ap.add_argument("--shards", type=int, default=4)
-    ap.add_argument("--dim", type=int, default=384)
-    ap.add_argument("--clusters", type=int, default=1000)
-    ap.add_argument("--super-clusters", type=int, default=50)
-    ap.add_argument("--cluster-rank", type=int, default=32)
-    ap.add_argument("--spread", type=float, default=1.0)
-    ap.add_argument("--noise", type=float, default=0.3)
-    ap.add_argument("--queries", type=int, default=500)
-    ap.add_argument("--query-noise", type=float, default=0.05)
-    ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=0)
+    add_synthetic_data_args(ap, queries=500)
     ap.add_argument("--memory-budget-gb", type=float, default=4.0)
     ap.add_argument("--latency-target-ms", type=float, default=5.0)
     ap.add_argument("--nlist", type=int, default=None)
