@@ -46,8 +46,9 @@ _PROJECT_ENV = (
     "SCENE_MATCHER_CATALOG", "SCENE_MATCHER_CATALOG_MAPPING", "SCENE_MATCHER_SCENES_INBOX", "SCENE_MATCHER_EVAL_DATASET",
     "SCENE_MATCHER_TRAIN_DATASET", "SCENE_MATCHER_SHARDS", "MLFLOW_TRACKING_URI",
 )
-# Big enough that the global graph's fit-to-screen zoom draws detailed nodes (full names, status).
-GRAPH_VIEWPORT = (3000, 1700)
+# Big enough that the global graph fits at a zoom that draws detailed nodes (full names, status); the UI does
+# not draw nodes outside the viewport, so a taller graph needs a taller viewport.
+GRAPH_VIEWPORT = (3000, 2800)
 EXPECT_TIMEOUT_MS = 30_000
 
 
