@@ -37,6 +37,7 @@ from faiss.contrib.evaluation import knn_intersection_measure
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scene_assets import vector_index as vi  # noqa: E402
+from scene_assets.sharded_index import exact_topk  # noqa: E402
 
 TARGETS = {"latency_ms": 5.0, "recall": 0.95, "bytes_per_product": 1024}
 
@@ -89,19 +90,7 @@ class ClusteredData:
 
 def exact_ground_truth(xb: np.ndarray, xq: np.ndarray, k: int, chunk: int = 131_072) -> np.ndarray:
     """Row indices of the exact top-k by inner product (numpy brute force, chunked)."""
-    nq = xq.shape[0]
-    best_s = np.full((nq, k), -np.inf, dtype=np.float32)
-    best_i = np.full((nq, k), -1, dtype=np.int64)
-    for s in range(0, xb.shape[0], chunk):
-        sc = xq @ xb[s : s + chunk].T
-        kk = min(k, sc.shape[1])
-        part = np.argpartition(-sc, kk - 1, axis=1)[:, :kk]
-        cand_s = np.concatenate([best_s, np.take_along_axis(sc, part, axis=1)], axis=1)
-        cand_i = np.concatenate([best_i, part + s], axis=1)
-        top = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
-        best_s = np.take_along_axis(cand_s, top, axis=1)
-        best_i = np.take_along_axis(cand_i, top, axis=1)
-    return best_i
+    return exact_topk(xq, xb, k, chunk)
 
 
 # --------------------------------------------------------------------------------------------

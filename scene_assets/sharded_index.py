@@ -301,7 +301,7 @@ def tune_nprobe(
 
     q = np.ascontiguousarray(sample[:n_queries])
     db = np.ascontiguousarray(sample[n_queries:])
-    gt = _exact_topk(q, db, k)
+    gt = exact_topk(q, db, k)
     index = faiss.clone_index(trained)
     stats = faiss.cvar.indexIVF_stats
     probes_tried = [1 << i for i in range(0, int(math.log2(params.nlist)) + 1)]
@@ -355,8 +355,9 @@ def tune_nprobe(
                    nprobe_source="measured on the training sample", rationale=rationale, nprobe_sweep=rows)
 
 
-def _exact_topk(q: np.ndarray, db: np.ndarray, k: int, chunk: int = 32_768) -> np.ndarray:
-    """Row numbers of the exact top-k by inner product, brute force in chunks of ``db``."""
+def exact_topk(q: np.ndarray, db: np.ndarray, k: int, chunk: int = 32_768) -> np.ndarray:
+    """Row numbers of the exact top-k by inner product, brute force in chunks of ``db`` (also the ground
+    truth of bench/bench_index.py)."""
     best_s = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
     best_i = np.full((q.shape[0], k), -1, dtype=np.int64)
     for s in range(0, db.shape[0], chunk):
