@@ -19,6 +19,7 @@ from scene_assets.enrichment import (
     parse_description,
     size_class,
 )
+from scene_assets.enrichment.category import build_keyword_table
 
 
 def approx_list(values):
@@ -541,7 +542,7 @@ def test_category_taxonomy_is_closed():
     for rooms in vocabulary.CATEGORY_ROOMS.values():
         assert rooms and set(rooms) <= set(vocabulary.ROOM_TYPES)
     assert set(vocabulary.ROOM_HINT_WORDS.values()) <= set(vocabulary.ROOM_TYPES)
-    enrichment._build_keyword_table()  # raises when a keyword maps to two categories
+    build_keyword_table()  # raises when a keyword maps to two categories
 
 
 # ---------------------------------------------------------------------------------------------------
