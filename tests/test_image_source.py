@@ -1,4 +1,4 @@
-"""Tests for scene_assets.image_source.
+"""Tests for scene_assets.images: the decoder, local references and the URL fetcher.
 
 Every bad input is generated in tmp_path; every HTTP server is a local
 ``http.server`` thread on 127.0.0.1 that the test starts and shuts down.
@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from scene_assets import image_source
-from scene_assets.image_source import (
+from scene_assets.images import fetch as image_fetch
+from scene_assets.images import (
     FetchPolicy,
     ImageResolution,
     UnreadableImageError,
@@ -72,7 +72,7 @@ def no_connect(monkeypatch):
         attempts.append(args)
         raise AssertionError(f"connection attempted: {args!r}")
 
-    monkeypatch.setattr(image_source.socket, "create_connection", boom)
+    monkeypatch.setattr(image_fetch.socket, "create_connection", boom)
     return attempts
 
 
@@ -336,7 +336,7 @@ def test_resolver_result_with_any_private_address_refused(tmp_path, monkeypatch,
         seen.append((host, port))
         return ["93.184.216.34", "10.1.2.3"]
 
-    monkeypatch.setattr(image_source, "resolve_host", fake_resolve)
+    monkeypatch.setattr(image_fetch, "resolve_host", fake_resolve)
     res = _resolve("http://mixed.example.test/a.jpg", tmp_path, policy=FetchPolicy(enabled=True))
     assert res.status == "refused" and "10.1.2.3" in res.reason
     assert seen == [("mixed.example.test", 80)]
@@ -474,7 +474,7 @@ def test_corrupt_cache_entry_is_refetched(tmp_path):
 
 
 def test_connects_to_checked_ip_with_host_header(tmp_path, monkeypatch):
-    monkeypatch.setattr(image_source, "resolve_host", lambda host, port: ["127.0.0.1"])
+    monkeypatch.setattr(image_fetch, "resolve_host", lambda host, port: ["127.0.0.1"])
     with local_server({"/img.png": lambda h: _send(h, RED_PNG, "image/png")}) as (srv, base):
         port = srv.server_address[1]
         res = _resolve(f"http://images.example.test:{port}/img.png", tmp_path, policy=PRIVATE_OK)
@@ -614,7 +614,7 @@ def test_redirect_hop_to_private_address_refused(tmp_path, monkeypatch):
     """First hop is a 'public' name (served by loopback, which the patched checker
     lets through); the redirect target resolves to a private address and must be
     refused before any connection to it is made."""
-    real_checker = image_source.address_refusal_reason
+    real_checker = image_fetch.address_refusal_reason
 
     def checker(addr):
         return None if addr == "127.0.0.1" else real_checker(addr)
@@ -625,8 +625,8 @@ def test_redirect_hop_to_private_address_refused(tmp_path, monkeypatch):
         lookups.append(host)
         return {"public.example.test": ["127.0.0.1"], "internal.example.test": ["10.20.30.40"]}[host]
 
-    monkeypatch.setattr(image_source, "address_refusal_reason", checker)
-    monkeypatch.setattr(image_source, "resolve_host", fake_resolve)
+    monkeypatch.setattr(image_fetch, "address_refusal_reason", checker)
+    monkeypatch.setattr(image_fetch, "resolve_host", fake_resolve)
     connects = []
     real_create = socket.create_connection
 
@@ -634,7 +634,7 @@ def test_redirect_hop_to_private_address_refused(tmp_path, monkeypatch):
         connects.append(addr)
         return real_create(addr, *a, **kw)
 
-    monkeypatch.setattr(image_source.socket, "create_connection", tracking_create)
+    monkeypatch.setattr(image_fetch.socket, "create_connection", tracking_create)
 
     policy = FetchPolicy(enabled=True, timeout_s=3)  # allow_private=False
     with local_server({"/r": _redirect("http://internal.example.test/secret.png")}) as (srv, base):
@@ -648,10 +648,10 @@ def test_redirect_hop_to_private_address_refused(tmp_path, monkeypatch):
 
 
 def test_redirect_to_literal_private_ip_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(image_source, "resolve_host", lambda host, port: ["127.0.0.1"])
-    real_checker = image_source.address_refusal_reason
+    monkeypatch.setattr(image_fetch, "resolve_host", lambda host, port: ["127.0.0.1"])
+    real_checker = image_fetch.address_refusal_reason
     monkeypatch.setattr(
-        image_source, "address_refusal_reason", lambda a: None if a == "127.0.0.1" else real_checker(a)
+        image_fetch, "address_refusal_reason", lambda a: None if a == "127.0.0.1" else real_checker(a)
     )
     with local_server({"/r": _redirect("http://169.254.169.254/latest/meta-data/")}) as (srv, base):
         port = srv.server_address[1]
