@@ -24,13 +24,17 @@ from PIL import Image
 
 from scene_assets.images import fetch as image_fetch
 from scene_assets.images import (
+    FetchError,
     FetchPolicy,
     ImageResolution,
+    ImageTooLargeError,
     UnreadableImageError,
     address_refusal_reason,
+    fetch_image,
     is_allowed_address,
     open_rgb,
     resolve_image,
+    validate_image,
 )
 
 # ------------------------------------------------------------------ helpers
@@ -292,6 +296,92 @@ def test_unsupported_format_not_opened(tmp_path):
     (tmp_path / "x.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n")
     res = _resolve("x.eps", tmp_path)
     assert res.status == "unreadable" and "x.eps" in res.reason
+
+
+# ------------------------------------------------- one decoder: path, bytes, file object
+
+
+class _Unseekable(io.RawIOBase):
+    """A read-only stream that cannot seek (a socket or a pipe, as far as the decoder can tell)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._inner = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        chunk = self._inner.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+@pytest.fixture
+def no_temp_files(monkeypatch):
+    """Fail the test if anything creates a temp file or folder."""
+    import tempfile
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a temp file was created")
+
+    for name in ("mkstemp", "mkdtemp", "NamedTemporaryFile", "TemporaryFile", "SpooledTemporaryFile",
+                 "TemporaryDirectory"):
+        monkeypatch.setattr(tempfile, name, boom)
+
+
+def test_path_bytes_and_file_objects_decode_alike(tmp_path, no_temp_files):
+    im = Image.new("RGBA", (6, 4), (0, 0, 255, 255))
+    im.putpixel((0, 0), (0, 0, 0, 0))  # transparent: composited on white whatever the input
+    data = _png_bytes(im)
+    (tmp_path / "a.png").write_bytes(data)
+    expected = open_rgb(tmp_path / "a.png").tobytes()
+    with open(tmp_path / "a.png", "rb") as handle:
+        from_handle = open_rgb(handle)
+        assert not handle.closed  # the caller's file stays the caller's
+    for source in (str(tmp_path / "a.png"), data, bytearray(data), memoryview(data), io.BytesIO(data),
+                   _Unseekable(data)):
+        decoded = open_rgb(source)
+        assert decoded.mode == "RGB" and decoded.tobytes() == expected, type(source)
+    assert from_handle.tobytes() == expected
+    assert from_handle.getpixel((0, 0)) == (255, 255, 255)
+    for source in (data, io.BytesIO(data), _Unseekable(data)):
+        assert validate_image(source) == (6, 4)
+
+
+def test_file_object_is_read_from_its_position(tmp_path):
+    data = _png_bytes(Image.new("RGB", (3, 5), (9, 9, 9)))
+    stream = io.BytesIO(b"prefix" + data)
+    stream.seek(len(b"prefix"))
+    assert validate_image(stream) == (3, 5)  # decoded twice (verify, then load), both from there
+    stream.seek(len(b"prefix"))
+    assert open_rgb(stream).size == (3, 5)
+
+
+def test_errors_name_the_label_the_file_or_the_stream(tmp_path):
+    text = b"not an image at all\n" * 10
+    with pytest.raises(UnreadableImageError, match="upload.jpg: not a recognised image"):
+        open_rgb(text, label="upload.jpg")
+    with pytest.raises(UnreadableImageError, match="image bytes: not a recognised image"):
+        open_rgb(text)
+    (tmp_path / "notes.jpg").write_bytes(text)
+    with open(tmp_path / "notes.jpg", "rb") as handle:
+        with pytest.raises(UnreadableImageError, match="notes.jpg: not a recognised image"):
+            validate_image(handle)
+    half = _png_bytes(_noisy_rgb())[:300]
+    with pytest.raises(UnreadableImageError, match="half.png: image failed to decode"):
+        validate_image(half, label="half.png")
+
+
+def test_too_many_pixels_is_its_own_error(tmp_path):
+    data = _png_bytes(Image.new("RGB", (20, 20)))
+    with pytest.raises(ImageTooLargeError, match=r"big.png: image is 20x20 = 400 pixels, over the 100-pixel limit"):
+        open_rgb(data, max_pixels=100, label="big.png")
+    with pytest.raises(ImageTooLargeError, match="decompression bomb"):
+        validate_image(_png_header_only(30000, 30000))  # Pillow's own bomb error, from the header
+    assert issubclass(ImageTooLargeError, UnreadableImageError)
+    with pytest.raises(UnreadableImageError) as not_image:
+        open_rgb(b"plain text")
+    assert not isinstance(not_image.value, ImageTooLargeError)
 
 
 # ---------------------------------------------------------- URLs without network
@@ -587,6 +677,21 @@ def _redirect(location, status=302):
         h.end_headers()
 
     return route
+
+
+def test_fetch_image_keeps_the_body_in_memory(tmp_path, no_temp_files):
+    routes = {"/r": _redirect("/img.png"), "/img.png": lambda h: _send(h, RED_PNG, "image/png")}
+    with local_server(routes) as (srv, base):
+        fetched = fetch_image(f"{base}/r", PRIVATE_OK)
+    assert fetched.data == RED_PNG and fetched.content_type == "image/png"
+    assert fetched.url == f"{base}/img.png"  # where it finally came from
+    assert open_rgb(fetched.data).getpixel((0, 0)) == (255, 0, 0)
+    with pytest.raises(FetchError) as refused:
+        fetch_image("http://10.1.2.3/scene.jpg", FetchPolicy(enabled=True))
+    assert refused.value.status == "refused" and "private" in refused.value.reason
+    with pytest.raises(FetchError) as disabled:
+        fetch_image("https://example.com/a.jpg", FetchPolicy())
+    assert disabled.value.status == "not_fetched"
 
 
 def test_redirect_followed(tmp_path):

@@ -117,16 +117,10 @@ def _opener(source: ImageInput, label: str | None) -> tuple[Callable[[], Image.I
         data = bytes(source)
         return (lambda: Image.open(io.BytesIO(data), formats=formats)), label or "image bytes"
     if hasattr(source, "read"):
+        # Read from the current position (Pillow would rewind a seekable stream to its start, and
+        # cannot open an unseekable one twice); the caller's file is left open.
         name = getattr(source, "name", None)
         shown = label or (str(name) if isinstance(name, (str, os.PathLike)) else "image stream")
-        if getattr(source, "seekable", lambda: False)():
-            start = source.tell()
-
-            def reopen() -> Image.Image:
-                source.seek(start)
-                return Image.open(source, formats=formats)
-
-            return reopen, shown
         data = source.read()
         return (lambda: Image.open(io.BytesIO(data), formats=formats)), shown
     path = Path(source)
