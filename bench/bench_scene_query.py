@@ -39,7 +39,7 @@ from evaluation.protocol import product_text_vectors  # noqa: E402
 from scene_assets.catalog import load_catalog  # noqa: E402
 from scene_assets.encoders import EncoderSpec, build_encoder  # noqa: E402
 from scene_assets.enrichment import enrich_catalog  # noqa: E402
-from scene_assets.image_source import open_rgb  # noqa: E402
+from scene_assets.images import open_rgb  # noqa: E402
 from scene_assets.matching import Recommender, catalog_mean  # noqa: E402
 from scene_assets.regions import RegionConfig, center_and_normalize, compute_regions  # noqa: E402
 

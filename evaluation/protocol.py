@@ -256,7 +256,7 @@ def product_features(encoder, products: pl.DataFrame, cache_dir: Path, batch_siz
     cached under ``cache_dir`` by the encoder fingerprint and each product's image hash."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from scene_assets.image_source import open_rgb
+    from scene_assets.images import open_rgb
 
     trunk = hasattr(encoder, "encode_image_trunk_features") and hasattr(encoder, "trunk_fingerprint")
     fp = encoder.trunk_fingerprint() if trunk else encoder.fingerprint()

@@ -93,7 +93,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
 def cmd_catalog(args: argparse.Namespace) -> int:
     from scene_assets.catalog import CatalogOptions, load_catalog
-    from scene_assets.image_source import FetchPolicy
+    from scene_assets.images import FetchPolicy
 
     policy = FetchPolicy(enabled=args.fetch, cache_dir=settings.data_dir() / "cache" / "images")
     result = load_catalog(args.path, args.mapping, CatalogOptions(fetch_policy=policy))
@@ -200,7 +200,7 @@ def _print_recommendations(result: dict, image: str, info: dict) -> None:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from scene_assets.image_source import open_rgb
+    from scene_assets.images import open_rgb
 
     provider = _provider(args)
     try:  # before loading models: a bad path should not cost seconds of start-up

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from scene_assets import settings
 from scene_assets.catalog import CatalogOptions, CatalogResult, ColumnMapping, MAPPING_PRESETS, load_catalog
-from scene_assets.image_source import FetchPolicy
+from scene_assets.images import FetchPolicy
 
 
 class ProjectStorage(dg.ConfigurableResource):

@@ -25,7 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from scene_assets.files import sha256_of_file
-from scene_assets.image_source import FetchPolicy, ImageResolution, resolve_image
+from scene_assets.images import FetchPolicy, ImageResolution, resolve_image
 
 # Fields of the normalized table, in order. `content_hash` covers every field that changes an
 # embedding (text fields and the image bytes), so downstream steps re-encode exactly what changed.

@@ -242,7 +242,7 @@ def encode_image_rows(
     """
     import torch
 
-    from scene_assets.image_source import open_rgb
+    from scene_assets.images import open_rgb
 
     def load(item: tuple[int, str, str | None]):
         position, product_id, image_path = item

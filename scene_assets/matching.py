@@ -4,7 +4,7 @@
 catalog and optional extras (product text vectors, the catalog mean for centring, a calibrator, a
 room classifier). ``recommend(image)`` runs
 
-1. **decode** (``image_source.open_rgb`` for paths / bytes),
+1. **decode** (``images.open_rgb`` for paths / bytes / file objects),
 2. **regions**: one trunk pass, region vectors (``scene_assets.regions``),
 3. **analysis**: room / style posteriors and colour palette (``scene_assets.scene_analysis``), reusing
    the region pass's whole-image vector and pooled trunk features,
@@ -56,12 +56,10 @@ No Dagster imports.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -736,19 +734,11 @@ class Recommender:
     def _decode(self, image):
         from PIL import Image
 
-        from scene_assets.image_source import open_rgb
+        from scene_assets.images import open_rgb
 
         if isinstance(image, Image.Image):
             return image if image.mode == "RGB" else image.convert("RGB")
-        if isinstance(image, (bytes, bytearray, memoryview)):
-            # open_rgb reads paths; a temp file keeps one decoding path (EXIF, modes, bomb guard)
-            with tempfile.NamedTemporaryFile(suffix=".img") as tmp:
-                tmp.write(bytes(image))
-                tmp.flush()
-                return open_rgb(Path(tmp.name))
-        if isinstance(image, io.IOBase):
-            return self._decode(image.read())
-        return open_rgb(Path(image))
+        return open_rgb(image)  # a path, bytes or a binary file object
 
     def _query_vectors(self, regions: SceneRegions) -> np.ndarray:
         if self.space == "trunk" and regions.trunk is None:

@@ -14,7 +14,7 @@ Request flow of ``/match``: body size capped while it streams in (:class:`_BodyL
 the upload read in chunks up to ``max_upload_bytes``, answer cache looked up by sha256(bytes) +
 parameters + index version, then - off the event loop and behind ``max_concurrency`` model slots -
 the image header is checked against ``max_pixels`` *before* any pixel is decoded, the image is
-decoded by :func:`scene_assets.image_source.open_rgb` (the project's one safe decoder: allowed
+decoded by :func:`scene_assets.images.open_rgb` (the project's one safe decoder: allowed
 formats only, EXIF orientation, decompression-bomb guard) and :meth:`Recommender.recommend` runs.
 The declared content type of an upload is ignored: Pillow sniffs the bytes.
 """
@@ -24,17 +24,14 @@ The declared content type of an upload is ignored: Pillow sniffs the bytes.
 # annotations are evaluated where they are written.
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import anyio
@@ -50,12 +47,13 @@ from prometheus_client import generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scene_assets import vocabulary as vocab
-from scene_assets.image_source import (
-    ALLOWED_FORMATS,
+from scene_assets.images import (
+    FetchError,
     FetchPolicy,
+    ImageTooLargeError,
     UnreadableImageError,
+    fetch_image,
     open_rgb,
-    resolve_image,
 )
 from scene_assets.memory import limit_malloc_arenas, release_free_memory
 from scene_assets.recommender_bundle import LoadedRecommender  # re-exported: providers return it
@@ -141,7 +139,7 @@ class ServingSettings:
       old recommender serving (logged, counted in ``scene_matcher_reloads_total{result="failure"}``)
       and the same version is retried with exponential backoff (up to ``reload_max_backoff_s``).
     * ``allow_url_fetch``: accept ``image_url`` instead of an upload. Fetching goes through
-      ``image_source``'s SSRF-safe fetcher: private, loopback, link-local (and other non-global)
+      ``scene_assets.images``' SSRF-safe fetcher: private, loopback, link-local (and other non-global)
       addresses are refused, every redirect hop is re-checked, the body is capped.
     * ``url_fetch_timeout_s``: socket timeout of that fetch (the whole fetch is bounded by
       ``4 *`` this, and by ``request_timeout_s``).
@@ -194,51 +192,21 @@ class _RequestError(Exception):
         self.detail = detail
 
 
-def _effective_max_pixels(max_pixels: int) -> int:
-    # open_rgb applies min(ours, Pillow's global); checking the same limit from the header means
-    # every image it would refuse for size gets a 413 here rather than a 400 from the decoder.
-    limits = [v for v in (max_pixels, Image.MAX_IMAGE_PIXELS) if v]
-    return int(min(limits))
-
-
-def _open_formats() -> list[str]:
-    Image.init()
-    return [f for f in ALLOWED_FORMATS if f in Image.OPEN]
-
-
 def _decode_image(data: bytes, label: str, max_pixels: int) -> Image.Image:
     """Decode untrusted image bytes into an RGB image, or raise :class:`_RequestError`.
 
-    The header is read first (no pixel data) and its size checked against ``max_pixels`` (413), so
-    a decompression bomb is refused before it is decoded; Pillow's own bomb error is a 413 too.
-    Then :func:`image_source.open_rgb` decodes every pixel (a truncated file fails here, 400).
+    :func:`scene_assets.images.open_rgb` checks the size from the header against ``max_pixels``
+    (and Pillow's own limit) before any pixel is decoded, so a decompression bomb is refused (413)
+    before it is decoded; then it decodes every pixel (a truncated file fails here, 400).
     ``label`` (the upload's filename) names the image in error messages."""
     if not data:
         raise _RequestError(400, f"{label}: empty image (0 bytes)")
-    limit = _effective_max_pixels(max_pixels)
-    formats = _open_formats()
     try:
-        with Image.open(io.BytesIO(data), formats=formats) as probe:  # header only: lazy decode
-            width, height = probe.size
-    except Image.DecompressionBombError as exc:
-        raise _RequestError(413, f"{label}: image rejected as a possible decompression bomb ({exc})") from exc
-    except Image.UnidentifiedImageError as exc:
-        raise _RequestError(400, f"{label}: not a recognised image (accepted formats: {', '.join(formats)})") from exc
-    except Exception as exc:  # Pillow plugins raise many types on hostile headers
-        raise _RequestError(400, f"{label}: unreadable image header ({type(exc).__name__}: {exc})") from exc
-    if width * height > limit:
-        raise _RequestError(
-            413, f"{label}: image is {width}x{height} = {width * height} pixels, over the {limit}-pixel limit")
-    # open_rgb reads paths; a temp file keeps one decoding path for the whole project.
-    with tempfile.NamedTemporaryFile(prefix="scene-upload-", suffix=".img") as tmp:
-        tmp.write(data)
-        tmp.flush()
-        try:
-            return open_rgb(Path(tmp.name), max_pixels=limit)
-        except UnreadableImageError as exc:
-            reason = str(exc).replace(tmp.name, label)
-            status = 413 if "decompression bomb" in reason else 400
-            raise _RequestError(status, reason) from exc
+        return open_rgb(data, max_pixels=max_pixels, label=label)
+    except ImageTooLargeError as exc:
+        raise _RequestError(413, str(exc)) from exc
+    except UnreadableImageError as exc:
+        raise _RequestError(400, str(exc)) from exc
 
 
 def _split_categories(values: list[str] | None) -> list[str]:
@@ -630,22 +598,17 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
         return b"".join(chunks)
 
     async def fetch_url(url: str) -> tuple[bytes, str]:
-        """Download ``image_url`` with image_source's SSRF-safe fetcher into a private temp dir."""
+        """Download ``image_url`` into memory with the SSRF-safe fetcher of ``scene_assets.images``."""
         timeout = settings.url_fetch_timeout_s
         total = 4 * timeout if settings.request_timeout_s is None else min(4 * timeout, settings.request_timeout_s)
-        policy_args = dict(enabled=True, timeout_s=timeout, total_timeout_s=total,
-                           max_bytes=settings.max_upload_bytes, allow_private=False, max_redirects=3)
+        policy = FetchPolicy(enabled=True, timeout_s=timeout, total_timeout_s=total,
+                             max_bytes=settings.max_upload_bytes, allow_private=False, max_redirects=3)
 
         def fetch() -> bytes:
-            # A per-request cache_dir: concurrent fetches never share (or delete) each other's files.
-            with tempfile.TemporaryDirectory(prefix="scene-url-") as tmp:
-                policy = FetchPolicy(cache_dir=Path(tmp), **policy_args)
-                res = resolve_image(url, base_dir=Path(tmp), policy=policy, max_pixels=settings.max_pixels)
-                if not res.ok:
-                    status = 413 if "pixel" in res.reason and "limit" in res.reason else 400
-                    raise _RequestError(status, f"image_url {res.status}: {res.reason}")
-                assert res.path is not None
-                return res.path.read_bytes()
+            try:
+                return fetch_image(url, policy).data
+            except FetchError as exc:
+                raise _RequestError(400, f"image_url {exc.status}: {exc.reason}") from exc
 
         return await anyio.to_thread.run_sync(fetch), url
 

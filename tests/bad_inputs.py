@@ -254,7 +254,7 @@ def load_kind(catalog: Path, fetch: str = "off") -> Loaded:
     import time
 
     from scene_assets.catalog import CatalogOptions, load_catalog
-    from scene_assets.image_source import FetchPolicy
+    from scene_assets.images import FetchPolicy
 
     source = CatalogSource(path=str(catalog), fetch_remote_images=fetch != "off", fetch_timeout_s=0.5)
     started = time.perf_counter()

@@ -13,7 +13,7 @@ import pytest
 from pipelines.runner import run_main_job
 from scene_assets import vector_index
 from scene_assets.embeddings import read_vectors
-from scene_assets.image_source import open_rgb
+from scene_assets.images import open_rgb
 from tests.bad_inputs import CORPUS, GOOD_IDS, BadInput, serve_corpus_urls, load_kind, outcome_of, reasons_for, write_catalog
 from tests.test_pipeline import _defs
 

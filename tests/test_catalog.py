@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from scene_assets.catalog import CatalogError, CatalogOptions, ColumnMapping, load_catalog, sku_stem
-from scene_assets.image_source import FetchPolicy
+from scene_assets.images import FetchPolicy
 
 HEADER = "product_id,name,type,color,size,description,image\n"
 

@@ -1,4 +1,4 @@
-"""Tests for scene_assets.image_source.
+"""Tests for scene_assets.images: the decoder, local references and the URL fetcher.
 
 Every bad input is generated in tmp_path; every HTTP server is a local
 ``http.server`` thread on 127.0.0.1 that the test starts and shuts down.
@@ -22,15 +22,19 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from scene_assets import image_source
-from scene_assets.image_source import (
+from scene_assets.images import fetch as image_fetch
+from scene_assets.images import (
+    FetchError,
     FetchPolicy,
     ImageResolution,
+    ImageTooLargeError,
     UnreadableImageError,
     address_refusal_reason,
+    fetch_image,
     is_allowed_address,
     open_rgb,
     resolve_image,
+    validate_image,
 )
 
 # ------------------------------------------------------------------ helpers
@@ -72,7 +76,7 @@ def no_connect(monkeypatch):
         attempts.append(args)
         raise AssertionError(f"connection attempted: {args!r}")
 
-    monkeypatch.setattr(image_source.socket, "create_connection", boom)
+    monkeypatch.setattr(image_fetch.socket, "create_connection", boom)
     return attempts
 
 
@@ -294,6 +298,92 @@ def test_unsupported_format_not_opened(tmp_path):
     assert res.status == "unreadable" and "x.eps" in res.reason
 
 
+# ------------------------------------------------- one decoder: path, bytes, file object
+
+
+class _Unseekable(io.RawIOBase):
+    """A read-only stream that cannot seek (a socket or a pipe, as far as the decoder can tell)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._inner = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        chunk = self._inner.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+@pytest.fixture
+def no_temp_files(monkeypatch):
+    """Fail the test if anything creates a temp file or folder."""
+    import tempfile
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a temp file was created")
+
+    for name in ("mkstemp", "mkdtemp", "NamedTemporaryFile", "TemporaryFile", "SpooledTemporaryFile",
+                 "TemporaryDirectory"):
+        monkeypatch.setattr(tempfile, name, boom)
+
+
+def test_path_bytes_and_file_objects_decode_alike(tmp_path, no_temp_files):
+    im = Image.new("RGBA", (6, 4), (0, 0, 255, 255))
+    im.putpixel((0, 0), (0, 0, 0, 0))  # transparent: composited on white whatever the input
+    data = _png_bytes(im)
+    (tmp_path / "a.png").write_bytes(data)
+    expected = open_rgb(tmp_path / "a.png").tobytes()
+    with open(tmp_path / "a.png", "rb") as handle:
+        from_handle = open_rgb(handle)
+        assert not handle.closed  # the caller's file stays the caller's
+    for source in (str(tmp_path / "a.png"), data, bytearray(data), memoryview(data), io.BytesIO(data),
+                   _Unseekable(data)):
+        decoded = open_rgb(source)
+        assert decoded.mode == "RGB" and decoded.tobytes() == expected, type(source)
+    assert from_handle.tobytes() == expected
+    assert from_handle.getpixel((0, 0)) == (255, 255, 255)
+    for source in (data, io.BytesIO(data), _Unseekable(data)):
+        assert validate_image(source) == (6, 4)
+
+
+def test_file_object_is_read_from_its_position(tmp_path):
+    data = _png_bytes(Image.new("RGB", (3, 5), (9, 9, 9)))
+    stream = io.BytesIO(b"prefix" + data)
+    stream.seek(len(b"prefix"))
+    assert validate_image(stream) == (3, 5)  # decoded twice (verify, then load), both from there
+    stream.seek(len(b"prefix"))
+    assert open_rgb(stream).size == (3, 5)
+
+
+def test_errors_name_the_label_the_file_or_the_stream(tmp_path):
+    text = b"not an image at all\n" * 10
+    with pytest.raises(UnreadableImageError, match="upload.jpg: not a recognised image"):
+        open_rgb(text, label="upload.jpg")
+    with pytest.raises(UnreadableImageError, match="image bytes: not a recognised image"):
+        open_rgb(text)
+    (tmp_path / "notes.jpg").write_bytes(text)
+    with open(tmp_path / "notes.jpg", "rb") as handle:
+        with pytest.raises(UnreadableImageError, match="notes.jpg: not a recognised image"):
+            validate_image(handle)
+    half = _png_bytes(_noisy_rgb())[:300]
+    with pytest.raises(UnreadableImageError, match="half.png: image failed to decode"):
+        validate_image(half, label="half.png")
+
+
+def test_too_many_pixels_is_its_own_error(tmp_path):
+    data = _png_bytes(Image.new("RGB", (20, 20)))
+    with pytest.raises(ImageTooLargeError, match=r"big.png: image is 20x20 = 400 pixels, over the 100-pixel limit"):
+        open_rgb(data, max_pixels=100, label="big.png")
+    with pytest.raises(ImageTooLargeError, match="decompression bomb"):
+        validate_image(_png_header_only(30000, 30000))  # Pillow's own bomb error, from the header
+    assert issubclass(ImageTooLargeError, UnreadableImageError)
+    with pytest.raises(UnreadableImageError) as not_image:
+        open_rgb(b"plain text")
+    assert not isinstance(not_image.value, ImageTooLargeError)
+
+
 # ---------------------------------------------------------- URLs without network
 
 
@@ -336,7 +426,7 @@ def test_resolver_result_with_any_private_address_refused(tmp_path, monkeypatch,
         seen.append((host, port))
         return ["93.184.216.34", "10.1.2.3"]
 
-    monkeypatch.setattr(image_source, "resolve_host", fake_resolve)
+    monkeypatch.setattr(image_fetch, "resolve_host", fake_resolve)
     res = _resolve("http://mixed.example.test/a.jpg", tmp_path, policy=FetchPolicy(enabled=True))
     assert res.status == "refused" and "10.1.2.3" in res.reason
     assert seen == [("mixed.example.test", 80)]
@@ -474,7 +564,7 @@ def test_corrupt_cache_entry_is_refetched(tmp_path):
 
 
 def test_connects_to_checked_ip_with_host_header(tmp_path, monkeypatch):
-    monkeypatch.setattr(image_source, "resolve_host", lambda host, port: ["127.0.0.1"])
+    monkeypatch.setattr(image_fetch, "resolve_host", lambda host, port: ["127.0.0.1"])
     with local_server({"/img.png": lambda h: _send(h, RED_PNG, "image/png")}) as (srv, base):
         port = srv.server_address[1]
         res = _resolve(f"http://images.example.test:{port}/img.png", tmp_path, policy=PRIVATE_OK)
@@ -589,6 +679,21 @@ def _redirect(location, status=302):
     return route
 
 
+def test_fetch_image_keeps_the_body_in_memory(tmp_path, no_temp_files):
+    routes = {"/r": _redirect("/img.png"), "/img.png": lambda h: _send(h, RED_PNG, "image/png")}
+    with local_server(routes) as (srv, base):
+        fetched = fetch_image(f"{base}/r", PRIVATE_OK)
+    assert fetched.data == RED_PNG and fetched.content_type == "image/png"
+    assert fetched.url == f"{base}/img.png"  # where it finally came from
+    assert open_rgb(fetched.data).getpixel((0, 0)) == (255, 0, 0)
+    with pytest.raises(FetchError) as refused:
+        fetch_image("http://10.1.2.3/scene.jpg", FetchPolicy(enabled=True))
+    assert refused.value.status == "refused" and "private" in refused.value.reason
+    with pytest.raises(FetchError) as disabled:
+        fetch_image("https://example.com/a.jpg", FetchPolicy())
+    assert disabled.value.status == "not_fetched"
+
+
 def test_redirect_followed(tmp_path):
     routes = {"/r": _redirect("/img.png", 301), "/img.png": lambda h: _send(h, RED_PNG, "image/png")}
     with local_server(routes) as (srv, base):
@@ -614,7 +719,7 @@ def test_redirect_hop_to_private_address_refused(tmp_path, monkeypatch):
     """First hop is a 'public' name (served by loopback, which the patched checker
     lets through); the redirect target resolves to a private address and must be
     refused before any connection to it is made."""
-    real_checker = image_source.address_refusal_reason
+    real_checker = image_fetch.address_refusal_reason
 
     def checker(addr):
         return None if addr == "127.0.0.1" else real_checker(addr)
@@ -625,8 +730,8 @@ def test_redirect_hop_to_private_address_refused(tmp_path, monkeypatch):
         lookups.append(host)
         return {"public.example.test": ["127.0.0.1"], "internal.example.test": ["10.20.30.40"]}[host]
 
-    monkeypatch.setattr(image_source, "address_refusal_reason", checker)
-    monkeypatch.setattr(image_source, "resolve_host", fake_resolve)
+    monkeypatch.setattr(image_fetch, "address_refusal_reason", checker)
+    monkeypatch.setattr(image_fetch, "resolve_host", fake_resolve)
     connects = []
     real_create = socket.create_connection
 
@@ -634,7 +739,7 @@ def test_redirect_hop_to_private_address_refused(tmp_path, monkeypatch):
         connects.append(addr)
         return real_create(addr, *a, **kw)
 
-    monkeypatch.setattr(image_source.socket, "create_connection", tracking_create)
+    monkeypatch.setattr(image_fetch.socket, "create_connection", tracking_create)
 
     policy = FetchPolicy(enabled=True, timeout_s=3)  # allow_private=False
     with local_server({"/r": _redirect("http://internal.example.test/secret.png")}) as (srv, base):
@@ -648,10 +753,10 @@ def test_redirect_hop_to_private_address_refused(tmp_path, monkeypatch):
 
 
 def test_redirect_to_literal_private_ip_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(image_source, "resolve_host", lambda host, port: ["127.0.0.1"])
-    real_checker = image_source.address_refusal_reason
+    monkeypatch.setattr(image_fetch, "resolve_host", lambda host, port: ["127.0.0.1"])
+    real_checker = image_fetch.address_refusal_reason
     monkeypatch.setattr(
-        image_source, "address_refusal_reason", lambda a: None if a == "127.0.0.1" else real_checker(a)
+        image_fetch, "address_refusal_reason", lambda a: None if a == "127.0.0.1" else real_checker(a)
     )
     with local_server({"/r": _redirect("http://169.254.169.254/latest/meta-data/")}) as (srv, base):
         port = srv.server_address[1]

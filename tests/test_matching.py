@@ -278,7 +278,7 @@ def test_caption_text_factor_and_inputs(rec, world, scene, tmp_path):
     assert res.scene.caption == "lamp-1 lighting yellow"
     lamp = [it for it in res.items if it.product_id == "lamp-1"]
     assert lamp and lamp[0].factors["text"] == max(it.factors["text"] for it in res.items)
-    # bytes and paths decode through image_source.open_rgb
+    # bytes and paths decode through images.open_rgb
     buf = io.BytesIO()
     scene.save(buf, format="PNG")
     from_bytes = rec.recommend(buf.getvalue(), k=3)

@@ -538,10 +538,10 @@ def test_image_url_to_private_addresses_is_refused_without_a_request(recommender
 
 def test_image_url_fetch_path_serves_a_fetched_image(recommenders, monkeypatch):
     """The fetch plumbing end to end: with the address check patched to allow loopback (the only
-    server a test can reach), a URL is fetched through image_source and answered like an upload."""
-    from scene_assets import image_source
+    server a test can reach), a URL is fetched through scene_assets.images and answered like an upload."""
+    from scene_assets.images import fetch as image_fetch
 
-    monkeypatch.setattr(image_source, "address_refusal_reason", lambda address: None)
+    monkeypatch.setattr(image_fetch, "address_refusal_reason", lambda address: None)
     _CountingHandler.hits = 0
     target = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CountingHandler)
     threading.Thread(target=target.serve_forever, daemon=True).start()
