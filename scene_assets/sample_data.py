@@ -45,7 +45,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from scene_assets.embeddings import write_atomic_bytes
+from scene_assets.indexes.store import write_atomic_bytes
 
 __all__ = [
     "DEFAULT_SEED",
