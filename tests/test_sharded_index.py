@@ -155,6 +155,34 @@ def test_serving_maps_the_lists_instead_of_loading_them(built, data):
         shutil.rmtree(moved)
 
 
+def test_open_index_serves_the_merged_index_to_the_recommender(built, data):
+    """One search interface: open_index finds the sharded kind from the manifest, its searcher
+    honours an id filter, and a Recommender loads and serves it like a flat index."""
+    from PIL import Image
+
+    from scene_assets.encoders import FakeEncoder
+    from scene_assets.indexes.searcher import open_index
+    from scene_assets.matching import Recommender
+
+    xb, xq, pids = data
+    root, report = built
+    opened = open_index(report.merged.directory, expected_fingerprint=FP)
+    assert opened.kind == "sharded" and sorted(opened.product_ids) == sorted(pids)
+    assert opened.searcher.ntotal == len(pids) and opened.searcher.d == xb.shape[1]
+    scores, found = opened.searcher.search(xb[:20], 1)
+    assert (found[:, 0] == assign_ids(pids[:20])).mean() >= 0.9
+    allowed = assign_ids(pids[:500])
+    _, found = opened.searcher.search(xq[:20], 5, allowed_ids=allowed)
+    assert np.isin(found[found >= 0], allowed).all() and (found >= 0).any()
+    with pytest.raises(errors.VectorIndexError, match="merged folder"):
+        open_index(report.trained.directory)
+
+    recommender = Recommender.from_index_dir(FakeEncoder(dim=xb.shape[1]), report.merged.directory, None,
+                                             expected_fingerprint=FP)
+    result = recommender.recommend(Image.new("RGB", (48, 48), (180, 40, 40)), k=5)
+    assert len(result.items) == 5 and set(result.product_ids) <= set(pids)
+
+
 def test_incremental_readds_only_changed_shards(data, tmp_path):
     xb, xq, pids = data
     xb, pids = xb[:4000].copy(), pids[:4000]

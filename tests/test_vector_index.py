@@ -14,6 +14,7 @@ from faiss.contrib.evaluation import knn_intersection_measure
 from scene_assets.indexes import errors, flat, flat_files, flat_spec, store
 from scene_assets.indexes import ids as id_module
 from scene_assets.indexes.ids import IdLookup, assign_ids, product_int_id
+from scene_assets.indexes.searcher import FaissSearcher, as_searcher, open_index
 
 DIM = 32
 FP = "encoder:test-v1"
@@ -228,14 +229,19 @@ def _save(index, directory: Path, ids, spec) -> dict:
     )
 
 
+def _index_of_kind(spec_kind, data, ivf_spec, ivf_index):
+    """(spec, index): an exact flat index of all of ``data``, or the module's IVF index."""
+    if spec_kind == "ivf":
+        return ivf_spec, ivf_index
+    x, ids, _ = data
+    spec = flat_spec.choose_index_spec(len(x), DIM)
+    return spec, flat.build_index(x, ids, spec)
+
+
 @pytest.mark.parametrize("spec_kind", ["flat", "ivf"])
 def test_save_load_round_trip(tmp_path, data, ivf_spec, ivf_index, spec_kind):
     x, ids, q = data
-    if spec_kind == "flat":
-        spec = flat_spec.choose_index_spec(len(x), DIM)
-        index = flat.build_index(x, ids, spec)
-    else:
-        spec, index = ivf_spec, ivf_index
+    spec, index = _index_of_kind(spec_kind, data, ivf_spec, ivf_index)
     written = _save(index, tmp_path, ids, spec)
     assert sorted(os.listdir(tmp_path)) == ["index.faiss", "manifest.json"]  # no temp files left
     loaded, manifest = flat_files.load_index(tmp_path, expected_fingerprint=FP)
@@ -257,11 +263,7 @@ def test_save_load_round_trip(tmp_path, data, ivf_spec, ivf_index, spec_kind):
 @pytest.mark.parametrize("spec_kind", ["flat", "ivf"])
 def test_mmap_load_is_read_only(tmp_path, data, ivf_spec, ivf_index, spec_kind):
     x, ids, q = data
-    if spec_kind == "flat":
-        spec = flat_spec.choose_index_spec(len(x), DIM)
-        index = flat.build_index(x, ids, spec)
-    else:
-        spec, index = ivf_spec, ivf_index
+    spec, index = _index_of_kind(spec_kind, data, ivf_spec, ivf_index)
     _save(index, tmp_path, ids, spec)
     loaded, _ = flat_files.load_index(tmp_path, mmap=True)
     np.testing.assert_array_equal(flat.search(index, q, 5)[1], flat.search(loaded, q, 5)[1])
@@ -278,6 +280,25 @@ def saved_flat(tmp_path, data):
     spec = flat_spec.choose_index_spec(500, DIM)
     _save(flat.build_index(x[:500], ids[:500], spec), tmp_path, ids[:500], spec)
     return tmp_path
+
+
+def test_open_index_opens_a_flat_folder_behind_the_search_interface(saved_flat, data):
+    x, pids_, _ = data
+    x, pids_ = x[:500], pids_[:500]
+    opened = open_index(saved_flat, expected_fingerprint=FP)
+    assert opened.kind == "flat" and sorted(opened.product_ids) == sorted(pids_)
+    searcher = opened.searcher
+    assert isinstance(searcher, FaissSearcher) and as_searcher(searcher) is searcher
+    assert searcher.ntotal == len(pids_) and searcher.d == DIM
+    q = x[:3] / np.linalg.norm(x[:3], axis=1, keepdims=True)
+    _, found = searcher.search(q, 1)
+    assert (found[:, 0] == assign_ids(pids_[:3])).all()
+    allowed = assign_ids(pids_[100:110])
+    _, found = searcher.search(q, 3, allowed_ids=allowed)
+    assert np.isin(found, allowed).all()
+    np.testing.assert_allclose(searcher.reconstruct(assign_ids(pids_[:2])), q[:2], atol=1e-6)
+    with pytest.raises(errors.FingerprintMismatchError):
+        open_index(saved_flat, expected_fingerprint="encoder:other")
 
 
 def test_truncated_index_file_is_rejected(saved_flat):
