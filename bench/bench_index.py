@@ -1,5 +1,5 @@
 """Benchmark the product vector index: exact Flat vs the approximate spec chosen by
-``scene_assets.vector_index.choose_index_spec`` on synthetic clustered embeddings.
+``scene_assets.indexes.flat_spec.choose_index_spec`` on synthetic clustered embeddings.
 
 Data (seeded, generated in chunks): a mixture of Gaussians on the unit sphere, meant to look like
 catalog embeddings. ``--clusters`` cluster centres (grouped under ``--super-clusters`` broad
@@ -36,8 +36,9 @@ from faiss.contrib.evaluation import knn_intersection_measure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scene_assets import vector_index as vi  # noqa: E402
-from scene_assets.sharded_index import exact_topk  # noqa: E402
+from scene_assets.indexes import flat, flat_files, flat_spec  # noqa: E402
+from scene_assets.indexes.ids import assign_ids  # noqa: E402
+from scene_assets.indexes.sharded_params import exact_topk  # noqa: E402
 
 TARGETS = {"latency_ms": 5.0, "recall": 0.95, "bytes_per_product": 1024}
 
@@ -98,39 +99,39 @@ def exact_ground_truth(xb: np.ndarray, xq: np.ndarray, k: int, chunk: int = 131_
 
 
 def latency_ms(index, queries: np.ndarray, k: int, threads: int, warmup: int = 20, **params) -> tuple[float, float]:
-    with vi.faiss_threads(threads):
+    with flat.faiss_threads(threads):
         for q in queries[:warmup]:
-            vi.search(index, q, k, **params)
+            flat.search(index, q, k, **params)
         times = []
         for q in queries:
             t0 = time.perf_counter()
-            vi.search(index, q, k, **params)
+            flat.search(index, q, k, **params)
             times.append(time.perf_counter() - t0)
     t = np.array(times) * 1e3
     return float(np.percentile(t, 50)), float(np.percentile(t, 95))
 
 
-def bench_one(label: str, spec: vi.IndexSpec, xb: np.ndarray, pids: list[str], xq: np.ndarray,
+def bench_one(label: str, spec: flat_spec.IndexSpec, xb: np.ndarray, pids: list[str], xq: np.ndarray,
               gt_ids: np.ndarray, args, workdir: Path) -> dict:
     n = xb.shape[0]
     t0 = time.perf_counter()
-    index = vi.build_index(xb, pids, spec)
+    index = flat.build_index(xb, pids, spec)
     build_s = time.perf_counter() - t0
 
     outdir = workdir / f"{label}-{n}"
-    manifest = vi.save_index(index, outdir, {
+    manifest = flat_files.save_index(index, outdir, {
         "encoder_fingerprint": "bench:synthetic", "spec": spec, "build_seconds": build_s,
         "product_ids": pids if args.store_product_ids else None,
     })
     index_bytes = manifest["index_bytes"]
-    manifest_bytes = (outdir / vi.MANIFEST_FILE).stat().st_size
+    manifest_bytes = (outdir / flat_files.MANIFEST_FILE).stat().st_size
     del index
     gc.collect()
     t0 = time.perf_counter()
-    index, _ = vi.load_index(outdir, expected_fingerprint="bench:synthetic", mmap=False)
+    index, _ = flat_files.load_index(outdir, expected_fingerprint="bench:synthetic", mmap=False)
     load_s = time.perf_counter() - t0
 
-    _, got = vi.search(index, xq, args.k)
+    _, got = flat.search(index, xq, args.k)
     recall = knn_intersection_measure(got, gt_ids)
 
     n_lat = args.latency_queries if spec.kind != "flat" or n <= 200_000 else args.flat_latency_queries
@@ -143,7 +144,7 @@ def bench_one(label: str, spec: vi.IndexSpec, xb: np.ndarray, pids: list[str], x
         for nprobe in args.nprobes:
             if nprobe > index.nlist:
                 continue
-            _, g = vi.search(index, xq, args.k, nprobe=nprobe)
+            _, g = flat.search(index, xq, args.k, nprobe=nprobe)
             s50, s95 = latency_ms(index, xq[: min(100, len(xq))], args.k, threads=1, nprobe=nprobe)
             sweep.append({"nprobe": nprobe, "recall_at_k": knn_intersection_measure(g, gt_ids),
                           "p50_ms_1t": s50, "p95_ms_1t": s95})
@@ -249,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         "faiss_version": faiss.__version__, "numpy_version": np.__version__,
         "python": platform.python_version(), "machine": platform.machine(),
         "cpu_count": os.cpu_count(), "faiss_threads": faiss.omp_get_max_threads(),
-        "gpus": vi.num_gpus(), "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "gpus": flat.num_gpus(), "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
     print(f"faiss {faiss.__version__}, {os.cpu_count()} CPUs, faiss threads {faiss.omp_get_max_threads()}, "
           f"GPUs {meta['gpus']}", flush=True)
@@ -267,19 +268,19 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             gt_rows = exact_ground_truth(xb, xq, args.k)
             gt_s = time.perf_counter() - t0
-            gt_ids = vi.assign_ids(pids)[gt_rows]
+            gt_ids = assign_ids(pids)[gt_rows]
             top = (xq * xb[gt_rows[:, 0]]).sum(1)
             print(f"\nn={n:,}: data {gen_s:.1f}s, exact ground truth {gt_s:.1f}s; "
                   f"mean cosine of true top-1 {top.mean():.3f}", flush=True)
 
             specs = []
             if not args.no_flat:
-                specs.append(("flat", vi.choose_index_spec(n, args.dim, exact_threshold=n)))
-            specs.append(("chosen", vi.choose_index_spec(n, args.dim, exact_threshold=args.exact_threshold,
+                specs.append(("flat", flat_spec.choose_index_spec(n, args.dim, exact_threshold=n)))
+            specs.append(("chosen", flat_spec.choose_index_spec(n, args.dim, exact_threshold=args.exact_threshold,
                                                          seed=args.seed)))
             chosen = specs[-1][1]
             for fac in args.extra_factory:
-                sp = vi.spec_from_factory(fac, args.dim, train_size=chosen.train_size or 200_000, seed=args.seed,
+                sp = flat_spec.spec_from_factory(fac, args.dim, train_size=chosen.train_size or 200_000, seed=args.seed,
                                           search_params=chosen.search_params if fac.startswith("IVF") else {})
                 specs.append((f"extra{len(specs)}", sp))
             for label, spec in specs:

@@ -1,4 +1,4 @@
-"""Benchmark the sharded IVF-PQ index (``scene_assets.sharded_index``): train once, add per shard,
+"""Benchmark the sharded IVF-PQ index (``scene_assets.indexes.sharded_*``): train once, add per shard,
 merge on disk, serve memory-mapped.
 
 Data: ``bench_index.ClusteredData`` (seeded clustered embeddings on the unit sphere, 384-d by
@@ -44,9 +44,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_index import ClusteredData, add_synthetic_data_args  # noqa: E402
 
-from scene_assets import sharded_index as si  # noqa: E402
-from scene_assets import vector_index as vi  # noqa: E402
+from scene_assets.indexes import flat, sharded_build, sharded_files, sharded_params, sharded_serving, vector_sources  # noqa: E402
 from scene_assets.embeddings import shard_keys, shard_of  # noqa: E402
+from scene_assets.indexes.ids import assign_ids  # noqa: E402
 
 FP = "bench:synthetic"
 GEN_CHUNK = 100_000
@@ -130,15 +130,15 @@ class NpyShardSource:
             f.seek(self.offset + start * self.dim * 4)
             return np.fromfile(f, dtype=np.float32, count=(stop - start) * self.dim).reshape(-1, self.dim)
 
-    def chunks(self, rows: int = si.CHUNK_ROWS):
+    def chunks(self, rows: int = vector_sources.CHUNK_ROWS):
         for s in range(0, self.n, rows):
             e = min(self.n, s + rows)
             yield [p.decode() for p in self._pids[s:e]], self._read(s, e)
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         parts = []
-        for s in range(0, self.n, si.CHUNK_ROWS):
-            e = min(self.n, s + si.CHUNK_ROWS)
+        for s in range(0, self.n, vector_sources.CHUNK_ROWS):
+            e = min(self.n, s + vector_sources.CHUNK_ROWS)
             sel = rows[(rows >= s) & (rows < e)] - s
             if sel.size:
                 parts.append(self._read(s, e)[sel])
@@ -188,7 +188,7 @@ def ground_truth(data_dir: Path, keys: list[str], k: int) -> tuple[np.ndarray, f
         for pids, x in src.chunks(1 << 16):
             sc = xq @ x.T
             part = np.argpartition(-sc, k - 1, axis=1)[:, :k]
-            ids = vi.assign_ids(pids)[part]
+            ids = assign_ids(pids)[part]
             cand_s = np.concatenate([best_s, np.take_along_axis(sc, part, axis=1)], axis=1)
             cand_i = np.concatenate([best_i, ids], axis=1)
             top = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
@@ -213,11 +213,11 @@ def phase_build(args) -> dict:
     with AnonPeak() as peak:
         t0, c0 = time.perf_counter(), cpu()
         n = sum(s.count() for s in sources)
-        params = si.choose_params(
+        params = sharded_params.choose_params(
             n, args.dim, memory_budget_bytes=int(args.memory_budget_gb * 2**30), latency_target_ms=args.latency_target_ms,
             nlist=args.nlist, max_code_bytes=args.max_code_bytes, opq=args.opq, coarse=args.coarse, seed=args.seed,
         )
-        trained = si.train_index(sources, root, params, fingerprint=FP, force=True)
+        trained = sharded_build.train_index(sources, root, params, fingerprint=FP, force=True)
         out["train_s"] = time.perf_counter() - t0
         out["train_cpu_s"] = cpu() - c0
         out["train_only_s"] = trained.manifest["train_seconds"]
@@ -232,11 +232,11 @@ def phase_build(args) -> dict:
         shards, adds = [], []
         for s in sources:
             t1, c1 = time.perf_counter(), cpu()
-            shards.append(si.add_shard(trained, s, root))
+            shards.append(sharded_build.add_shard(trained, s, root))
             adds.append({"key": s.key, "n": s.count(), "s": time.perf_counter() - t1, "cpu_s": cpu() - c1})
         out["adds"] = adds
         t2, c2 = time.perf_counter(), cpu()
-        merged = si.merge_shards(trained, shards, root)
+        merged = sharded_build.merge_shards(trained, shards, root)
         out["merge_s"] = time.perf_counter() - t2
         out["merge_cpu_s"] = cpu() - c2
         out["total_s"] = time.perf_counter() - t0
@@ -249,12 +249,12 @@ def phase_build(args) -> dict:
     return out
 
 
-def latency(serving: si.ServingIndex, xq: np.ndarray, k: int, threads: int, nprobe: int | None = None,
+def latency(serving: sharded_serving.ServingIndex, xq: np.ndarray, k: int, threads: int, nprobe: int | None = None,
             warmup: int = 20) -> dict[str, float]:
     """Single-query latency, wall clock and (1 thread only) CPU time of the calling thread, which
     leaves out the time a busy machine keeps the process waiting. The queries run twice; the second
     (warm) pass is reported."""
-    with vi.faiss_threads(threads):
+    with flat.faiss_threads(threads):
         for q in xq[:warmup]:
             serving.search(q, k, nprobe=nprobe)
         for _ in range(2):
@@ -278,7 +278,7 @@ def phase_serve(args) -> dict:
     mmap = args.phase == "serve-mmap"
     before = proc_status()
     t0 = time.perf_counter()
-    serving = si.open_merged(args.merged_dir, mmap=mmap, verify="sha256")
+    serving = sharded_serving.open_merged(args.merged_dir, mmap=mmap, verify="sha256")
     open_s = time.perf_counter() - t0
     opened = proc_status()
     _, ids = serving.search_ids(xq, args.k)
@@ -370,10 +370,10 @@ def report(args, gen: dict, build: dict, gt_s: float, serve_mmap: dict, serve_ra
             ["build peak RSS (VmHWM)", mib(build["peak_rss"]), f"{build['peak_rss'] / gen['vector_bytes']:.0%} of the vectors"],
             ["build peak anonymous memory", mib(build["peak_anon"]), f"{build['peak_anon'] / gen['vector_bytes']:.0%} of the vectors"],
             ["merged index on disk", mib(disk), f"{disk / n:.1f} B/product"],
-            ["  index.ivfdata (codes + ids)", mib(files[si.IVFDATA_FILE]), f"{files[si.IVFDATA_FILE] / n:.1f} B/product"],
-            ["  index.faiss (quantizers)", mib(files[si.INDEX_FILE]), ""],
-            ["  ids.npy + product_ids.npy", mib(files[si.IDS_FILE] + files[si.PIDS_FILE]),
-             f"{(files[si.IDS_FILE] + files[si.PIDS_FILE]) / n:.1f} B/product"],
+            ["  index.ivfdata (codes + ids)", mib(files[sharded_files.IVFDATA_FILE]), f"{files[sharded_files.IVFDATA_FILE] / n:.1f} B/product"],
+            ["  index.faiss (quantizers)", mib(files[sharded_files.INDEX_FILE]), ""],
+            ["  ids.npy + product_ids.npy", mib(files[sharded_files.IDS_FILE] + files[sharded_files.PIDS_FILE]),
+             f"{(files[sharded_files.IDS_FILE] + files[sharded_files.PIDS_FILE]) / n:.1f} B/product"],
             ["shard indexes (intermediate)", mib(build["shard_bytes"]), ""]]
     out.append(table(["size / memory", "bytes", "note"], rows))
     out.append("")

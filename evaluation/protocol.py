@@ -241,7 +241,7 @@ def _key(*parts: str) -> str:
 
 
 def _cached(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
-    from scene_assets.embeddings import write_atomic
+    from scene_assets.indexes.store import write_atomic
 
     if path.is_file():
         return np.load(path)
@@ -688,7 +688,7 @@ def _fold_calibrators(results: Sequence[SceneResult], config: EvaluationConfig) 
 
 def save_results(path: Path, results: Sequence[SceneResult], product_ids: Sequence[str]) -> Path:
     """Out-of-fold factor matrices and baselines of every scene in one ``.npz`` (for the sweep)."""
-    from scene_assets.embeddings import write_atomic
+    from scene_assets.indexes.store import write_atomic
 
     names = list(BASELINES)
     rel = [r.relevant_rows for r in results]

@@ -11,7 +11,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from scene_assets.embeddings import write_atomic_parquet
+from scene_assets.indexes.store import write_atomic_parquet
 
 
 class PolarsParquetIOManager(dg.ConfigurableIOManager):

@@ -23,9 +23,9 @@ alignment_job = dg.define_asset_job(
 )
 index_job = dg.define_asset_job(
     "index_job",
-    selection=dg.AssetSelection.assets("image_text_alignment", "product_image_vectors", "product_index", "scene_index"),
-    description="Align (or reuse the head), project image features, build or update the FAISS indexes "
-    "(image/text space and the recommender's scene index).",
+    selection=dg.AssetSelection.assets("image_text_alignment", "product_image_vectors", "scene_index"),
+    description="Align (or reuse the head), project image features into the image/text space (the sharded "
+    "index's input), build or update the recommender's scene index.",
 )
 
 evaluation_job = dg.define_asset_job(

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-from scene_assets.files import sha256_of_file
+from scene_assets.indexes.store import sha256_of_file
 from scene_assets.images import FetchPolicy, ImageResolution, resolve_image
 
 # Fields of the normalized table, in order. `content_hash` covers every field that changes an
@@ -492,7 +492,7 @@ def _load_check_cache(path: Path | None) -> dict[tuple[str, int, int], str]:
 def _save_check_cache(path: Path | None, entries: dict[tuple[str, int, int], str]) -> None:
     if path is None:
         return
-    from scene_assets.embeddings import write_atomic_parquet
+    from scene_assets.indexes.store import write_atomic_parquet
 
     rows = [(*key, sha) for key, sha in entries.items()]
     write_atomic_parquet(pl.DataFrame(rows, schema=_CHECK_CACHE_SCHEMA, orient="row"), path)

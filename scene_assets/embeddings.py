@@ -11,18 +11,16 @@ the work with no duplicate and no missing product.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import polars as pl
 
+from scene_assets.indexes.store import write_atomic_parquet
 from scene_assets.locking import exclusive
 
 VECTOR_COLUMNS = ("product_id", "content_hash", "fingerprint", "vector")
@@ -85,30 +83,6 @@ def vector_matrix(frame: pl.DataFrame) -> np.ndarray:
 
 def read_vectors(path: Path) -> pl.DataFrame | None:
     return pl.read_parquet(path) if path.is_file() else None
-
-
-def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through ``write(handle)`` to a temp file in the same folder, fsync, then rename over
-    ``path``: readers see the old file or the new one, never a half-written one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-def write_atomic_bytes(path: Path, data: bytes) -> None:
-    write_atomic(path, lambda handle: handle.write(data))
-
-
-def write_atomic_parquet(frame: pl.DataFrame, path: Path) -> None:
-    write_atomic(path, frame.write_parquet)
 
 
 @dataclass

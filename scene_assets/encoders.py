@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 
-from .files import sha256_of_file
+from .indexes.store import sha256_of_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -25,7 +25,7 @@ from typing import Any
 import polars as pl
 from PIL import Image
 
-from scene_assets.embeddings import write_atomic_bytes, write_atomic_parquet
+from scene_assets.indexes.store import write_atomic_bytes, write_atomic_parquet
 from scene_assets.images import open_rgb
 from scene_assets.matching import FACTORS
 from scene_assets.progress import track

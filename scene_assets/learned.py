@@ -366,7 +366,7 @@ class LearnedScorer:
         }
 
     def save(self, directory: str | os.PathLike) -> Path:
-        from scene_assets.embeddings import write_atomic, write_atomic_bytes
+        from scene_assets.indexes.store import write_atomic, write_atomic_bytes
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)

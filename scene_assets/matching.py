@@ -70,7 +70,10 @@ import faiss
 import numpy as np
 import polars as pl
 
-from scene_assets import vector_index
+from scene_assets.indexes import flat
+from scene_assets.indexes.flat_spec import choose_index_spec
+from scene_assets.indexes.ids import assign_ids
+from scene_assets.indexes.searcher import VectorSearcher, as_searcher, open_index
 from scene_assets import vocabulary as vocab
 from scene_assets.regions import (
     RegionConfig,
@@ -286,8 +289,8 @@ def build_product_index(
     :func:`catalog_mean`), else ``normalize(v)``."""
     mean = catalog_mean(vectors) if center else None
     stored = center_and_normalize(np.asarray(vectors, dtype=np.float32), mean)
-    spec = vector_index.choose_index_spec(stored.shape[0], stored.shape[1], exact_threshold=exact_threshold)
-    index = vector_index.build_index(stored, list(product_ids), spec)
+    spec = choose_index_spec(stored.shape[0], stored.shape[1], exact_threshold=exact_threshold)
+    index = flat.build_index(stored, list(product_ids), spec)
     return index, stored, mean
 
 
@@ -415,7 +418,8 @@ def _list(v: Any) -> list[str]:
 class Recommender:
     """Scene -> products engine (see module docstring).
 
-    ``index`` is a FAISS index whose ids are ``vector_index.product_int_id(product_id)``;
+    ``index`` is a ``VectorSearcher`` (or a FAISS index, wrapped as one) whose ids are
+    ``indexes.ids.product_int_id(product_id)``;
     ``product_ids`` lists every indexed product (e.g. ``manifest["product_ids"]``). ``catalog`` is
     the enriched polars catalog (product_id, title, product_type, category, colors, materials,
     size_class, variant_group, room_hints, style_words, image_path ...; missing columns get
@@ -434,7 +438,7 @@ class Recommender:
     def __init__(
         self,
         encoder,
-        index: faiss.Index,
+        index: faiss.Index | VectorSearcher,
         product_ids: Sequence[str],
         catalog: pl.DataFrame | None = None,
         *,
@@ -455,7 +459,7 @@ class Recommender:
         if space not in ("joint", "trunk"):
             raise ValueError(f"space must be 'joint' or 'trunk', got {space!r}")
         self.encoder = encoder
-        self.index = index
+        self.index = index = as_searcher(index)
         self.space: Space = space
         self._weights_given = weights is not None
         self.weights = weights or ScoringWeights()
@@ -474,7 +478,7 @@ class Recommender:
         n = self.product_ids.shape[0]
         if n != int(index.ntotal):
             raise ValueError(f"{n} product ids for an index of {index.ntotal} vectors")
-        int_ids = vector_index.assign_ids(list(self.product_ids))
+        int_ids = assign_ids(list(self.product_ids))
         self._int_ids = int_ids
         self._int_order = np.argsort(int_ids)
         self._int_sorted = int_ids[self._int_order]
@@ -527,12 +531,10 @@ class Recommender:
         expected_fingerprint: str | None = None,
         **kwargs: Any,
     ) -> "Recommender":
-        """Load a saved index (``vector_index.save_index``). The manifest's ``vector_space`` and
-        ``catalog_mean`` (a list) are used unless given as keyword arguments."""
-        index, manifest = vector_index.load_index(directory, expected_fingerprint=expected_fingerprint)
-        pids = manifest.get("product_ids")
-        if pids is None:
-            raise ValueError(f"{directory}: manifest has no product_ids")
+        """Load a saved index of either kind (``indexes.searcher.open_index``). The manifest's
+        ``vector_space`` and ``catalog_mean`` (a list) are used unless given as keyword arguments."""
+        opened = open_index(directory, expected_fingerprint=expected_fingerprint)
+        index, manifest, pids = opened.searcher, opened.manifest, opened.product_ids
         kwargs.setdefault("space", manifest.get("vector_space", "joint"))
         if "catalog_mean" not in kwargs and manifest.get("catalog_mean") is not None:
             kwargs["catalog_mean"] = np.asarray(manifest["catalog_mean"], dtype=np.float32)
@@ -826,15 +828,7 @@ class Recommender:
 
     def _search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
         k = int(min(k, self.index.ntotal))
-        q = np.ascontiguousarray(queries, dtype=np.float32)
-        params = None
-        if allowed is not None:
-            sel = faiss.IDSelectorBatch(np.ascontiguousarray(self._int_ids[allowed]))
-            ivf = faiss.try_extract_index_ivf(self.index)
-            params = (faiss.SearchParametersIVF(sel=sel, nprobe=int(ivf.nprobe)) if ivf is not None
-                      else faiss.SearchParameters(sel=sel))
-        D, I = self.index.search(q, k, params=params) if params is not None else self.index.search(q, k)
-        return D, I
+        return self.index.search(queries, k, allowed_ids=None if allowed is None else self._int_ids[allowed])
 
     def _candidates(self, scene: PreparedScene, per_region_k: int, allowed: np.ndarray | None):
         """(rows, best cosine, best region) of the merged per-region top-k, by max over regions."""
@@ -981,7 +975,7 @@ class Recommender:
         n_candidates = 0
         while True:
             t0 = time.perf_counter()
-            with single_threaded(), vector_index.faiss_threads(self.search_threads):
+            with single_threaded(), flat.faiss_threads(self.search_threads):
                 rows, vis, reg = self._candidates(scene, prk, allowed) if n_allowed else (
                     np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64))
             search_ms += (time.perf_counter() - t0) * 1000
@@ -1088,11 +1082,7 @@ class Recommender:
     def _vectors_for(self, rows: np.ndarray) -> np.ndarray | None:
         if self._product_vectors is not None:
             return self._product_vectors[rows]
-        try:
-            return np.asarray(self.index.reconstruct_batch(np.ascontiguousarray(self._int_ids[rows])),
-                              dtype=np.float32)
-        except RuntimeError:
-            return None
+        return self.index.reconstruct(self._int_ids[rows])
 
     def _mmr(self, rows, score, order, k, lam) -> list[int]:
         pool = np.asarray(order[: max(5 * k, 50)], dtype=np.int64)
@@ -1131,7 +1121,7 @@ class Recommender:
         """Scores of EVERY indexed product for a scene (for evaluation). ``rerank=False``: the
         visual factor only (max over regions)."""
         scene = scene or self.prepare_scene(image, caption=caption, room=room, region_config=region_config)
-        with single_threaded(), vector_index.faiss_threads(self.search_threads):
+        with single_threaded(), flat.faiss_threads(self.search_threads):
             return self._score_catalog(scene, rerank)
 
     def _score_catalog(self, scene: PreparedScene, rerank: bool) -> CatalogScores:

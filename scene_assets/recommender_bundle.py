@@ -3,7 +3,7 @@
 A bundle folder holds
 
 * ``index.faiss`` + ``manifest.json`` + ``members.parquet``: the FAISS index over the products' image
-  features (``vector_index.save_index`` / ``index_build``), centred on the catalog mean (region queries
+  features (``indexes.flat_files.save_index`` / ``indexes.flat_build``), centred on the catalog mean (region queries
   retrieve products far better centred, see bench/bench_scene_query.py); the manifest carries the
   vector space (``trunk`` for the default encoder's pooled CNN features, ``joint`` for encoders that
   embed images directly) and the mean;
@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from scene_assets import vector_index
-from scene_assets.embeddings import vector_matrix, vectors_frame, write_atomic, write_atomic_bytes, write_atomic_parquet
-from scene_assets.index_build import MEMBERS_FILE, IndexBuildReport, build_or_update_index
+from scene_assets.embeddings import vector_matrix, vectors_frame
+from scene_assets.indexes import flat_files
+from scene_assets.indexes.flat_build import MEMBERS_FILE, IndexBuildReport, build_or_update_index
+from scene_assets.indexes.store import write_atomic, write_atomic_bytes, write_atomic_parquet
 from scene_assets.matching import Recommender, ScoringWeights, catalog_mean
 from scene_assets.regions import center_and_normalize
 
@@ -70,7 +71,7 @@ def _changed_share(features: pl.DataFrame, directory: Path) -> float:
 
 def _previous_mean(directory: Path, fingerprint: str, dim: int) -> np.ndarray | None:
     try:
-        manifest = json.loads((directory / vector_index.MANIFEST_FILE).read_text())
+        manifest = json.loads((directory / flat_files.MANIFEST_FILE).read_text())
     except (OSError, ValueError):
         return None
     mean = manifest.get("catalog_mean")
@@ -128,7 +129,7 @@ def write_bundle_files(
     ``catalog``: the enriched catalog (only indexed products are kept); ``text_vectors``: product_id,
     vector (optional); ``encoder_spec``: an ``EncoderSpec`` (or dict of its fields)."""
     directory = Path(directory)
-    manifest = json.loads((directory / vector_index.MANIFEST_FILE).read_text())
+    manifest = json.loads((directory / flat_files.MANIFEST_FILE).read_text())
     indexed = pl.DataFrame({"product_id": manifest["product_ids"]}, schema={"product_id": pl.String})
     present = [c for c in RERANK_COLUMNS if c in catalog.columns]
     products = indexed.join(catalog.select(present), on="product_id", how="left", maintain_order="left")
@@ -217,7 +218,7 @@ def load_recommender(
     directory = Path(directory)
     bundle = read_bundle(directory)
     # mmap=None: an index of a GiB or more is memory-mapped (its lists stay in the shared page cache).
-    index, manifest = vector_index.load_index(directory, expected_fingerprint=bundle["encoder_fingerprint"], mmap=None)
+    index, manifest = flat_files.load_index(directory, expected_fingerprint=bundle["encoder_fingerprint"], mmap=None)
     if manifest["index_sha256"] != bundle["index_sha256"]:
         raise BundleError(f"{directory / BUNDLE_FILE}: names index {bundle['index_sha256'][:12]}, folder holds "
                           f"{manifest['index_sha256'][:12]} (being rebuilt?); retry")

@@ -15,7 +15,7 @@ import pytest
 
 from pipelines.catalog.sensors import CATALOG_SHA_TAG, catalog_file_sensor
 from scene_assets.catalog import catalog_changed, file_fingerprint
-from scene_assets.files import sha256_of_file
+from scene_assets.indexes.store import sha256_of_file
 from pipelines.definitions import build_defs
 from pipelines.embeddings.partitions import catalog_shards
 from pipelines.export.resources import SceneInbox
@@ -26,7 +26,7 @@ from scene_assets.settings import PROJECT_ROOT
 SAMPLE = PROJECT_ROOT / "data" / "sample"
 MAIN_JOB_ASSETS = {
     "cleaned_catalog", "catalog_issues", "enriched_catalog", "product_image_features", "product_text_vectors",
-    "image_text_alignment", "product_image_vectors", "product_index", "scene_index",
+    "image_text_alignment", "product_image_vectors", "scene_index",
 }
 SHARDED = {"product_image_features", "product_text_vectors"}
 

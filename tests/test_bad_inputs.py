@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from pipelines.runner import run_main_job
-from scene_assets import vector_index
+from scene_assets.indexes import flat_files
 from scene_assets.embeddings import read_vectors
 from scene_assets.images import open_rgb
 from tests.bad_inputs import CORPUS, GOOD_IDS, BadInput, serve_corpus_urls, load_kind, outcome_of, reasons_for, write_catalog
@@ -77,8 +77,8 @@ def test_whole_corpus_through_the_main_job(tmp_path: Path):
         assert issues is not None
     with_image = set(GOOD_IDS) | {kind.product_id for kind in kinds if kind.outcome == "image_ok"}
     kept = with_image | {kind.product_id for kind in kinds if kind.outcome == "text_only"}
-    (index_dir,) = (tmp_path / "data" / "index").glob("image-*")
-    index, manifest = vector_index.load_index(index_dir)
+    (index_dir,) = (tmp_path / "data" / "index").glob("scene-*")
+    index, manifest = flat_files.load_index(index_dir)
     assert sorted(manifest["product_ids"]) == sorted(with_image) and index.ntotal == len(with_image)
     text = pl.concat([read_vectors(p) for p in (tmp_path / "data" / "vectors" / "text").glob("*.parquet")])
     assert set(text["product_id"]) == kept and text.height == len(kept)

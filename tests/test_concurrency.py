@@ -12,7 +12,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from scene_assets import vector_index
+from scene_assets.indexes import flat_files
 from scene_assets.embeddings import read_vectors
 from scene_assets.locking import LockTimeout, exclusive, lock_path
 from tests.test_pipeline import _write_catalog, start_slow_main_job
@@ -77,9 +77,8 @@ def test_two_main_job_runs_at_once_keep_vectors_and_index_whole(tmp_path: Path):
 
     vectors = pl.concat([read_vectors(p) for p in sorted((tmp_path / "data" / "vectors" / "image_features").glob("*.parquet"))])
     assert vectors.height == n and vectors["product_id"].n_unique() == n
-    for prefix in ("image-", "scene-"):
-        (directory,) = (tmp_path / "data" / "index").glob(f"{prefix}*")
-        index, manifest = vector_index.load_index(directory)  # checksums verified
-        assert index.ntotal == n and sorted(manifest["product_ids"]) == [f"p{i:02d}" for i in range(n)]
+    (directory,) = (tmp_path / "data" / "index").glob("scene-*")
+    index, manifest = flat_files.load_index(directory)  # checksums verified
+    assert index.ntotal == n and sorted(manifest["product_ids"]) == [f"p{i:02d}" for i in range(n)]
     leftovers = [p for p in (tmp_path / "data").rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from scene_assets import vector_index
+from scene_assets.indexes import errors, flat, flat_files
 from scene_assets.embeddings import read_vectors, update_vector_file, vector_matrix, vectors_frame
-from scene_assets.index_build import build_or_update_index
+from scene_assets.indexes.flat_build import build_or_update_index
 from scene_assets.settings import PROJECT_ROOT
 
 WORKER = textwrap.dedent(
@@ -75,24 +75,24 @@ def test_corrupt_index_is_detected_and_rebuilt(tmp_path: Path):
     frame = vectors_frame(ids, ["h"] * 40, "fp", vectors)
     directory = tmp_path / "index"
     build_or_update_index(frame, directory, fingerprint="fp")
-    index_file = directory / vector_index.INDEX_FILE
+    index_file = directory / flat_files.INDEX_FILE
     data = index_file.read_bytes()
     index_file.write_bytes(data[: len(data) // 2])  # a half-written file
     try:
-        vector_index.load_index(directory)
+        flat_files.load_index(directory)
         raise AssertionError("a truncated index must not load")
-    except vector_index.IndexCorruptError as exc:
+    except errors.IndexCorruptError as exc:
         assert "index.faiss" in str(exc)
     report = build_or_update_index(frame, directory, fingerprint="fp")
     assert report.mode == "full"
-    index, manifest = vector_index.load_index(directory)
+    index, manifest = flat_files.load_index(directory)
     assert index.ntotal == 40 and manifest["count"] == 40
 
 
 def test_sigkill_mid_embedding_step_of_a_real_run_then_rematerialize(tmp_path: Path):
     """The main job's image-feature step, killed for real at a random point after its first commit;
-    the next materialization encodes only what was not committed, and the vectors and both indexes
-    hold every product exactly once."""
+    the next materialization encodes only what was not committed, and the vectors and the scene
+    index hold every product exactly once."""
     import dagster as dg
 
     from pipelines.runner import run_main_job
@@ -129,9 +129,8 @@ def test_sigkill_mid_embedding_step_of_a_real_run_then_rematerialize(tmp_path: P
 
     vectors = pl.concat([read_vectors(p) for p in shards.glob("*.parquet")])
     assert vectors.height == n and vectors["product_id"].n_unique() == n
-    for prefix in ("image-", "scene-"):
-        (directory,) = (tmp_path / "data" / "index").glob(f"{prefix}*")
-        index, manifest = vector_index.load_index(directory)
-        assert index.ntotal == n and sorted(manifest["product_ids"]) == [f"p{i:02d}" for i in range(n)]
-        assert len(set(vector_index.index_ids(index).tolist())) == n
+    (directory,) = (tmp_path / "data" / "index").glob("scene-*")
+    index, manifest = flat_files.load_index(directory)
+    assert index.ntotal == n and sorted(manifest["product_ids"]) == [f"p{i:02d}" for i in range(n)]
+    assert len(set(flat.index_ids(index).tolist())) == n
     assert not [p for p in (tmp_path / "data").rglob("*") if p.name.endswith(".tmp")]

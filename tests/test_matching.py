@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from scene_assets import vector_index
+from scene_assets.indexes import flat_files
 from scene_assets import vocabulary as vocab
 from scene_assets.encoders import FakeEncoder, build_encoder
 from scene_assets.matching import (
@@ -305,7 +305,7 @@ def test_rank_all_scores_every_product(rec, world):
 def test_joint_space_and_saved_index(encoder, world, scene, tmp_path):
     joint = encoder.project_trunk_features(world["trunk"])
     index, stored, mean = build_product_index(joint, world["pids"], center=True)
-    vector_index.save_index(index, tmp_path / "idx", {
+    flat_files.save_index(index, tmp_path / "idx", {
         "encoder_fingerprint": "test", "product_ids": world["pids"], "vector_space": "joint",
         "catalog_mean": mean.tolist(),
     })

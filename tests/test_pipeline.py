@@ -19,10 +19,12 @@ from pipelines.definitions import build_defs
 from pipelines.embeddings.resources import EncoderResource
 from pipelines.resources import CatalogSource, ProjectStorage
 from pipelines.runner import run_main_job
-from scene_assets import vector_index
+from scene_assets.indexes import flat, flat_files
+from scene_assets.indexes.ids import product_int_id
 from scene_assets.embeddings import read_vectors, vector_matrix
 from scene_assets.encoders import FakeEncoder
 from scene_assets.recommender_bundle import load_recommender
+from scene_assets.regions import center_and_normalize
 from scene_assets.settings import PROJECT_ROOT
 
 HEADER = "product_id,name,type,color,size,description,image\n"
@@ -111,15 +113,13 @@ def test_main_job_then_incremental_rerun(tmp_path: Path, instance: dg.DagsterIns
     catalog = _write_catalog(tmp_path / "catalog", _rows())
     summary = run_main_job(instance=instance, defs=_defs(tmp_path, catalog))
     assert summary["success"], summary["lines"]
-    index_dir = next((tmp_path / "data" / "index").glob("image-*"))
-    index, manifest = vector_index.load_index(index_dir)
+    scene_dir = next((tmp_path / "data" / "index").glob("scene-*"))
+    index, manifest = flat_files.load_index(scene_dir)
     assert manifest["count"] == 11  # products with an image
     assert sorted(manifest["product_ids"]) == [f"p{i:02d}" for i in range(11)]
-    assert any("check product_index:index_matches_vectors passed" in line for line in summary["lines"])
     for asset in ("product_image_features", "product_text_vectors"):
         assert any(f"check {asset}:vectors_match_catalog passed" in line for line in summary["lines"]), summary["lines"]
     assert any("check scene_index:scene_index_consistent passed" in line for line in summary["lines"])
-    scene_dir = next((tmp_path / "data" / "index").glob("scene-*"))
     recommender, bundle = load_recommender(scene_dir, encoder=FakeEncoder(dim=16))
     assert bundle["count"] == 11 and recommender.index.ntotal == 11
 
@@ -135,16 +135,17 @@ def test_main_job_then_incremental_rerun(tmp_path: Path, instance: dg.DagsterIns
     assert _encoded_counts(instance, embed_run, "product_image_features") == 1
     assert _encoded_counts(instance, embed_run, "product_text_vectors") == 1
 
-    index, manifest = vector_index.load_index(index_dir)
+    index, manifest = flat_files.load_index(scene_dir)
     assert manifest["count"] == 10 and "p07" not in manifest["product_ids"]
-    assert manifest["build_mode"] == "incremental"
-    vectors = pl.concat([read_vectors(p) for p in sorted((tmp_path / "data" / "vectors" / "image").glob("*.parquet"))])
-    assert vectors["product_id"].n_unique() == vectors.height == 10
-    # The index holds the current vector of the changed product.
-    row = vectors.filter(pl.col("product_id") == "p03")
-    scores, ids = vector_index.search(index, vector_matrix(row), 1)
-    assert ids[0, 0] == vector_index.product_int_id("p03") and scores[0, 0] > 0.999
-    # The scene bundle follows: 3 of 11 products changed (> 5 %), so a new mean and a full rebuild.
+    # 3 of 11 products changed (> 5 %), so a new mean and a full rebuild.
+    assert manifest["build_mode"] == "full"
+    features = pl.concat([read_vectors(p) for p in sorted((tmp_path / "data" / "vectors" / "image_features").glob("*.parquet"))])
+    assert features["product_id"].n_unique() == features.height == 10
+    # The index holds the current (centred) features of the changed product.
+    row = features.filter(pl.col("product_id") == "p03")
+    query = center_and_normalize(vector_matrix(row), np.asarray(manifest["catalog_mean"], dtype=np.float32))
+    scores, ids = flat.search(index, query, 1)
+    assert ids[0, 0] == product_int_id("p03") and scores[0, 0] > 0.999
     recommender, bundle = load_recommender(scene_dir, encoder=FakeEncoder(dim=16))
     assert bundle["count"] == 10 and "p07" not in set(recommender.product_ids)
     scene_event = instance.get_latest_materialization_event(dg.AssetKey("scene_index"))

@@ -106,7 +106,7 @@ def test_runs_and_materializations_are_in_postgres(stored):
     assert sorted(r.run_id for r in runs) == sorted(run_ids)
     assert sorted(r.job_name for r in runs) == sorted(JOBS)
     assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
-    for key in ("cleaned_catalog", "product_index", "scene_index", "scene_evaluation", "weight_sweep", "scoring_weights"):
+    for key in ("cleaned_catalog", "scene_index", "scene_evaluation", "weight_sweep", "scoring_weights"):
         event = instance.get_latest_materialization_event(dg.AssetKey(key))
         assert event is not None and event.run_id in run_ids, key
     # the shards of the ranged embedding run, each a partition materialization

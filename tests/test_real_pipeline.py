@@ -15,7 +15,7 @@ from pipelines.io_managers import PolarsParquetIOManager
 from pipelines.resources import CatalogSource, ProjectStorage
 from pipelines.runner import run_main_job
 from pipelines.serving import MaterializedBundleProvider
-from scene_assets import vector_index
+from scene_assets.indexes import flat_files
 
 SLICE = 160
 
@@ -51,7 +51,7 @@ def test_main_job_on_ikea_slice_with_default_encoder(ikea_dir: Path, shared_dir:
     assert not result.calibrated and all(0.0 <= item.confidence <= 1.0 for item in result.items)
     assert abs(sum(result.scene.room_probs.values()) - 1.0) < 1e-6
     with_image = products.filter(pl.col("image").is_not_null() & (pl.col("image") != "")).height
-    index_dir = next((data / "index").glob("image-*"))
-    index, manifest = vector_index.load_index(index_dir)
-    assert manifest["count"] == with_image and manifest["dim"] == 384
+    index_dir = next((data / "index").glob("scene-*"))
+    index, manifest = flat_files.load_index(index_dir)
+    assert manifest["count"] == with_image and manifest["dim"] == loaded.recommender.index.d
     assert all("FAILED" not in line for line in summary["lines"])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scene_assets import vector_index
+from scene_assets.indexes import flat_files
 from scene_assets.recommender_bundle import DirectoryBundleProvider
 from scene_assets.settings import PROJECT_ROOT
 from tests.test_serving import _settings, _wait_for, running
@@ -63,7 +63,7 @@ def test_index_of_another_encoder_is_refused(good_bundle, tmp_path: Path):
 @pytest.mark.parametrize("damage", ["truncated", "flipped"])
 def test_corrupt_index_file_is_refused_then_a_rebuilt_one_is_served(good_bundle, tmp_path: Path, damage: str):
     directory = _copy(good_bundle[0], tmp_path)
-    index_file = directory / vector_index.INDEX_FILE
+    index_file = directory / flat_files.INDEX_FILE
     data = bytearray(index_file.read_bytes())
     if damage == "truncated":  # a half-written file
         data = data[: len(data) // 2]

@@ -1,4 +1,4 @@
-"""Tests for scene_assets.sharded_index and its Dagster assets (seeded faiss SyntheticDataset,
+"""Tests for the sharded index kind (scene_assets/indexes/sharded_*.py) and its Dagster assets (seeded faiss SyntheticDataset,
 20k x 64-d, 64 lists, one FAISS thread; the whole file runs in well under 30 s)."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from faiss.contrib.datasets import SyntheticDataset
 from faiss.contrib.evaluation import check_ref_knn_with_draws, knn_intersection_measure
 
-from scene_assets import sharded_index as si
-from scene_assets import vector_index as vi
+from scene_assets.indexes import errors, sharded_build, sharded_files, sharded_params, sharded_serving, vector_sources
 from scene_assets.embeddings import shard_keys, shard_of
+from scene_assets.indexes.ids import assign_ids
 
 FP = "encoder:test-v1"
 N_SHARDS = 4
@@ -42,12 +42,12 @@ def data():
     return xb.astype(np.float32), xq.astype(np.float32), pids
 
 
-def make_sources(xb: np.ndarray, pids: list[str], n_shards: int = N_SHARDS) -> list[si.ArrayVectorSource]:
+def make_sources(xb: np.ndarray, pids: list[str], n_shards: int = N_SHARDS) -> list[vector_sources.ArrayVectorSource]:
     shard = np.array([shard_of(p, n_shards) for p in pids])
     out = []
     for number, key in enumerate(shard_keys(n_shards)):
         rows = np.flatnonzero(shard == number)
-        out.append(si.ArrayVectorSource(key, [pids[i] for i in rows], xb[rows]))
+        out.append(vector_sources.ArrayVectorSource(key, [pids[i] for i in rows], xb[rows]))
     return out
 
 
@@ -55,31 +55,31 @@ def make_sources(xb: np.ndarray, pids: list[str], n_shards: int = N_SHARDS) -> l
 def built(data, tmp_path_factory):
     xb, _, pids = data
     root = tmp_path_factory.mktemp("sharded")
-    report = si.build_sharded_index(make_sources(xb, pids), root, fingerprint=FP, **BUILD)
+    report = sharded_build.build_sharded_index(make_sources(xb, pids), root, fingerprint=FP, **BUILD)
     return root, report
 
 
 def exact_ids(xb: np.ndarray, xq: np.ndarray, pids: list[str], k: int = K) -> np.ndarray:
     rows = np.argsort(-(xq @ xb.T), axis=1, kind="stable")[:, :k]
-    return vi.assign_ids(pids)[rows]
+    return assign_ids(pids)[rows]
 
 
 def test_choose_params_follows_budget_and_latency():
-    big = si.choose_params(1_000_000, 384, memory_budget_bytes=1 << 30, latency_target_ms=5.0)
+    big = sharded_params.choose_params(1_000_000, 384, memory_budget_bytes=1 << 30, latency_target_ms=5.0)
     assert big.nlist == 4096 and big.m == 192 and big.factory == "IVF4096,PQ192x8np"  # m capped at dim/2
     assert big.bytes_per_vector == 200 and big.estimated_index_bytes <= 1 << 30
-    capped = si.choose_params(1_000_000, 384, memory_budget_bytes=1 << 30, max_code_bytes=100)
+    capped = sharded_params.choose_params(1_000_000, 384, memory_budget_bytes=1 << 30, max_code_bytes=100)
     assert capped.m == 96
-    small = si.choose_params(1_000_000, 384, memory_budget_bytes=60 << 20, latency_target_ms=5.0)
+    small = sharded_params.choose_params(1_000_000, 384, memory_budget_bytes=60 << 20, latency_target_ms=5.0)
     assert small.m < big.m and 1_000_000 * small.bytes_per_vector + small.fixed_bytes <= 60 << 20
-    fast = si.choose_params(1_000_000, 384, memory_budget_bytes=1 << 30, latency_target_ms=0.3)
+    fast = sharded_params.choose_params(1_000_000, 384, memory_budget_bytes=1 << 30, latency_target_ms=0.3)
     assert fast.nprobe < big.nprobe
-    huge = si.choose_params(100_000_000, 384, memory_budget_bytes=64 << 30, coarse="hnsw", nlist=65_536, train_size=2_600_000)
+    huge = sharded_params.choose_params(100_000_000, 384, memory_budget_bytes=64 << 30, coarse="hnsw", nlist=65_536, train_size=2_600_000)
     assert huge.factory.startswith("IVF65536_HNSW32,") and huge.train_size == 2_600_000
     assert "nlist=" in big.rationale and "PQ m=192" in big.rationale and "nprobe=" in big.rationale
     with pytest.raises(ValueError, match="raise the memory budget"):
-        si.choose_params(1_000_000, 384, memory_budget_bytes=8 << 20)
-    tiny = si.choose_params(11, 16, memory_budget_bytes=1 << 20)
+        sharded_params.choose_params(1_000_000, 384, memory_budget_bytes=8 << 20)
+    tiny = sharded_params.choose_params(11, 16, memory_budget_bytes=1 << 20)
     assert tiny.nlist == 1 and tiny.nbits == 3  # 11 training vectors: 8 centroids per sub-quantizer
 
 
@@ -98,8 +98,8 @@ def test_merged_equals_one_index_with_the_same_quantizer(built, data):
     xb, xq, pids = data
     root, report = built
     single = report.trained.load()
-    single.add_with_ids(xb, vi.assign_ids(pids))
-    serving = si.open_merged(report.merged.directory)
+    single.add_with_ids(xb, assign_ids(pids))
+    serving = sharded_serving.open_merged(report.merged.directory)
     for nprobe in (4, report.trained.params.nprobe):
         d_ref, i_ref = single.search(xq, K, params=faiss.SearchParametersIVF(nprobe=nprobe))
         d_new, i_new = serving.search_ids(xq, K, nprobe=nprobe)
@@ -109,12 +109,12 @@ def test_merged_equals_one_index_with_the_same_quantizer(built, data):
 def test_ids_unique_across_shards_and_map_back(built, data):
     xb, xq, pids = data
     _, report = built
-    shard_ids = [np.load(s.directory / si.IDS_FILE) for s in report.shards]
+    shard_ids = [np.load(s.directory / sharded_files.IDS_FILE) for s in report.shards]
     assert sum(a.size for a in shard_ids) == len(pids)
     everything = np.concatenate(shard_ids)
     assert np.unique(everything).size == everything.size
-    assert np.array_equal(np.sort(everything), np.sort(vi.assign_ids(pids)))
-    serving = si.open_merged(report.merged.directory)
+    assert np.array_equal(np.sort(everything), np.sort(assign_ids(pids)))
+    serving = sharded_serving.open_merged(report.merged.directory)
     scores, found = serving.search(xb[:50], 1)
     assert (found[:, 0] == np.array(pids[:50], dtype=object)).mean() >= 0.9  # PQ: a product finds itself
     assert serving.product_ids(np.array([-1, 123]))[0] is None
@@ -123,7 +123,7 @@ def test_ids_unique_across_shards_and_map_back(built, data):
 def test_recall_against_exact_search(built, data):
     xb, xq, pids = data
     _, report = built
-    serving = si.open_merged(report.merged.directory)
+    serving = sharded_serving.open_merged(report.merged.directory)
     truth = exact_ids(xb, xq, pids)
     _, got = serving.search_ids(xq, K)
     assert knn_intersection_measure(got, truth) >= 0.80
@@ -134,15 +134,15 @@ def test_recall_against_exact_search(built, data):
 def test_serving_maps_the_lists_instead_of_loading_them(built, data):
     _, xq, _ = data
     _, report = built
-    serving = si.open_merged(report.merged.directory)
+    serving = sharded_serving.open_merged(report.merged.directory)
     lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(serving.index).invlists)
     assert isinstance(lists, faiss.OnDiskInvertedLists) and lists.read_only
-    ivfdata = str(report.merged.directory / si.IVFDATA_FILE)
+    ivfdata = str(report.merged.directory / sharded_files.IVFDATA_FILE)
     maps = Path("/proc/self/maps")
     if maps.is_file():
         assert ivfdata in maps.read_text()
     assert isinstance(serving._ids, np.memmap)
-    in_ram = si.open_merged(report.merged.directory, mmap=False, verify="size")
+    in_ram = sharded_serving.open_merged(report.merged.directory, mmap=False, verify="size")
     assert isinstance(faiss.downcast_InvertedLists(faiss.extract_index_ivf(in_ram.index).invlists), faiss.ArrayInvertedLists)
     a, b = serving.search(xq, K), in_ram.search(xq, K)
     np.testing.assert_array_equal(a[1], b[1])
@@ -150,32 +150,60 @@ def test_serving_maps_the_lists_instead_of_loading_them(built, data):
     moved = report.merged.directory.parent / "moved-copy"
     shutil.copytree(report.merged.directory, moved)
     try:
-        np.testing.assert_array_equal(si.open_merged(moved).search(xq, K)[1], a[1])
+        np.testing.assert_array_equal(sharded_serving.open_merged(moved).search(xq, K)[1], a[1])
     finally:
         shutil.rmtree(moved)
+
+
+def test_open_index_serves_the_merged_index_to_the_recommender(built, data):
+    """One search interface: open_index finds the sharded kind from the manifest, its searcher
+    honours an id filter, and a Recommender loads and serves it like a flat index."""
+    from PIL import Image
+
+    from scene_assets.encoders import FakeEncoder
+    from scene_assets.indexes.searcher import open_index
+    from scene_assets.matching import Recommender
+
+    xb, xq, pids = data
+    root, report = built
+    opened = open_index(report.merged.directory, expected_fingerprint=FP)
+    assert opened.kind == "sharded" and sorted(opened.product_ids) == sorted(pids)
+    assert opened.searcher.ntotal == len(pids) and opened.searcher.d == xb.shape[1]
+    scores, found = opened.searcher.search(xb[:20], 1)
+    assert (found[:, 0] == assign_ids(pids[:20])).mean() >= 0.9
+    allowed = assign_ids(pids[:500])
+    _, found = opened.searcher.search(xq[:20], 5, allowed_ids=allowed)
+    assert np.isin(found[found >= 0], allowed).all() and (found >= 0).any()
+    with pytest.raises(errors.VectorIndexError, match="merged folder"):
+        open_index(report.trained.directory)
+
+    recommender = Recommender.from_index_dir(FakeEncoder(dim=xb.shape[1]), report.merged.directory, None,
+                                             expected_fingerprint=FP)
+    result = recommender.recommend(Image.new("RGB", (48, 48), (180, 40, 40)), k=5)
+    assert len(result.items) == 5 and set(result.product_ids) <= set(pids)
 
 
 def test_incremental_readds_only_changed_shards(data, tmp_path):
     xb, xq, pids = data
     xb, pids = xb[:4000].copy(), pids[:4000]
     small = {**BUILD, "nlist": 32, "m": 16, "tune": False}
-    first = si.build_sharded_index(make_sources(xb, pids), tmp_path, fingerprint=FP, **small)
+    first = sharded_build.build_sharded_index(make_sources(xb, pids), tmp_path, fingerprint=FP, **small)
     assert first.added_shards == shard_keys(N_SHARDS) and first.trained.trained
 
-    again = si.build_sharded_index(make_sources(xb, pids), tmp_path, fingerprint=FP, **small)
+    again = sharded_build.build_sharded_index(make_sources(xb, pids), tmp_path, fingerprint=FP, **small)
     assert again.added_shards == [] and not again.trained.trained and not again.merged.merged
     assert again.merged.directory == first.merged.directory
 
     changed = pids.index(make_sources(xb, pids)[2].product_ids[0])  # a product of shard 2
     xb[changed] = -xb[changed]
-    second = si.build_sharded_index(make_sources(xb, pids), tmp_path, fingerprint=FP, **small)
+    second = sharded_build.build_sharded_index(make_sources(xb, pids), tmp_path, fingerprint=FP, **small)
     assert second.added_shards == [shard_keys(N_SHARDS)[2]]
     assert second.merged.merged and second.merged.directory != first.merged.directory
     assert second.trained.sha256 == first.trained.sha256
-    _, found = si.open_merged(second.merged.directory).search(xb[changed], 1)
+    _, found = sharded_serving.open_merged(second.merged.directory).search(xb[changed], 1)
     assert found[0, 0] == pids[changed]
 
-    retrained = si.build_sharded_index(make_sources(xb, pids), tmp_path, fingerprint=FP, seed=1, **small)
+    retrained = sharded_build.build_sharded_index(make_sources(xb, pids), tmp_path, fingerprint=FP, seed=1, **small)
     assert retrained.trained.sha256 != first.trained.sha256
     assert retrained.added_shards == shard_keys(N_SHARDS)  # new trained index: every shard re-added
     old_versions = [p.name for p in (tmp_path / "merged").iterdir() if not p.name.startswith(".")]
@@ -187,39 +215,39 @@ def test_corrupted_files_are_named(built, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)
     shard_dir = copy / report.shards[1].directory.relative_to(root)
-    shards = [si.load_shard(copy / s.directory.relative_to(root)) for s in report.shards]
-    trained = si.load_trained(copy / report.trained.directory.relative_to(root))
+    shards = [sharded_build.load_shard(copy / s.directory.relative_to(root)) for s in report.shards]
+    trained = sharded_build.load_trained(copy / report.trained.directory.relative_to(root))
     shutil.rmtree(copy / "merged")
-    target = shard_dir / si.INDEX_FILE
+    target = shard_dir / sharded_files.INDEX_FILE
     raw = bytearray(target.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     target.write_bytes(bytes(raw))
-    with pytest.raises(vi.IndexCorruptError, match=str(target)):
-        si.merge_shards(trained, shards, copy)
+    with pytest.raises(errors.IndexCorruptError, match=str(target)):
+        sharded_build.merge_shards(trained, shards, copy)
 
     merged_copy = tmp_path / "merged-copy"
     shutil.copytree(report.merged.directory, merged_copy)
-    ivfdata = merged_copy / si.IVFDATA_FILE
+    ivfdata = merged_copy / sharded_files.IVFDATA_FILE
     raw = bytearray(ivfdata.read_bytes())
     raw[100] ^= 0xFF
     ivfdata.write_bytes(bytes(raw))
-    with pytest.raises(vi.IndexCorruptError, match=str(ivfdata)):
-        si.open_merged(merged_copy)
+    with pytest.raises(errors.IndexCorruptError, match=str(ivfdata)):
+        sharded_serving.open_merged(merged_copy)
 
     trained_file = trained.path
     trained_file.write_bytes(trained_file.read_bytes()[:-10])
-    with pytest.raises(vi.IndexCorruptError, match=str(trained_file)):
+    with pytest.raises(errors.IndexCorruptError, match=str(trained_file)):
         trained.load()
 
 
 def test_id_collision_across_shards_is_named(built, data, tmp_path):
     xb, _, pids = data
     _, report = built
-    a = si.ArrayVectorSource("shard-00-of-02", pids[:100], xb[:100])
-    b = si.ArrayVectorSource("shard-01-of-02", pids[99:200], xb[99:200])  # sku-00099 in both
-    shards = [si.add_shard(report.trained, s, tmp_path) for s in (a, b)]
-    with pytest.raises(vi.IdCollisionError, match=r"sku-00099.*shard-00-of-02.*shard-01-of-02"):
-        si.merge_shards(report.trained, shards, tmp_path)
+    a = vector_sources.ArrayVectorSource("shard-00-of-02", pids[:100], xb[:100])
+    b = vector_sources.ArrayVectorSource("shard-01-of-02", pids[99:200], xb[99:200])  # sku-00099 in both
+    shards = [sharded_build.add_shard(report.trained, s, tmp_path) for s in (a, b)]
+    with pytest.raises(errors.IdCollisionError, match=r"sku-00099.*shard-00-of-02.*shard-01-of-02"):
+        sharded_build.merge_shards(report.trained, shards, tmp_path)
 
 
 def test_bad_vectors_name_the_product(built, data, tmp_path):
@@ -228,7 +256,7 @@ def test_bad_vectors_name_the_product(built, data, tmp_path):
     x = xb[:50].copy()
     x[7] = np.nan
     with pytest.raises(ValueError, match="sku-00007"):
-        si.add_shard(report.trained, si.ArrayVectorSource("shard-00-of-01", pids[:50], x), tmp_path)
+        sharded_build.add_shard(report.trained, vector_sources.ArrayVectorSource("shard-00-of-01", pids[:50], x), tmp_path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,8 +297,8 @@ def test_assets_materialize_on_tiny_catalog(tmp_path):
         assert merged_meta["count"].value == 11 and merged_meta["shards"].value == N_SHARDS
         assert {"nprobe", "factory", "bytes", "seconds", "rationale"} <= set(merged_meta)
 
-        serving = si.open_merged(output["path"], expected_fingerprint=output["fingerprint"])
-        vectors = si.parquet_sources({k: tmp_path / "data" / "vectors" / "image" / f"{k}.parquet" for k in keys})[0]
+        serving = sharded_serving.open_merged(output["path"], expected_fingerprint=output["fingerprint"])
+        vectors = vector_sources.parquet_sources({k: tmp_path / "data" / "vectors" / "image" / f"{k}.parquet" for k in keys})[0]
         pids, x = next(s for s in vectors if s.count()).chunks().__next__()
         _, found = serving.search(x, 11)
         assert pids[0] in set(found[0])

@@ -26,8 +26,8 @@ from scene_assets.embeddings import (
     update_vector_file,
     vector_matrix,
     vectors_frame,
-    write_atomic_parquet,
 )
+from scene_assets.indexes.store import write_atomic_parquet
 
 GROUP = "embeddings"
 # Dagster runs that cover several shards (one ranged run) process them one after another in one

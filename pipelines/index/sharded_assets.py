@@ -1,7 +1,7 @@
 """Index domain, large catalogs: a sharded IVF-PQ index of the product image vectors that is built
 past memory (train once → one index per catalog shard → lists merged on disk → served
-memory-mapped). The logic is in scene_assets/sharded_index.py; docs/sharded-index.md says when to
-use it. Not part of the main job: small catalogs keep the exact index (product_index)."""
+memory-mapped). The logic is in scene_assets/indexes/ (sharded_*.py); docs/sharded-index.md says
+when to use it. Not part of the main job."""
 
 
 import time
@@ -12,8 +12,9 @@ from pydantic import Field
 from pipelines.embeddings.assets import product_image_vectors, vector_path
 from pipelines.embeddings.partitions import catalog_shards
 from pipelines.resources import ProjectStorage
-from scene_assets import sharded_index as si
-from scene_assets.vector_index import VectorIndexError
+from scene_assets.indexes import sharded_build, sharded_files, sharded_params, sharded_serving
+from scene_assets.indexes.errors import VectorIndexError
+from scene_assets.indexes.vector_sources import ParquetVectorSource, parquet_sources, vector_dim
 
 GROUP = "index"
 SHARD_ASSET = dg.AssetKey("ivf_shard_index")
@@ -52,16 +53,16 @@ def _root(storage: ProjectStorage, fingerprint: str):
     return storage.path("index", f"ivf-{fingerprint[:16]}")
 
 
-def _image_sources(storage: ProjectStorage) -> tuple[list[si.ParquetVectorSource], str]:
+def _image_sources(storage: ProjectStorage) -> tuple[list[ParquetVectorSource], str]:
     files = {key: vector_path(storage, "image", key) for key in catalog_shards.get_partition_keys()}
     try:
-        return si.parquet_sources(files)
+        return parquet_sources(files)
     except VectorIndexError as e:
         raise dg.Failure(f"{e} (product_image_vectors)") from None
 
 
-def _trained_from_input(ivf_trained_index: dict) -> si.TrainedIndex:
-    trained = si.load_trained(ivf_trained_index["path"])
+def _trained_from_input(ivf_trained_index: dict) -> sharded_build.TrainedIndex:
+    trained = sharded_build.load_trained(ivf_trained_index["path"])
     if trained.sha256 != ivf_trained_index["sha256"]:
         raise dg.Failure(
             f"{trained.path} was replaced since ivf_trained_index was materialized (sha256 {trained.sha256[:16]}..., "
@@ -70,7 +71,7 @@ def _trained_from_input(ivf_trained_index: dict) -> si.TrainedIndex:
     return trained
 
 
-def _previous_trained(context: dg.AssetExecutionContext, wanted_config: dict) -> si.TrainedIndex | None:
+def _previous_trained(context: dg.AssetExecutionContext, wanted_config: dict) -> sharded_build.TrainedIndex | None:
     """The trained index this asset produced last time (from Dagster's event log), if it was made
     with the same config and its files are still valid."""
     event = context.instance.get_latest_materialization_event(context.asset_key)
@@ -80,7 +81,7 @@ def _previous_trained(context: dg.AssetExecutionContext, wanted_config: dict) ->
     if metadata["training_config"].value != wanted_config:
         return None
     try:
-        trained = si.load_trained(metadata["trained_dir"].value)
+        trained = sharded_build.load_trained(metadata["trained_dir"].value)
         trained.load()
     except VectorIndexError:
         return None
@@ -100,26 +101,26 @@ def ivf_trained_index(context: dg.AssetExecutionContext, config: IvfIndexConfig,
     started = time.perf_counter()
     sources, fingerprint = _image_sources(storage)
     n = sum(s.count() for s in sources)
-    dim = si.vector_dim(sources)
+    dim = vector_dim(sources)
     budget = int(config.memory_budget_gb * 2**30)
     training_config = config.model_dump(exclude={"force_retrain", "retrain_growth"})
     previous = None if config.force_retrain else _previous_trained(context, training_config)
     reason = "force_retrain" if config.force_retrain else "no previous trained index with this config"
     if previous is not None:
-        reason = si.reuse_reason(previous, n, dim, fingerprint, memory_budget_bytes=budget,
+        reason = sharded_build.reuse_reason(previous, n, dim, fingerprint, memory_budget_bytes=budget,
                                  latency_target_ms=config.latency_target_ms, growth=config.retrain_growth)
     if previous is not None and reason is None:
         trained = previous
     else:
         try:
-            params = si.choose_params(
+            params = sharded_params.choose_params(
                 n, dim, memory_budget_bytes=budget, latency_target_ms=config.latency_target_ms,
                 nlist=config.nlist or None, max_code_bytes=config.max_code_bytes or None, opq=config.opq,
                 coarse=config.coarse, seed=config.seed, train_size=config.sample_size or None,
             )
         except ValueError as e:
             raise dg.Failure(str(e)) from None
-        trained = si.train_index(sources, _root(storage, fingerprint), params, fingerprint=fingerprint, force=config.force_retrain)
+        trained = sharded_build.train_index(sources, _root(storage, fingerprint), params, fingerprint=fingerprint, force=config.force_retrain)
     p = trained.params
     context.log.info(f"{p.factory} nprobe={p.nprobe}: {p.rationale}")
     return dg.Output(
@@ -143,7 +144,7 @@ def ivf_trained_index(context: dg.AssetExecutionContext, config: IvfIndexConfig,
             "sample_size": int(trained.manifest.get("sample_size", 0)),
             "train_seconds": float(trained.manifest.get("train_seconds", 0.0)),
             "seconds": round(time.perf_counter() - started, 3),
-            "bytes": int(trained.manifest["files"][si.TRAINED_FILE]["bytes"]),
+            "bytes": int(trained.manifest["files"][sharded_files.TRAINED_FILE]["bytes"]),
             "sha256": trained.sha256,
             "fingerprint": fingerprint,
             "training_config": dg.MetadataValue.json(training_config),
@@ -168,9 +169,9 @@ def ivf_shard_index(context: dg.AssetExecutionContext, ivf_trained_index: dict, 
     fingerprint = trained.manifest["encoder_fingerprint"]
     shards = {}
     for key in context.partition_keys:
-        source = si.ParquetVectorSource(vector_path(storage, "image", key), key, fingerprint=fingerprint)
+        source = ParquetVectorSource(vector_path(storage, "image", key), key, fingerprint=fingerprint)
         try:
-            shards[key] = si.add_shard(trained, source, ivf_trained_index["root"])
+            shards[key] = sharded_build.add_shard(trained, source, ivf_trained_index["root"])
         except VectorIndexError as e:
             raise dg.Failure(f"shard {key}: {e}") from None
     # One ranged run materializes several shards with the same metadata: the per-shard table is keyed
@@ -194,7 +195,7 @@ def ivf_shard_index(context: dg.AssetExecutionContext, ivf_trained_index: dict, 
     )
 
 
-def _shard_from_lineage(context: dg.AssetExecutionContext, key: str) -> si.ShardIndex:
+def _shard_from_lineage(context: dg.AssetExecutionContext, key: str) -> sharded_build.ShardIndex:
     """The shard index recorded by the latest materialization of ``ivf_shard_index`` for ``key``."""
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=SHARD_ASSET, asset_partitions=[key]), limit=1
@@ -206,7 +207,7 @@ def _shard_from_lineage(context: dg.AssetExecutionContext, key: str) -> si.Shard
     if row is None:
         raise dg.Failure(f"shard {key}: its ivf_shard_index materialization records no shard folder")
     try:
-        shard = si.load_shard(row["dir"])
+        shard = sharded_build.load_shard(row["dir"])
     except VectorIndexError as e:
         raise dg.Failure(f"shard {key}: {e}; re-materialize ivf_shard_index for it") from None
     if shard.manifest["index_sha256"] != row["index_sha256"]:
@@ -221,7 +222,7 @@ def _shard_from_lineage(context: dg.AssetExecutionContext, key: str) -> si.Shard
     io_manager_key="model_io_manager",
     description="The serving index: every shard's inverted lists merged into one on-disk file (OnDiskInvertedLists, "
     "index.ivfdata) beside the quantizers and an id lookup, written to a temp folder renamed into place; opened "
-    "memory-mapped (scene_assets.sharded_index.open_merged). Shards are found through each partition's "
+    "memory-mapped (scene_assets.indexes.sharded_serving.open_merged). Shards are found through each partition's "
     "materialization, not by listing folders.",
     kinds={"faiss"},
 )
@@ -233,8 +234,8 @@ def ivf_merged_index(context: dg.AssetExecutionContext, ivf_trained_index: dict,
     if stale:
         raise dg.Failure(f"shards {stale} were built on another trained index; re-materialize ivf_shard_index for them")
     try:
-        merged = si.merge_shards(trained, shards, ivf_trained_index["root"])
-        serving = si.open_merged(merged.directory, verify="size")  # what a server opens; sha256 checked by the merge
+        merged = sharded_build.merge_shards(trained, shards, ivf_trained_index["root"])
+        serving = sharded_serving.open_merged(merged.directory, verify="size")  # what a server opens; sha256 checked by the merge
     except VectorIndexError as e:
         raise dg.Failure(str(e)) from None
     manifest = merged.manifest
@@ -251,7 +252,7 @@ def ivf_merged_index(context: dg.AssetExecutionContext, ivf_trained_index: dict,
             "rationale": dg.MetadataValue.md("\n".join(f"- {line}" for line in trained.params.rationale.split("; "))),
             "bytes": merged.bytes,
             "bytes_per_product": manifest["bytes_per_product"],
-            "ivfdata_bytes": manifest["files"][si.IVFDATA_FILE]["bytes"],
+            "ivfdata_bytes": manifest["files"][sharded_files.IVFDATA_FILE]["bytes"],
             "merge_seconds": manifest["merge_seconds"],
             "seconds": round(time.perf_counter() - started, 3),
             "serving_ntotal": serving.ntotal,

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urljoin, urlsplit
 
-from scene_assets.embeddings import write_atomic_bytes
+from scene_assets.indexes.store import write_atomic_bytes
 from scene_assets.images.decode import UnreadableImageError, validate_image
 from scene_assets.images.resolution import ImageResolution
 

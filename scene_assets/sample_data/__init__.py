@@ -41,7 +41,7 @@ from typing import Sequence
 
 from PIL import Image
 
-from scene_assets.embeddings import write_atomic_bytes
+from scene_assets.indexes.store import write_atomic_bytes
 from scene_assets.sample_data.items import CATALOG
 from scene_assets.sample_data.products import Product, product_ids, render_product
 from scene_assets.sample_data.rooms import ROOMS, SCENE_H, SCENE_W

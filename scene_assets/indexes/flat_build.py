@@ -1,6 +1,6 @@
 """Build or incrementally update the on-disk product index from a vector set.
 
-The index folder holds `index.faiss`, `manifest.json` (see `vector_index.save_index`) and
+The index folder holds `index.faiss`, `manifest.json` (see `flat_files.save_index`) and
 `members.parquet` (product_id, content_hash of every indexed vector), which lets the next build
 touch only products whose vector changed.
 """
@@ -13,8 +13,11 @@ from pathlib import Path
 
 import polars as pl
 
-from scene_assets import vector_index
-from scene_assets.embeddings import vector_matrix, write_atomic_parquet
+from scene_assets.embeddings import vector_matrix
+from scene_assets.indexes import flat, flat_files
+from scene_assets.indexes.errors import VectorIndexError
+from scene_assets.indexes.flat_spec import choose_index_spec
+from scene_assets.indexes.store import write_atomic_parquet
 from scene_assets.locking import exclusive
 
 MEMBERS_FILE = "members.parquet"
@@ -54,20 +57,20 @@ def _build_or_update_locked(
     matrix = vector_matrix(vectors)
     members_path = directory / MEMBERS_FILE
     previous = None
-    if incremental and members_path.is_file() and (directory / vector_index.MANIFEST_FILE).is_file():
+    if incremental and members_path.is_file() and (directory / flat_files.MANIFEST_FILE).is_file():
         try:
-            index, manifest = vector_index.load_index(directory, expected_fingerprint=fingerprint)
-            if vector_index.supports_remove(index):
+            index, manifest = flat_files.load_index(directory, expected_fingerprint=fingerprint)
+            if flat.supports_remove(index):
                 previous = (index, manifest, pl.read_parquet(members_path))
-        except vector_index.VectorIndexError:
+        except VectorIndexError:
             previous = None  # corrupt, half-written or another encoder's: rebuild from scratch
-    spec = vector_index.choose_index_spec(vectors.height, matrix.shape[1] if vectors.height else 1, exact_threshold=exact_threshold)
+    spec = choose_index_spec(vectors.height, matrix.shape[1] if vectors.height else 1, exact_threshold=exact_threshold)
     if previous is not None and previous[1].get("spec", {}).get("factory") == spec.factory:
         index, manifest, members = previous
         changed = vectors.join(members, on=["product_id", "content_hash"], how="anti")
         removed = members.join(vectors.select("product_id"), on="product_id", how="anti")["product_id"].to_list()
         upsert_ids = changed["product_id"].to_list()
-        vector_index.update_index(
+        flat.update_index(
             index,
             upsert_ids=upsert_ids,
             upsert_vectors=vector_matrix(changed) if changed.height else None,
@@ -75,10 +78,10 @@ def _build_or_update_locked(
         )
         mode, added, n_removed = "incremental", len(upsert_ids), len(removed)
     else:
-        index = vector_index.build_index(matrix, vectors["product_id"].to_list(), spec)
+        index = flat.build_index(matrix, vectors["product_id"].to_list(), spec)
         mode, added, n_removed = "full", vectors.height, 0
     elapsed = time.perf_counter() - started
-    manifest = vector_index.save_index(
+    manifest = flat_files.save_index(
         index,
         directory,
         {

@@ -1,0 +1,58 @@
+"""Checks and normalisation of the vectors that go into (or query) an index, for both kinds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import faiss
+import numpy as np
+
+ADD_CHUNK = 65_536
+
+
+def as_matrix(vectors: np.ndarray, dim: int | None, what: str) -> np.ndarray:
+    x = np.asarray(vectors)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2:
+        raise ValueError(f"{what}: expected a 2-D array, got shape {x.shape}")
+    if dim is not None and x.shape[1] != dim:
+        raise ValueError(f"{what}: expected dimension {dim}, got {x.shape[1]}")
+    return x
+
+
+def bad_rows(x: np.ndarray, chunk: int = ADD_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """(rows with NaN/inf, rows with zero norm), computed in chunks."""
+    nonfinite, zero = [], []
+    for s in range(0, x.shape[0], chunk):
+        c = np.asarray(x[s : s + chunk], dtype=np.float32)
+        fin = np.isfinite(c).all(axis=1)
+        nonfinite.append(np.flatnonzero(~fin) + s)
+        norms = np.einsum("ij,ij->i", np.where(fin[:, None], c, 0), np.where(fin[:, None], c, 0))
+        zero.append(np.flatnonzero(fin & (norms <= 1e-24)) + s)
+    cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64)  # noqa: E731
+    return cat(nonfinite), cat(zero)
+
+
+def describe_rows(rows: np.ndarray, labels: Sequence[str] | None, limit: int = 5) -> str:
+    shown = [repr(labels[i]) if labels is not None else f"row {i}" for i in rows[:limit].tolist()]
+    return ", ".join(shown) + (f" (+{rows.size - limit} more)" if rows.size > limit else "")
+
+
+def validate_vectors(x: np.ndarray, labels: Sequence[str] | None, what: str) -> None:
+    nonfinite, zero = bad_rows(x)
+    if nonfinite.size:
+        raise ValueError(f"{what}: {nonfinite.size} vector(s) contain NaN/inf: {describe_rows(nonfinite, labels)}")
+    if zero.size:
+        raise ValueError(f"{what}: {zero.size} zero vector(s): {describe_rows(zero, labels)}")
+
+
+def prepare(x: np.ndarray, normalize: bool) -> np.ndarray:
+    """float32, C-contiguous, L2-normalised copy (or view when nothing changes)."""
+    if not normalize:
+        return np.ascontiguousarray(x, dtype=np.float32)
+    c = np.array(x, dtype=np.float32, order="C", copy=True)
+    faiss.normalize_L2(c)
+    return c
+
+
