@@ -23,6 +23,7 @@ from typing import BinaryIO
 import numpy as np
 import polars as pl
 
+from scene_assets.encoders import FeatureMapEncoder
 from scene_assets.locking import exclusive
 
 VECTOR_COLUMNS = ("product_id", "content_hash", "fingerprint", "vector")
@@ -298,7 +299,7 @@ class ImageFeatureStage:
 
     @classmethod
     def of(cls, encoder) -> "ImageFeatureStage":
-        if hasattr(encoder, "encode_trunk_tensors"):
+        if isinstance(encoder, FeatureMapEncoder):
             return cls(
                 fingerprint=encoder.trunk_fingerprint(),
                 dim=encoder.trunk_dim,

@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ import polars as pl
 
 from scene_assets import vector_index
 from scene_assets.embeddings import vector_matrix, vectors_frame, write_atomic, write_atomic_bytes, write_atomic_parquet
+from scene_assets.encoders import EncoderSpec, build_encoder
 from scene_assets.index_build import MEMBERS_FILE, IndexBuildReport, build_or_update_index
 from scene_assets.matching import Recommender, ScoringWeights, catalog_mean
 from scene_assets.regions import center_and_normalize
@@ -147,7 +148,7 @@ def write_bundle_files(
         write_atomic(text_path, lambda handle: np.save(handle, text_matrix))
     else:
         text_path.unlink(missing_ok=True)
-    spec = asdict(encoder_spec) if hasattr(encoder_spec, "__dataclass_fields__") else dict(encoder_spec)
+    spec = encoder_spec.to_dict() if isinstance(encoder_spec, EncoderSpec) else dict(encoder_spec)
     products_sha = hashlib.sha256((directory / PRODUCTS_FILE).read_bytes()).hexdigest()
     text_sha = hashlib.sha256(text_path.read_bytes()).hexdigest() if text_matrix is not None else None
     version = hashlib.sha256(f"{manifest['index_sha256']}:{products_sha}:{text_sha}".encode()).hexdigest()[:16]
@@ -191,13 +192,8 @@ def bundle_version(directory: str | os.PathLike) -> str | None:
 
 
 def encoder_from_bundle(bundle: dict, *, device: str | None = None):
-    from scene_assets.encoders import EncoderSpec, build_encoder
-
-    known = {f.name for f in fields(EncoderSpec)}
-    spec = {k: v for k, v in bundle["encoder_spec"].items() if k in known}
-    if device is not None:
-        spec["device"] = device
-    return build_encoder(EncoderSpec(**spec))
+    spec = EncoderSpec.from_dict(bundle["encoder_spec"])
+    return build_encoder(spec) if device is None else build_encoder(spec, device=device)
 
 
 def load_recommender(
