@@ -39,6 +39,9 @@ class Encoder(abc.ABC):
 
     def __init__(self, *, device: str = "auto", precision: str = "auto",
                  batch_size: int = 32, text_batch_size: int | None = None) -> None:
+        """The settings every kind shares: ``device`` ("auto" = CUDA when available, else CPU),
+        ``precision`` ("auto" = fp16 autocast on CUDA, fp32 on CPU), ``batch_size`` (images),
+        ``text_batch_size`` (defaults to ``batch_size``)."""
         self._device_request = device
         self._precision_request = precision
         self.batch_size = int(batch_size)
@@ -49,9 +52,9 @@ class Encoder(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def from_options(cls, options: Any, *, device: str, precision: str, batch_size: int,
-                     text_batch_size: int | None) -> "Encoder":
-        """The encoder of this kind for ``options`` (an ``options_type``) and the common settings."""
+    def from_options(cls, options: Any, **settings: Any) -> "Encoder":
+        """The encoder of this kind for ``options`` (an ``options_type``) and the shared settings
+        (the keyword arguments of ``Encoder.__init__``, which every kind's constructor passes on)."""
 
     # -- lazy loading -----------------------------------------------------------------------
     def _load(self) -> Any:

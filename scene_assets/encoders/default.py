@@ -151,13 +151,9 @@ class DefaultEncoder(FeatureMapEncoder):
         text_model_path: str | os.PathLike | None = None,
         projection: Any = None,
         seed: int = 0,
-        device: str = "auto",
-        precision: str = "auto",
-        batch_size: int = 32,
-        text_batch_size: int | None = None,
+        **settings: Any,
     ) -> None:
-        super().__init__(device=device, precision=precision, batch_size=batch_size,
-                         text_batch_size=text_batch_size)
+        super().__init__(**settings)
         self.trunk_weights_path = Path(trunk_weights_path) if trunk_weights_path else default_trunk_weights_path()
         self.text_model_path = Path(text_model_path) if text_model_path else default_text_model_dir()
         if not self.trunk_weights_path.is_file():
@@ -175,11 +171,9 @@ class DefaultEncoder(FeatureMapEncoder):
             self.load_projection(projection)
 
     @classmethod
-    def from_options(cls, options: DefaultOptions, *, device: str, precision: str, batch_size: int,
-                     text_batch_size: int | None) -> "DefaultEncoder":
+    def from_options(cls, options: DefaultOptions, **settings: Any) -> "DefaultEncoder":
         return cls(trunk_weights_path=options.trunk_weights_path, text_model_path=options.text_model_path,
-                   projection=options.projection_path, seed=options.seed, device=device,
-                   precision=precision, batch_size=batch_size, text_batch_size=text_batch_size)
+                   projection=options.projection_path, seed=options.seed, **settings)
 
     # -- sizes --------------------------------------------------------------------------------
     @property

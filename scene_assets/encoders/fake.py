@@ -45,10 +45,9 @@ class FakeEncoder(Encoder):
         self.image_size = int(image_size)
 
     @classmethod
-    def from_options(cls, options: FakeOptions, *, device: str, precision: str, batch_size: int,
-                     text_batch_size: int | None) -> "FakeEncoder":
-        """Always on the CPU in fp32: ``device``, ``precision`` and ``text_batch_size`` do not apply."""
-        return cls(options.dim, seed=options.seed, batch_size=batch_size)
+    def from_options(cls, options: FakeOptions, **settings: Any) -> "FakeEncoder":
+        """Always on the CPU in fp32: of the shared settings only ``batch_size`` applies."""
+        return cls(options.dim, seed=options.seed, batch_size=settings["batch_size"])
 
     @property
     def dim(self) -> int:

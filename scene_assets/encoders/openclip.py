@@ -57,13 +57,9 @@ class OpenClipEncoder(Encoder):
         model_config_path: str | os.PathLike | None = None,
         cache_dir: str | None = None,
         seed: int = 0,
-        device: str = "auto",
-        precision: str = "auto",
-        batch_size: int = 32,
-        text_batch_size: int | None = None,
+        **settings: Any,
     ) -> None:
-        super().__init__(device=device, precision=precision, batch_size=batch_size,
-                         text_batch_size=text_batch_size)
+        super().__init__(**settings)
         self.model_name = model_name
         self.pretrained = pretrained
         self.checkpoint_path = str(checkpoint_path) if checkpoint_path else None
@@ -77,11 +73,10 @@ class OpenClipEncoder(Encoder):
         self._weights_info: dict[str, Any] | None = None
 
     @classmethod
-    def from_options(cls, options: OpenClipOptions, *, device: str, precision: str, batch_size: int,
-                     text_batch_size: int | None) -> "OpenClipEncoder":
+    def from_options(cls, options: OpenClipOptions, **settings: Any) -> "OpenClipEncoder":
         return cls(options.model_name, pretrained=options.pretrained, checkpoint_path=options.checkpoint_path,
                    model_config_path=options.model_config_path, cache_dir=options.cache_dir, seed=options.seed,
-                   device=device, precision=precision, batch_size=batch_size, text_batch_size=text_batch_size)
+                   **settings)
 
     def _weights_source(self) -> tuple[str | None, str | None]:
         """(weights file or tag passed to open_clip, tag whose preprocess cfg to apply)."""

@@ -80,10 +80,13 @@ class EncoderSpec:
         options = encoder_class(kind).options_type(**{k: v for k, v in values.items() if k in own})
         return cls(kind=kind, options=options, **{k: values[k] for k in SHARED_SETTINGS if k in values})
 
+    def settings(self) -> dict[str, Any]:
+        """The shared settings, as keyword arguments of every kind's constructor."""
+        return {name: getattr(self, name) for name in SHARED_SETTINGS}
+
     def to_dict(self) -> dict[str, Any]:
         """Flat form (see :meth:`from_dict`): kind, shared settings, the kind's options."""
-        shared = {name: getattr(self, name) for name in SHARED_SETTINGS}
-        return {"kind": self.kind, **shared, **asdict(self.options)}
+        return {"kind": self.kind, **self.settings(), **asdict(self.options)}
 
     def replace(self, **values: Any) -> "EncoderSpec":
         """This spec with some flat fields replaced (a new ``kind`` keeps only the settings it shares)."""
@@ -98,6 +101,4 @@ def build_encoder(spec: EncoderSpec | None = None, **values: Any) -> Encoder:
         spec = EncoderSpec.from_dict(values)
     elif values:
         spec = spec.replace(**values)
-    return encoder_class(spec.kind).from_options(
-        spec.options, device=spec.device, precision=spec.precision, batch_size=spec.batch_size,
-        text_batch_size=spec.text_batch_size)
+    return encoder_class(spec.kind).from_options(spec.options, **spec.settings())

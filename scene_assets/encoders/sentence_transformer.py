@@ -35,22 +35,15 @@ class SentenceTransformerEncoder(Encoder):
     def __init__(
         self,
         model_name_or_path: str | os.PathLike | None = None,
-        *,
-        device: str = "auto",
-        precision: str = "auto",
-        batch_size: int = 32,
-        text_batch_size: int | None = None,
+        **settings: Any,
     ) -> None:
-        super().__init__(device=device, precision=precision, batch_size=batch_size,
-                         text_batch_size=text_batch_size)
+        super().__init__(**settings)
         self.model_name_or_path = str(model_name_or_path or default_text_model_dir())
         self.is_local = Path(self.model_name_or_path).is_dir()
 
     @classmethod
-    def from_options(cls, options: SentenceTransformerOptions, *, device: str, precision: str, batch_size: int,
-                     text_batch_size: int | None) -> "SentenceTransformerEncoder":
-        return cls(options.text_model_path or options.model_name, device=device, precision=precision,
-                   batch_size=batch_size, text_batch_size=text_batch_size)
+    def from_options(cls, options: SentenceTransformerOptions, **settings: Any) -> "SentenceTransformerEncoder":
+        return cls(options.text_model_path or options.model_name, **settings)
 
     def _load(self):
         from sentence_transformers import SentenceTransformer
