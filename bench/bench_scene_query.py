@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluation.protocol import product_features as product_trunk_features  # noqa: E402
 from evaluation.protocol import product_text_vectors  # noqa: E402
 from scene_assets.catalog import load_catalog  # noqa: E402
-from scene_assets.encoders import EncoderSpec, build_encoder  # noqa: E402
+from scene_assets.encoders import DefaultOptions, EncoderSpec, build_encoder  # noqa: E402
 from scene_assets.enrichment import enrich_catalog  # noqa: E402
 from scene_assets.images import open_rgb  # noqa: E402
 from scene_assets.matching import Recommender, catalog_mean  # noqa: E402
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    encoder = build_encoder(EncoderSpec(projection_path=str(args.projection) if args.projection else None))
+    encoder = build_encoder(EncoderSpec(options=DefaultOptions(projection_path=str(args.projection) if args.projection else None)))
     t0 = time.perf_counter()
     encoder.model  # noqa: B018 - load now so timings exclude it
     load_s = time.perf_counter() - t0

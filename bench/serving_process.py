@@ -82,10 +82,10 @@ def fake_bundle(directory: Path, n_products: int = 60, dim: int = 16) -> tuple[P
     import polars as pl
 
     from scene_assets.embeddings import vectors_frame
-    from scene_assets.encoders import EncoderSpec, build_encoder
+    from scene_assets.encoders import EncoderSpec, FakeOptions, build_encoder
     from scene_assets.recommender_bundle import build_scene_index, write_bundle_files
 
-    spec = EncoderSpec(kind="fake", dim=dim, device="cpu")
+    spec = EncoderSpec(kind="fake", options=FakeOptions(dim=dim), device="cpu")
     encoder = build_encoder(spec)
     rng = np.random.default_rng(0)
     colours = [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(n_products)]

@@ -54,6 +54,7 @@ from evaluation.metrics import (
     expected_calibration_error,
     reliability_curve,
 )
+from scene_assets.encoders import FeatureMapEncoder
 from scene_assets.learned import (
     IsotonicCalibrator,
     LabelPriors,
@@ -258,7 +259,7 @@ def product_features(encoder, products: pl.DataFrame, cache_dir: Path, batch_siz
 
     from scene_assets.images import open_rgb
 
-    trunk = hasattr(encoder, "encode_image_trunk_features") and hasattr(encoder, "trunk_fingerprint")
+    trunk = isinstance(encoder, FeatureMapEncoder)
     fp = encoder.trunk_fingerprint() if trunk else encoder.fingerprint()
     key = _key(fp, *products["product_id"].to_list(), *products["image_sha256"].fill_null("").to_list())
     paths = products["image_path"].to_list()
@@ -287,7 +288,7 @@ def build_recommender(encoder, dataset: LabeledDataset, cache_dir: Path, weights
     feats = product_features(encoder, dataset.products, cache_dir)
     text = product_text_vectors(encoder, dataset.products, cache_dir)
     pids = dataset.products["product_id"].to_list()
-    space = "trunk" if hasattr(encoder, "trunk_fingerprint") else "joint"
+    space = "trunk" if isinstance(encoder, FeatureMapEncoder) else "joint"
     return Recommender.from_vectors(encoder, dataset.products, pids, feats, space=space, center=True,
                                     text_vectors=(pids, text), weights=weights)
 
@@ -345,7 +346,7 @@ def fit_learned(rec: Recommender, dataset: LabeledDataset, scenes: Mapping[str, 
     categories = dict(zip(dataset.products["product_id"].to_list(), dataset.products["category"].to_list()))
     priors = LabelPriors.fit({s: rooms[s] for s in scene_ids}, {s: sorted(dataset.relevant[s]) for s in scene_ids},
                              categories, ROOM_TYPES)
-    fp = rec.encoder.trunk_fingerprint() if hasattr(rec.encoder, "trunk_fingerprint") else rec.encoder.fingerprint()
+    fp = rec.encoder.trunk_fingerprint() if isinstance(rec.encoder, FeatureMapEncoder) else rec.encoder.fingerprint()
     return LearnedScorer(projection, room_clf, priors, None, fp,
                          {"training_dataset": dataset.fingerprint, "training_scenes": len(scene_ids),
                           "projection_fit_s": round(t_proj, 2)})

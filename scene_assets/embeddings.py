@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from scene_assets.encoders import FeatureMapEncoder
 from scene_assets.indexes.store import write_atomic_parquet
 from scene_assets.locking import exclusive
 
@@ -272,7 +273,7 @@ class ImageFeatureStage:
 
     @classmethod
     def of(cls, encoder) -> "ImageFeatureStage":
-        if hasattr(encoder, "encode_trunk_tensors"):
+        if isinstance(encoder, FeatureMapEncoder):
             return cls(
                 fingerprint=encoder.trunk_fingerprint(),
                 dim=encoder.trunk_dim,

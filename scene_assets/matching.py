@@ -767,7 +767,7 @@ class Recommender:
         # joint vectors are needed for a joint-space index, and (cheap: one 30 x 1280 product) for
         # zero-shot analysis / text matching once the projection head is trained
         regions = compute_regions(img, self.encoder, region_config or self.region_config,
-                                  project=self.space == "joint" or bool(getattr(self.encoder, "projection_trained", False)))
+                                  project=self.space == "joint" or self.encoder.image_text_aligned)
         with single_threaded():
             queries = self._query_vectors(regions)
         timings["regions"] = (time.perf_counter() - t0) * 1000
@@ -798,7 +798,7 @@ class Recommender:
                              caption_vec, timings)
 
     def _uses_projected_text(self) -> bool:
-        return self._text_matrix is not None and bool(getattr(self.encoder, "projection_trained", True))
+        return self._text_matrix is not None and self.encoder.image_text_aligned
 
     # -- filters --------------------------------------------------------------------------
     def _allowed_mask(self, include_categories, exclude_categories, room) -> np.ndarray | None:

@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 
 from scene_assets.embeddings import vector_matrix, vectors_frame
+from scene_assets.encoders import EncoderSpec, build_encoder
 from scene_assets.indexes import flat_files
 from scene_assets.indexes.flat_build import MEMBERS_FILE, IndexBuildReport, build_or_update_index
 from scene_assets.indexes.store import write_atomic, write_atomic_bytes, write_atomic_parquet
@@ -148,7 +149,7 @@ def write_bundle_files(
         write_atomic(text_path, lambda handle: np.save(handle, text_matrix))
     else:
         text_path.unlink(missing_ok=True)
-    spec = asdict(encoder_spec) if hasattr(encoder_spec, "__dataclass_fields__") else dict(encoder_spec)
+    spec = encoder_spec.to_dict() if isinstance(encoder_spec, EncoderSpec) else dict(encoder_spec)
     products_sha = hashlib.sha256((directory / PRODUCTS_FILE).read_bytes()).hexdigest()
     text_sha = hashlib.sha256(text_path.read_bytes()).hexdigest() if text_matrix is not None else None
     version = hashlib.sha256(f"{manifest['index_sha256']}:{products_sha}:{text_sha}".encode()).hexdigest()[:16]
@@ -192,13 +193,8 @@ def bundle_version(directory: str | os.PathLike) -> str | None:
 
 
 def encoder_from_bundle(bundle: dict, *, device: str | None = None):
-    from scene_assets.encoders import EncoderSpec, build_encoder
-
-    known = {f.name for f in fields(EncoderSpec)}
-    spec = {k: v for k, v in bundle["encoder_spec"].items() if k in known}
-    if device is not None:
-        spec["device"] = device
-    return build_encoder(EncoderSpec(**spec))
+    spec = EncoderSpec.from_dict(bundle["encoder_spec"])
+    return build_encoder(spec) if device is None else build_encoder(spec, device=device)
 
 
 def load_recommender(

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from scene_assets.encoders import FeatureMapEncoder
+
 __all__ = [
     "RegionConfig",
     "single_threaded",
@@ -260,13 +262,6 @@ def _rects_to_boxes(rects: np.ndarray, map_size: tuple[int, int], image_size: tu
     return np.stack([c0 * w / map_w, r0 * h / map_h, c1 * w / map_w, r1 * h / map_h], axis=1)
 
 
-def _has_feature_map(encoder) -> bool:
-    from scene_assets.encoders import Encoder
-
-    fn = getattr(type(encoder), "image_feature_map", None)
-    return fn is not None and fn is not Encoder.image_feature_map and hasattr(encoder, "project_trunk_features")
-
-
 def compute_regions(
     image,
     encoder,
@@ -281,7 +276,7 @@ def compute_regions(
     w, h = image.size
     in_h, in_w = input_size_for(w, h, config)
     timings: dict[str, float] = {}
-    if _has_feature_map(encoder):
+    if isinstance(encoder, FeatureMapEncoder):
         t0 = time.perf_counter()
         # large photos: a cheap integer box reduction first (both sides stay >= the target), so the
         # bicubic resize inside image_feature_map works on < 2x the target size

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from scene_assets import vocabulary as vocab
+from scene_assets.encoders import FeatureMapEncoder
 
 __all__ = [
     "DEFAULT_TEMPERATURE",
@@ -295,8 +296,7 @@ def prompt_vectors(encoder) -> dict[str, np.ndarray]:
 def _auto_image_weight(encoder) -> float:
     """1 when the encoder's image and text vectors are meant to be comparable, 0 for the default
     encoder with its untrained (random) projection head."""
-    trained = getattr(encoder, "projection_trained", None)
-    return 0.0 if trained is False else 1.0
+    return 1.0 if encoder.image_text_aligned else 0.0
 
 
 def _classifier_probs(clf: Any, classes: Sequence[str] | None, features: np.ndarray,
@@ -435,7 +435,7 @@ def analyze_scene(
     w_img = _auto_image_weight(encoder) if image_weight == "auto" else float(image_weight)
     need_trunk = (room_classifier is not None or style_classifier is not None) and trunk_features is None
     if need_trunk:
-        if not hasattr(encoder, "encode_image_trunk_features"):
+        if not isinstance(encoder, FeatureMapEncoder):
             raise ValueError(f"a classifier needs pooled trunk features; {type(encoder).__name__} has none")
         trunk_features = encoder.encode_image_trunk_features([image])[0]
     if image_vector is None and w_img > 0 and (room_classifier is None or style_classifier is None):

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,14 +24,24 @@ from scene_assets.alignment import (
 )
 from scene_assets.encoders import (
     DEFAULT_PREPROCESSING,
+    ENCODER_KINDS,
     DefaultEncoder,
+    DefaultOptions,
     EncoderLoadError,
     EncoderSpec,
     FakeEncoder,
+    FakeOptions,
+    FeatureMapEncoder,
+    OpenClipEncoder,
+    OpenClipOptions,
+    SentenceTransformerEncoder,
     TextOnlyEncoderError,
     build_encoder,
     default_trunk_weights_path,
+    encoder_class,
+    option_names,
 )
+from tests.golden import encoder_vectors as golden
 
 COLORS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220), "yellow": (240, 220, 20)}
 SHAPES = ("square", "circle", "triangle", "stripes")
@@ -73,20 +88,110 @@ def default_encoder() -> DefaultEncoder:
 
 def test_spec_is_frozen_and_validated():
     spec = EncoderSpec()
-    assert spec.kind == "default" and spec.device == "auto"
+    assert spec.kind == "default" and spec.device == "auto" and spec.options == DefaultOptions()
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.kind = "fake"  # type: ignore[misc]
-    with pytest.raises(ValueError, match="kind"):
-        EncoderSpec(kind="nope")  # type: ignore[arg-type]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.options.seed = 1  # type: ignore[misc]
     with pytest.raises(ValueError, match="model_name"):
         EncoderSpec(kind="open_clip")
     with pytest.raises(ValueError):
         EncoderSpec(batch_size=0)
-    assert hash(EncoderSpec(kind="fake", dim=8)) == hash(EncoderSpec(kind="fake", dim=8))
+    with pytest.raises(ValueError, match="dim"):
+        FakeOptions(dim=0)
+    with pytest.raises(TypeError, match="FakeOptions"):
+        EncoderSpec(kind="fake", options=DefaultOptions())
+    a, b = EncoderSpec(kind="fake", options=FakeOptions(dim=8)), EncoderSpec(kind="fake", options=FakeOptions(dim=8))
+    assert a == b and hash(a) == hash(b) and a != EncoderSpec(kind="fake", options=FakeOptions(dim=9))
+
+
+def test_unknown_kind_lists_the_valid_ones():
+    assert ENCODER_KINDS == ("default", "open_clip", "sentence_transformers", "fake")
+    for attempt in (lambda: EncoderSpec(kind="nope"), lambda: build_encoder(kind="nope"), lambda: encoder_class("nope")):
+        with pytest.raises(ValueError, match="unknown encoder kind 'nope'; valid kinds: default, open_clip, sentence_transformers, fake"):
+            attempt()
+    with pytest.raises(ValueError, match=r"unknown encoder setting\(s\) \['dimm'\]; kind 'fake' takes"):
+        build_encoder(kind="fake", dimm=8)
+
+
+def test_spec_flat_form_round_trips_and_reads_only_its_kinds_options():
+    specs = [EncoderSpec(), EncoderSpec(kind="fake", options=FakeOptions(dim=8, seed=2), device="cpu"),
+             EncoderSpec(kind="open_clip", options=OpenClipOptions(model_name="ViT-B-32", pretrained="x.pt"), batch_size=4),
+             EncoderSpec(kind="sentence_transformers", text_batch_size=7)]
+    for spec in specs:
+        flat = spec.to_dict()
+        assert set(flat) == {"kind", "device", "precision", "batch_size", "text_batch_size", *option_names(spec.kind)}
+        assert EncoderSpec.from_dict(json.loads(json.dumps(flat))) == spec
+    # a flat config holding every kind's fields (the resource's, an older bundle.json's): only the kind's are read
+    every_field = {"kind": "fake", "model_name": None, "pretrained": None, "projection_path": "head.pt", "dim": 12,
+                   "seed": 3, "device": "cpu", "trunk_weights_path": None, "cache_dir": None}
+    assert EncoderSpec.from_dict(every_field) == EncoderSpec(kind="fake", options=FakeOptions(dim=12, seed=3), device="cpu")
+    # replacing the kind keeps the settings the kinds share
+    assert specs[1].replace(kind="default") == EncoderSpec(options=DefaultOptions(seed=2), device="cpu")
+
+
+def test_each_kind_builds_its_own_class_from_its_options():
+    built = {
+        "default": build_encoder(kind="default", device="cpu", seed=4, batch_size=3),
+        "open_clip": build_encoder(kind="open_clip", model_name="ViT-B-32", device="cpu"),
+        "sentence_transformers": build_encoder(kind="sentence_transformers", device="cpu"),
+        "fake": build_encoder(kind="fake", dim=5),
+    }
+    classes = {"default": DefaultEncoder, "open_clip": OpenClipEncoder,
+               "sentence_transformers": SentenceTransformerEncoder, "fake": FakeEncoder}
+    for kind, encoder in built.items():
+        assert type(encoder) is classes[kind] is encoder_class(kind) and encoder.kind == kind
+        assert not encoder.is_loaded
+    assert built["default"].seed == 4 and built["default"].batch_size == 3
+    assert built["fake"].dim == 5
+    # the trunk / feature-map interface is declared by the class, not probed
+    assert [kind for kind, encoder in built.items() if isinstance(encoder, FeatureMapEncoder)] == ["default"]
+    assert all(encoder.image_text_aligned for kind, encoder in built.items() if kind != "default")
+    assert built["default"].image_text_aligned is False  # untrained (random) projection head
+
+
+def test_weights_load_once_under_concurrent_first_use():
+    loads = []
+    gate = threading.Event()
+
+    class SlowToLoad(FakeEncoder):
+        def _load(self):
+            loads.append(threading.get_ident())
+            gate.wait(1.0)
+            return object()
+
+    encoder = SlowToLoad(8)
+    assert not encoder.is_loaded
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(lambda: encoder.model) for _ in range(8)]
+        time.sleep(0.05)
+        gate.set()
+        models = [f.result() for f in futures]
+    assert len(loads) == 1 and encoder.is_loaded and all(m is models[0] for m in models)
+    with pytest.raises(NotImplementedError, match="no model"):
+        FakeEncoder(8).model
+
+
+def test_encoder_resource_offers_every_kinds_options():
+    from pipelines.embeddings.resources import EncoderResource
+
+    fields = EncoderResource.model_fields
+    for kind in ENCODER_KINDS:
+        for name in option_names(kind):
+            if name != "projection_path":  # the trained head comes from the image_text_alignment asset
+                assert name in fields and fields[name].description, (kind, name)
+    assert EncoderResource().spec() == EncoderSpec(batch_size=16)  # the default: offline default encoder
+    assert EncoderResource().spec(projection_path="head.pt").options.projection_path == "head.pt"
+    assert EncoderResource(kind="fake", dim=16, model_name="ignored").spec(projection_path="head.pt") == \
+        EncoderSpec(kind="fake", options=FakeOptions(dim=16), batch_size=16)
+    clip = EncoderResource(kind="open_clip", model_name="ViT-B-32", checkpoint_path="/w.pt", device="cpu").spec()
+    assert clip.options == OpenClipOptions(model_name="ViT-B-32", checkpoint_path="/w.pt") and clip.device == "cpu"
+    with pytest.raises(ValueError, match="valid kinds"):
+        EncoderResource(kind="clip").spec()
 
 
 def test_fake_encoder_deterministic():
-    a = build_encoder(EncoderSpec(kind="fake", dim=24))
+    a = build_encoder(kind="fake", dim=24)
     b = FakeEncoder(24)
     assert isinstance(a, FakeEncoder) and a.dim == 24
     texts = ["grey sofa", "oak table", "grey sofa"]
@@ -130,7 +235,7 @@ def test_default_encoder_is_lazy_and_fingerprints_without_loading():
     for lib in ("torch", "open_clip_torch", "timm", "sentence-transformers"):
         assert info["library_versions"][lib]
     assert enc.fingerprint() == build_encoder(EncoderSpec(device="cpu")).fingerprint()
-    assert enc.fingerprint() != build_encoder(EncoderSpec(device="cpu", seed=1)).fingerprint()
+    assert enc.fingerprint() != build_encoder(device="cpu", seed=1).fingerprint()
     json.dumps(info)  # serialisable (goes into asset metadata)
 
 
@@ -272,7 +377,9 @@ def test_projection_changes_fingerprint(default_encoder, tmp_path):
     cfg, sd = load_projection_artifact(path)
     assert cfg == res.head_config and state_dict_sha256(sd) == res.sha256()
 
+    assert not enc.image_text_aligned
     enc.load_projection(path)
+    assert enc.projection_trained and enc.image_text_aligned
     info = enc.fingerprint_info()
     assert info["projection"] == "trained" and info["projection_head"]["sha256"] == res.sha256()
     trained_fp = enc.fingerprint()
@@ -283,7 +390,7 @@ def test_projection_changes_fingerprint(default_encoder, tmp_path):
     # same head from a different source -> same fingerprint
     assert build_encoder(EncoderSpec(device="cpu")).load_projection(res).fingerprint() == trained_fp
     assert build_encoder(EncoderSpec(device="cpu")).load_projection(res.state_dict).fingerprint() == trained_fp
-    spec_enc = build_encoder(EncoderSpec(device="cpu", projection_path=str(path)))
+    spec_enc = build_encoder(device="cpu", projection_path=str(path))
     assert spec_enc.fingerprint() == trained_fp
     # a different head -> different fingerprint
     other = train_alignment(img, txt, epochs=2, batch_size=8, seed=1, num_threads=1)
@@ -337,7 +444,7 @@ def test_open_clip_checkpoint_roundtrip(tmp_path):
     cfg_path.write_text(json.dumps(TINY_CFG))
     common = dict(kind="open_clip", model_name="scene-tiny-clip", model_config_path=str(cfg_path),
                   device="cpu", batch_size=2)
-    rand = build_encoder(EncoderSpec(**common, pretrained=None, seed=3))
+    rand = build_encoder(**common, pretrained=None, seed=3)
     assert rand.dim == 32
     imgs = [_scene("red", "square"), _scene("blue", "circle"), _scene("green", "stripes")]
     texts = ["a red square", "a blue circle", "green stripes"]
@@ -347,26 +454,26 @@ def test_open_clip_checkpoint_roundtrip(tmp_path):
 
     ckpt = tmp_path / "tiny.pt"
     torch.save(rand.model.state_dict(), ckpt)
-    loaded = build_encoder(EncoderSpec(**common, checkpoint_path=str(ckpt), seed=99))
+    loaded = build_encoder(**common, checkpoint_path=str(ckpt), seed=99)
     np.testing.assert_array_equal(loaded.encode_images(imgs), i0)
     np.testing.assert_array_equal(loaded.encode_texts(texts), t0)
     # `pretrained=<file>` works like checkpoint_path
-    via_pretrained = build_encoder(EncoderSpec(**common, pretrained=str(ckpt)))
+    via_pretrained = build_encoder(**common, pretrained=str(ckpt))
     np.testing.assert_array_equal(via_pretrained.encode_texts(texts), t0)
 
     info = loaded.fingerprint_info()
     assert info["weights"]["file"] == "tiny.pt" and info["embed_dim"] == 32
     assert info["preprocessing"]["size"] == [64, 64]
     assert loaded.fingerprint() == via_pretrained.fingerprint()
-    other = build_encoder(EncoderSpec(**common, seed=4))
+    other = build_encoder(**common, seed=4)
     assert not np.allclose(other.encode_texts(texts), t0)
 
     with pytest.raises(EncoderLoadError, match="does not exist"):
-        build_encoder(EncoderSpec(**common, checkpoint_path=str(tmp_path / "nope.pt"))).encode_texts(["x"])
+        build_encoder(**common, checkpoint_path=str(tmp_path / "nope.pt")).encode_texts(["x"])
     with pytest.raises(EncoderLoadError, match="local checkpoint path"):
-        build_encoder(EncoderSpec(kind="open_clip", model_name="ViT-B-32", pretrained="no-such-tag")).encode_texts(["x"])
+        build_encoder(kind="open_clip", model_name="ViT-B-32", pretrained="no-such-tag").encode_texts(["x"])
     with pytest.raises(EncoderLoadError, match="unknown open_clip model"):
-        build_encoder(EncoderSpec(kind="open_clip", model_name="ViT-Q-99")).encode_texts(["x"])
+        build_encoder(kind="open_clip", model_name="ViT-Q-99").encode_texts(["x"])
 
 
 def test_named_open_clip_weights_offline_say_what_to_do(monkeypatch):
@@ -375,9 +482,47 @@ def test_named_open_clip_weights_offline_say_what_to_do(monkeypatch):
     from scene_assets.encoders import EncoderLoadError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    encoder = build_encoder(EncoderSpec(kind="open_clip", model_name="ViT-B-32", pretrained="laion2b_s34b_b79k", device="cpu"))
+    encoder = build_encoder(kind="open_clip", model_name="ViT-B-32", pretrained="laion2b_s34b_b79k", device="cpu")
     with pytest.raises(EncoderLoadError) as raised:
         encoder.encode_texts(["a chair"])
     message = str(raised.value)
     assert "ViT-B-32" in message and "laion2b_s34b_b79k" in message
     assert "If this machine is offline" in message and "checkpoint" in message
+
+
+# ------------------------------------------------------------------------------ golden vectors
+
+
+# Tolerances, per kind of output (measured: the same machine with 1 vs 2 torch threads moved the
+# default encoder's unit vectors by <= 3e-7, its pooled trunk features by <= 5e-6 and its feature map
+# by <= 1.2e-5; other CPUs' SIMD widths and oneDNN/MKL kernels reorder float32 sums similarly).
+# A behaviour change (another resize, crop, normalisation, weight, head or pooling) moves them by
+# 1e-2 or more, so these bounds separate the two by three orders of magnitude.
+UNIT_VECTOR_ATOL = 1e-5  # L2-normalised outputs of the torch models
+TRUNK_RTOL = TRUNK_ATOL = 1e-4  # unnormalised CNN activations (values up to ~10)
+# The fake encoder is sha256 + numpy's PCG64 + a PIL uint8 resize: bit-identical everywhere.
+
+
+@pytest.fixture(scope="module")
+def golden_vectors() -> dict[str, np.ndarray]:
+    with tempfile.TemporaryDirectory() as workdir:
+        return golden.compute(Path(workdir))
+
+
+def test_golden_reference_vectors(golden_vectors):
+    """Every kind reproduces the vectors stored by the code before the encoders became a package."""
+    reference = np.load(golden.REFERENCE_FILE)
+    assert sorted(reference.files) == sorted(golden_vectors)
+    for name, got in golden_vectors.items():
+        want = reference[name]
+        assert got.shape == want.shape and got.dtype == np.float32, name
+        if name.startswith("fake/"):
+            np.testing.assert_array_equal(got, want, err_msg=name)
+        elif name in ("default/trunk_features", "default/feature_map"):
+            np.testing.assert_allclose(got, want, rtol=TRUNK_RTOL, atol=TRUNK_ATOL, err_msg=name)
+        else:
+            np.testing.assert_allclose(got, want, rtol=0, atol=UNIT_VECTOR_ATOL, err_msg=name)
+    # the inputs are not degenerate: distinct texts and images give distinct vectors
+    for name in ("default/images", "default/texts", "open_clip/texts", "sentence_transformers/texts"):
+        vectors = reference[name]
+        assert len({tuple(np.round(v, 4)) for v in vectors}) == len(vectors), name

@@ -235,4 +235,4 @@ def test_encoder_is_chosen_by_environment(monkeypatch):
     monkeypatch.setenv("SCENE_MATCHER_ENCODER_PRETRAINED", "/models/vit-b-32.safetensors")
     encoder = default_resources()["encoder"]
     spec = encoder.spec()
-    assert (spec.kind, spec.model_name, spec.pretrained, spec.device) == ("open_clip", "ViT-B-32", "/models/vit-b-32.safetensors", "auto")
+    assert (spec.kind, spec.options.model_name, spec.options.pretrained, spec.device) == ("open_clip", "ViT-B-32", "/models/vit-b-32.safetensors", "auto")

@@ -148,7 +148,7 @@ def test_softmax_temperature_not_raw_cosines():
 
 
 class _UntrainedHeadEncoder(FakeEncoder):
-    projection_trained = False
+    image_text_aligned = False
 
 
 def test_untrained_projection_gives_uniform_unless_caption():
