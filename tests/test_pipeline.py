@@ -227,7 +227,7 @@ def test_alignment_head_reused_for_small_changes(tmp_path: Path, instance: dg.Da
 
 
 def test_encoder_is_chosen_by_environment(monkeypatch):
-    from pipelines.resources import default_resources
+    from pipelines.definitions import default_resources
 
     monkeypatch.setenv("SCENE_MATCHER_ENCODER", "open_clip")
     monkeypatch.setenv("SCENE_MATCHER_ENCODER_MODEL", "ViT-B-32")
