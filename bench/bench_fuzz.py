@@ -11,8 +11,8 @@ generates requests that follow the schema (positive), the same with a real scene
 any 5xx answer or a dropped connection. Prints a table of status codes per operation; exits 1 on
 any server error. The server must still answer /health at the end.
 
-schemathesis comes with the project's `test` extra (`pip install -e '.[test]'`; scripts/test.sh
-installs it).
+schemathesis (and hypothesis with it) comes with the project's `test` extra
+(`pip install -e '.[test]'`; scripts/test.sh installs it).
 """
 
 from __future__ import annotations
