@@ -10,6 +10,9 @@ generates requests that follow the schema (positive), the same with a real scene
 (negative: wrong types, missing fields, out-of-range values, junk bodies); each is sent for real. A server error is
 any 5xx answer or a dropped connection. Prints a table of status codes per operation; exits 1 on
 any server error. The server must still answer /health at the end.
+
+schemathesis (and hypothesis with it) comes with the project's `test` extra
+(`pip install -e '.[test]'`; scripts/test.sh installs it).
 """
 
 from __future__ import annotations

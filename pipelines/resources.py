@@ -1,13 +1,13 @@
 """Resources shared by every domain: where data lives and where the catalog comes from.
 
-Values come from environment variables when set (so Dagster workers on other machines agree), and
-otherwise from the project's defaults: the embedded synthetic sample under `data/sample`.
+Their values for the project's Definitions (environment variables when set, so Dagster workers on
+other machines agree, otherwise the embedded synthetic sample under `data/sample`) are chosen by
+`default_resources()` in pipelines/definitions.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -87,37 +87,3 @@ class CatalogSource(dg.ConfigurableResource):
         image_root = Path(self.image_root).expanduser().resolve() if self.image_root else path.parent
         options = CatalogOptions(fetch_policy=policy, data_root=image_root, image_check_cache=check_cache)
         return load_catalog(path, self.column_mapping(), options)
-
-
-def default_resources() -> dict[str, object]:
-    """Resources for the project's Definitions; environment variables override the defaults."""
-    data_dir = (
-        dg.EnvVar(settings.ENV_DATA_DIR) if os.environ.get(settings.ENV_DATA_DIR) else str(settings.data_dir())
-    )
-    catalog_path = dg.EnvVar(settings.ENV_CATALOG) if os.environ.get(settings.ENV_CATALOG) else ""
-    mapping = os.environ.get(settings.ENV_CATALOG_MAPPING, "labeled")
-    from pipelines.io_managers import PolarsParquetIOManager
-
-    from pipelines.embeddings.resources import EncoderResource
-    from pipelines.evaluation.resources import LabeledData, MlflowTracking
-    from pipelines.export.resources import SceneInbox
-
-    # The encoder by environment (the launchpad can override every field): kind, open_clip model name,
-    # pretrained tag or local checkpoint path.
-    encoder = EncoderResource(
-        kind=os.environ.get("SCENE_MATCHER_ENCODER", "default"),
-        model_name=os.environ.get("SCENE_MATCHER_ENCODER_MODEL", ""),
-        pretrained=os.environ.get("SCENE_MATCHER_ENCODER_PRETRAINED", ""),
-        device=os.environ.get("SCENE_MATCHER_DEVICE", "auto"),
-    )
-    return {
-        "encoder": encoder,
-        # Small Python objects (model heads' locations, index manifests) keyed by asset (and partition).
-        "model_io_manager": dg.FilesystemIOManager(base_dir=str(settings.data_dir() / "models_io")),
-        "storage": ProjectStorage(data_dir=data_dir),
-        "catalog_source": CatalogSource(path=catalog_path, mapping=mapping),
-        "io_manager": PolarsParquetIOManager(base_dir=str(settings.data_dir() / "warehouse")),
-        "scene_inbox": SceneInbox(),
-        "labeled_data": LabeledData(),
-        "mlflow_tracking": MlflowTracking(),
-    }

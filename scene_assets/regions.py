@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -308,9 +307,3 @@ def compute_regions(
     joint = np.asarray(encoder.encode_images(crops), dtype=np.float32)
     timings["forward"] = (time.perf_counter() - t0) * 1000
     return SceneRegions(boxes, labels, None, joint, (w, h), (in_h, in_w), map_size, "crops", None, timings)
-
-
-def region_count(config: RegionConfig, image_size: Sequence[int] = (1024, 768)) -> int:
-    """How many regions ``config`` gives for an image of ``image_size`` (w, h)."""
-    in_h, in_w = input_size_for(int(image_size[0]), int(image_size[1]), config)
-    return len(region_layout(in_h // TRUNK_STRIDE, in_w // TRUNK_STRIDE, config)[1])

@@ -352,9 +352,6 @@ class SceneAnalysis:
     def style_vector(self) -> np.ndarray:
         return np.array([self.style_probs[s] for s in STYLES], dtype=np.float64)
 
-    def palette_shares(self) -> dict[str, float]:
-        return {p.name: p.share for p in self.palette}
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "room_type": self.room_type,

@@ -9,6 +9,8 @@ Runs the main job on the embedded sample into a throw-away DAGSTER_HOME (fake en
 --encoder default: the graph looks the same, the run takes seconds), starts `dagster dev` on it and
 drives headless system Chromium with Playwright: the same steps as tests/test_ui_browser.py, from
 tests/ui_walkthrough.py. The project's own data/ and data/dagster_home are never touched.
+Playwright comes with the project's `test` extra (`pip install -e '.[test]'`; scripts/test.sh
+installs it).
 """
 
 from __future__ import annotations

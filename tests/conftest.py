@@ -1,11 +1,23 @@
+"""Shared fixtures: where the shared data lives, the project's Definitions with fakes in a temp
+folder, the main job materialized once on the embedded sample, and the default encoder loaded once."""
+
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from scene_assets import settings
+
+if TYPE_CHECKING:  # Dagster and the models load only in the sessions whose tests use these fixtures
+    import dagster as dg
+
+    from scene_assets.encoders import Encoder
+    from tests.pipeline_fakes import MaterializedSample
 
 # Tests never reach a model hub: the default encoders load from packaged weights.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -34,3 +46,38 @@ def seed_catalog_csv(shared_dir: Path) -> Path:
     if not path.is_file():
         pytest.skip(f"seed catalog not found at {path}")
     return path
+
+
+@pytest.fixture()
+def fake_defs(tmp_path: Path) -> Callable[..., dg.Definitions]:
+    """The project's Definitions with the fake encoder writing under `tmp_path / "data"`:
+    `fake_defs(catalog, **resources)` (tests/pipeline_fakes.py: defs_with_fakes)."""
+    from tests.pipeline_fakes import defs_with_fakes
+
+    return functools.partial(defs_with_fakes, tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def materialized_sample(tmp_path_factory: pytest.TempPathFactory) -> MaterializedSample:
+    """The main job materialized once per session on the embedded sample (fake encoder), for tests
+    that only read its outputs; a test that runs more jobs takes `materialized_sample_copy`."""
+    from tests.pipeline_fakes import materialize_sample
+
+    return materialize_sample(tmp_path_factory.mktemp("materialized-sample") / "sample")
+
+
+@pytest.fixture()
+def materialized_sample_copy(materialized_sample: MaterializedSample, tmp_path: Path) -> MaterializedSample:
+    """This test's own copy of the materialized sample (data and Dagster instance) to run jobs on."""
+    return materialized_sample.copy_to(tmp_path / "materialized-sample")
+
+
+@pytest.fixture(scope="session")
+def default_encoder() -> Encoder:
+    """The default encoder (offline packaged weights, ~3 s to load) on the CPU, loaded once per session.
+    A test that changes it (a projection head) puts it back before it ends."""
+    from scene_assets.encoders import EncoderSpec, build_encoder
+
+    encoder = build_encoder(EncoderSpec(kind="default", device="cpu"))
+    encoder.model  # noqa: B018 (loads the weights)
+    return encoder

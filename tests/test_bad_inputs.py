@@ -15,7 +15,6 @@ from scene_assets.indexes import flat_files
 from scene_assets.embeddings import read_vectors
 from scene_assets.images import open_rgb
 from tests.bad_inputs import CORPUS, GOOD_IDS, BadInput, serve_corpus_urls, load_kind, outcome_of, reasons_for, write_catalog
-from tests.test_pipeline import _defs
 
 GOOD_COLUMNS = ["product_id", "title", "description", "image_status", "image_sha256", "content_hash"]
 
@@ -65,13 +64,13 @@ def test_bad_input(kind: BadInput, tmp_path: Path, baseline: pl.DataFrame, corpu
     assert good["image_status"].to_list() == ["ok"] * 3
 
 
-def test_whole_corpus_through_the_main_job(tmp_path: Path):
+def test_whole_corpus_through_the_main_job(tmp_path: Path, fake_defs):
     """All local kinds in one catalog: the run succeeds; every product with a readable image is encoded
     and indexed exactly once, every kept product gets a text vector, every bad row is in the issues."""
     kinds = tuple(kind for kind in CORPUS if kind.fetch == "off" and not kind.whole_file)
     catalog = write_catalog(tmp_path / "catalog", kinds)
     with dg.instance_for_test() as instance:
-        summary = run_main_job(instance=instance, defs=_defs(tmp_path, catalog))
+        summary = run_main_job(instance=instance, defs=fake_defs(catalog))
         assert summary["success"], summary["lines"]
         issues = instance.get_latest_materialization_event(dg.AssetKey("catalog_issues"))
         assert issues is not None

@@ -15,7 +15,7 @@ import pytest
 from scene_assets.indexes import flat_files
 from scene_assets.embeddings import read_vectors
 from scene_assets.locking import LockTimeout, exclusive, lock_path
-from tests.test_pipeline import _write_catalog, start_slow_main_job
+from tests.pipeline_fakes import start_slow_main_job, write_tiny_catalog
 
 def _catalog_rows(n: int) -> list[tuple]:
     colors = [((i * 37) % 255, (i * 91) % 255, (i * 53) % 255) for i in range(n)]
@@ -46,7 +46,7 @@ def test_lock_is_exclusive_across_threads_and_times_out_with_a_clear_message(tmp
 
 def test_two_main_job_runs_at_once_keep_vectors_and_index_whole(tmp_path: Path):
     n = 30
-    _write_catalog(tmp_path / "catalog", _catalog_rows(n))
+    write_tiny_catalog(tmp_path / "catalog", _catalog_rows(n))
     home = tmp_path / "dagster_home"
     home.mkdir()
     # The instance exists before the runs collide (as for a schedule and a manual run): two processes

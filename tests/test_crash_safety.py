@@ -89,18 +89,18 @@ def test_corrupt_index_is_detected_and_rebuilt(tmp_path: Path):
     assert index.ntotal == 40 and manifest["count"] == 40
 
 
-def test_sigkill_mid_embedding_step_of_a_real_run_then_rematerialize(tmp_path: Path):
+def test_sigkill_mid_embedding_step_of_a_real_run_then_rematerialize(tmp_path: Path, fake_defs):
     """The main job's image-feature step, killed for real at a random point after its first commit;
     the next materialization encodes only what was not committed, and the vectors and the scene
     index hold every product exactly once."""
     import dagster as dg
 
     from pipelines.runner import run_main_job
-    from tests.test_pipeline import _defs, _write_catalog, start_slow_main_job
+    from tests.pipeline_fakes import start_slow_main_job, write_tiny_catalog
 
     n = 40
     rows = [(f"p{i:02d}", f"NAME{i}", "Chair", f"A chair number {i}", ((i * 37) % 255, (i * 91) % 255, 60)) for i in range(n)]
-    _write_catalog(tmp_path / "catalog", rows)
+    write_tiny_catalog(tmp_path / "catalog", rows)
     home = tmp_path / "dagster_home"
     home.mkdir()
     process = start_slow_main_job(tmp_path, home, seconds_per_image=0.1, batch_size=2, commit_every=2)
@@ -120,7 +120,7 @@ def test_sigkill_mid_embedding_step_of_a_real_run_then_rematerialize(tmp_path: P
     assert not (tmp_path / "data" / "index").exists() or not list((tmp_path / "data" / "index").glob("scene-*/bundle.json"))
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        summary = run_main_job(instance=instance, defs=_defs(tmp_path, tmp_path / "catalog" / "products.csv"))
+        summary = run_main_job(instance=instance, defs=fake_defs(tmp_path / "catalog" / "products.csv"))
         assert summary["success"], summary["lines"]
         features_run = summary["run_ids"][1]
         records = instance.fetch_materializations(dg.AssetKey("product_image_features"), limit=20).records

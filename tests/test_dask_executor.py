@@ -21,8 +21,7 @@ from pipelines.definitions import build_defs
 from pipelines.embeddings.partitions import catalog_shards
 from pipelines.embeddings.resources import EncoderResource
 from pipelines.executors import ENV_DASK_ADDRESS, ENV_EXECUTOR, executor_from_environment
-from pipelines.io_managers import PolarsParquetIOManager
-from pipelines.resources import CatalogSource, ProjectStorage
+from pipelines.resources import CatalogSource
 from scene_assets import settings
 from scene_assets.dask_cluster import (
     ClusterInfo,
@@ -35,7 +34,7 @@ from scene_assets.dask_cluster import (
 )
 from scene_assets.embeddings import read_vectors
 from scene_assets.settings import PROJECT_ROOT
-from tests.test_pipeline import _rows, _write_catalog
+from tests.pipeline_fakes import defs_with_fakes, tiny_catalog_rows, write_tiny_catalog
 
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 VECTOR_SETS = ("image_features", "text")
@@ -89,15 +88,8 @@ def _range_tags(keys: list[str]) -> dict[str, str]:
 def _materialize_in_process(data: Path, catalog: Path, jobs: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The same settings as the cluster's environment, on storage `data`, run in this process."""
     monkeypatch.setenv(settings.ENV_DATA_DIR, str(data))
-    defs = build_defs(
-        {
-            "storage": ProjectStorage(data_dir=str(data)),
-            "catalog_source": CatalogSource(path=str(catalog)),
-            "encoder": EncoderResource(kind="fake"),
-            "io_manager": PolarsParquetIOManager(base_dir=str(data / "warehouse")),
-            "model_io_manager": dg.FilesystemIOManager(base_dir=str(data / "models_io")),
-        }
-    )
+    defs = defs_with_fakes(data, catalog, catalog_source=CatalogSource(path=str(catalog)),
+                           encoder=EncoderResource(kind="fake"))
     with dg.instance_for_test() as instance:
         for name in jobs:
             job = defs.resolve_job_def(name)
@@ -196,7 +188,7 @@ def test_two_steps_in_one_process_deadlock_on_logging(mode: str, outcome: str):
 @pytest.mark.slow
 def test_embedding_assets_run_on_dask_workers_and_match_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     dask_root, reference = tmp_path / "dask", tmp_path / "reference" / "data"
-    catalog = _write_catalog(dask_root / "catalog", _rows())
+    catalog = write_tiny_catalog(dask_root / "catalog", tiny_catalog_rows())
     env = _cluster_env(dask_root)
     # The SQLite instance exists before two runs and two workers open it at once (else they race in alembic).
     dg.DagsterInstance.from_config(env["DAGSTER_HOME"]).dispose()
@@ -244,7 +236,7 @@ def test_embedding_assets_run_on_dask_workers_and_match_in_process(tmp_path: Pat
 @pytest.mark.slow
 def test_run_on_a_cluster_without_workers_fails_instead_of_hanging(tmp_path: Path):
     env = _cluster_env(tmp_path)
-    _write_catalog(tmp_path / "catalog", _rows())
+    write_tiny_catalog(tmp_path / "catalog", tiny_catalog_rows())
     with local_cluster(0, env=env, cwd=PROJECT_ROOT) as address:
         env[ENV_DASK_ADDRESS] = address
         output = _finish(_execute("catalog_job", env), timeout_s=90)

@@ -76,13 +76,6 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return np.linalg.norm(x, axis=1)
 
 
-@pytest.fixture(scope="module")
-def default_encoder() -> DefaultEncoder:
-    enc = build_encoder(EncoderSpec(kind="default", device="cpu", batch_size=16))
-    assert isinstance(enc, DefaultEncoder)
-    return enc
-
-
 # ------------------------------------------------------------------------------ spec / fake
 
 

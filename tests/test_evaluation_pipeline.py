@@ -15,12 +15,7 @@ import dagster as dg
 import mlflow
 import pytest
 
-from pipelines.definitions import build_defs
-from pipelines.embeddings.resources import EncoderResource
 from pipelines.evaluation.resources import LabeledData, MlflowTracking
-from pipelines.io_managers import PolarsParquetIOManager
-from pipelines.resources import CatalogSource, ProjectStorage
-from pipelines.runner import run_main_job
 from scene_assets.matching import ScoringWeights
 from scene_assets.settings import PROJECT_ROOT
 
@@ -36,22 +31,16 @@ RUN_CONFIG = {
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
+def evaluated(tmp_path_factory, materialized_sample):
     tmp = tmp_path_factory.mktemp("evaluation")
-    data = tmp / "data"
+    sample = materialized_sample.copy_to(tmp / "sample")  # the evaluation job adds to it: this module's own copy
+    data = sample.data
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    defs = build_defs({
-        "storage": ProjectStorage(data_dir=str(data)),
-        "catalog_source": CatalogSource(path=str(SAMPLE / "products.csv"), fetch_remote_images=False),
-        "encoder": EncoderResource(kind="fake", dim=16),
-        "io_manager": PolarsParquetIOManager(base_dir=str(data / "warehouse")),
-        "model_io_manager": dg.FilesystemIOManager(base_dir=str(data / "models_io")),
-        "labeled_data": LabeledData(dataset=str(SAMPLE)),
-        "mlflow_tracking": MlflowTracking(tracking_uri=uri, experiment=EXPERIMENT, artifact_root=str(tmp / "artifacts")),
-    })
-    with dg.instance_for_test() as instance:
-        summary = run_main_job(instance=instance, defs=defs)
-        assert summary["success"], summary["lines"]
+    defs = sample.defs(
+        labeled_data=LabeledData(dataset=str(SAMPLE)),
+        mlflow_tracking=MlflowTracking(tracking_uri=uri, experiment=EXPERIMENT, artifact_root=str(tmp / "artifacts")),
+    )
+    with sample.instance() as instance:
         result = defs.resolve_job_def("evaluation_job").execute_in_process(instance=instance, run_config=RUN_CONFIG)
         assert result.success
         mlflow.set_tracking_uri(uri)

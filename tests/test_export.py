@@ -13,13 +13,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from pipelines.definitions import build_defs
-from pipelines.embeddings.resources import EncoderResource
 from pipelines.export.resources import SceneInbox
 from pipelines.export.sensors import scene_inbox_sensor, weekly_full_export
-from pipelines.io_managers import PolarsParquetIOManager
-from pipelines.resources import CatalogSource, ProjectStorage
-from pipelines.runner import run_main_job
 from scene_assets.export import batch_key, list_scene_images, new_scene_files, watermark_of
 from scene_assets.settings import PROJECT_ROOT
 
@@ -46,25 +41,14 @@ def test_inbox_listing_and_watermark(tmp_path: Path):
 
 
 @pytest.fixture()
-def pipeline(tmp_path: Path):
+def pipeline(tmp_path: Path, materialized_sample_copy):
     inbox = tmp_path / "inbox"
     shutil.copytree(SAMPLE / "images" / "scenes", inbox)
     (inbox / "broken.jpg").write_bytes((SAMPLE / "images" / "scenes").glob("*.jpg").__next__().read_bytes()[:300])
-    data = tmp_path / "data"
+    data = materialized_sample_copy.data
     scene_inbox = SceneInbox(folder=str(inbox), manifests_dir=str(data / "exports" / "batches"))
-    defs = build_defs(
-        {
-            "storage": ProjectStorage(data_dir=str(data)),
-            "catalog_source": CatalogSource(path=str(SAMPLE / "products.csv"), fetch_remote_images=False),
-            "encoder": EncoderResource(kind="fake", dim=16),
-            "io_manager": PolarsParquetIOManager(base_dir=str(data / "warehouse")),
-            "model_io_manager": dg.FilesystemIOManager(base_dir=str(data / "models_io")),
-            "scene_inbox": scene_inbox,
-        }
-    )
-    with dg.instance_for_test() as instance:
-        summary = run_main_job(instance=instance, defs=defs)
-        assert summary["success"], summary["lines"]
+    defs = materialized_sample_copy.defs(scene_inbox=scene_inbox)
+    with materialized_sample_copy.instance() as instance:
         yield {"defs": defs, "instance": instance, "inbox": inbox, "data": data, "scene_inbox": scene_inbox}
 
 

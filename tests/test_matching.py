@@ -1,5 +1,5 @@
 """Tests for scene_assets.matching (offline, CPU): a tiny synthetic catalog whose product images are
-generated, encoded with the default encoder's trunk (loaded once per module), indexed in memory."""
+generated, encoded with the default encoder's trunk (loaded once per session), indexed in memory."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from PIL import Image
 
 from scene_assets.indexes import flat_files
 from scene_assets import vocabulary as vocab
-from scene_assets.encoders import FakeEncoder, build_encoder
+from scene_assets.encoders import FakeEncoder
 from scene_assets.matching import (
     FACTORS,
     Recommender,
@@ -93,10 +93,9 @@ def _scene(images: dict[str, Image.Image], pids: list[str]) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    enc = build_encoder()
-    enc.model  # noqa: B018
-    return enc
+def encoder(default_encoder):
+    """The session's default encoder (tests/conftest.py)."""
+    return default_encoder
 
 
 @pytest.fixture(scope="module")

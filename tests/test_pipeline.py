@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import polars as pl
 import pytest
-from pipelines.io_managers import PolarsParquetIOManager
-from PIL import Image
 
-from pipelines.definitions import build_defs
-from pipelines.embeddings.resources import EncoderResource
-from pipelines.resources import CatalogSource, ProjectStorage
 from pipelines.runner import run_main_job
 from scene_assets.indexes import flat, flat_files
 from scene_assets.indexes.ids import product_int_id
@@ -26,73 +18,7 @@ from scene_assets.encoders import FakeEncoder
 from scene_assets.recommender_bundle import load_recommender
 from scene_assets.regions import center_and_normalize
 from scene_assets.settings import PROJECT_ROOT
-
-HEADER = "product_id,name,type,color,size,description,image\n"
-COLORS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40), (40, 200, 200), (200, 40, 200)]
-
-
-def _write_catalog(root: Path, rows: list[tuple]) -> Path:
-    lines = [HEADER]
-    for product_id, name, kind, description, color in rows:
-        image = ""
-        if color is not None:
-            image = f"images/{product_id}.jpg"
-            (root / "images").mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (48, 48), color).save(root / image, "JPEG")
-        lines.append(f'{product_id},{name},"{kind}",White,40 cm,"{description}",{image}\n')
-    path = root / "products.csv"
-    path.write_text("".join(lines))
-    return path
-
-
-def _rows() -> list[tuple]:
-    kinds = ["Chair", "Table", "Vase", "Pendant lamp", "Rug, low pile", "Three-seat sofa"]
-    rows = [(f"p{i:02d}", f"NAME{i}", kinds[i % 6], f"A {kinds[i % 6].lower()} number {i}", COLORS[i % 6]) for i in range(11)]
-    rows.append(("p11", "NOIMG", "Cushion", "A cushion with no photo", None))
-    return rows
-
-
-def _defs(tmp_path: Path, catalog: Path, **encoder: object) -> dg.Definitions:
-    """The project's Definitions on `tmp_path/data` with the fake encoder (`encoder`: other fields of it)."""
-    data = tmp_path / "data"
-    return build_defs(
-        {
-            "storage": ProjectStorage(data_dir=str(data)),
-            "catalog_source": CatalogSource(path=str(catalog), fetch_remote_images=False),
-            "encoder": EncoderResource(kind="fake", dim=16, **encoder),
-            "io_manager": PolarsParquetIOManager(base_dir=str(data / "warehouse")),
-            "model_io_manager": dg.FilesystemIOManager(base_dir=str(data / "models_io")),
-        }
-    )
-
-
-SLOW_MAIN_JOB = """
-import json, sys, time
-from pathlib import Path
-import dagster as dg
-from scene_assets.encoders import FakeEncoder
-from pipelines.runner import run_main_job
-from tests.test_pipeline import _defs
-
-root, seconds_per_image, encoder = Path(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3])
-fast = FakeEncoder.encode_image_tensors
-def slow(self, batch):  # a model at work
-    time.sleep(seconds_per_image * len(batch))
-    return fast(self, batch)
-FakeEncoder.encode_image_tensors = slow
-with dg.DagsterInstance.get() as instance:
-    summary = run_main_job(instance=instance, defs=_defs(root, root / "catalog" / "products.csv", **encoder))
-print("SUMMARY " + json.dumps(summary))
-"""
-
-
-def start_slow_main_job(root: Path, dagster_home: Path, seconds_per_image: float, **encoder: object) -> subprocess.Popen:
-    """The main job in its own process (and process group) on `root` (catalog/products.csv, data/) and
-    `dagster_home`, with a fake encoder slowed to `seconds_per_image`; it prints `SUMMARY {json}` last."""
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "DAGSTER_HOME": str(dagster_home)}
-    return subprocess.Popen([sys.executable, "-c", SLOW_MAIN_JOB, str(root), str(seconds_per_image), json.dumps(encoder)],
-                            cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+from tests.pipeline_fakes import tiny_catalog_rows, write_tiny_catalog
 
 
 def _encoded_counts(instance: dg.DagsterInstance, run_id: str, asset: str) -> int:
@@ -109,9 +35,9 @@ def instance():
         yield instance
 
 
-def test_main_job_then_incremental_rerun(tmp_path: Path, instance: dg.DagsterInstance):
-    catalog = _write_catalog(tmp_path / "catalog", _rows())
-    summary = run_main_job(instance=instance, defs=_defs(tmp_path, catalog))
+def test_main_job_then_incremental_rerun(tmp_path: Path, instance: dg.DagsterInstance, fake_defs):
+    catalog = write_tiny_catalog(tmp_path / "catalog", tiny_catalog_rows())
+    summary = run_main_job(instance=instance, defs=fake_defs(catalog))
     assert summary["success"], summary["lines"]
     scene_dir = next((tmp_path / "data" / "index").glob("scene-*"))
     index, manifest = flat_files.load_index(scene_dir)
@@ -124,12 +50,12 @@ def test_main_job_then_incremental_rerun(tmp_path: Path, instance: dg.DagsterIns
     assert bundle["count"] == 11 and recommender.index.ntotal == 11
 
     # Change one product's image, another's description; delete a third.
-    rows = _rows()
+    rows = tiny_catalog_rows()
     rows[3] = (*rows[3][:4], (1, 2, 3))
     rows[5] = (rows[5][0], rows[5][1], rows[5][2], "A completely new description", rows[5][4])
     del rows[7]
-    _write_catalog(tmp_path / "catalog", rows)
-    summary = run_main_job(instance=instance, defs=_defs(tmp_path, catalog))
+    write_tiny_catalog(tmp_path / "catalog", rows)
+    summary = run_main_job(instance=instance, defs=fake_defs(catalog))
     assert summary["success"], summary["lines"]
     embed_run = summary["run_ids"][1]
     assert _encoded_counts(instance, embed_run, "product_image_features") == 1
@@ -153,9 +79,9 @@ def test_main_job_then_incremental_rerun(tmp_path: Path, instance: dg.DagsterIns
     assert scene_event.asset_materialization.metadata["bundle_version"].value == bundle["version"]
 
 
-def test_catalog_assets_metadata_and_checks(tmp_path: Path, instance: dg.DagsterInstance):
-    catalog = _write_catalog(tmp_path / "catalog", _rows())
-    defs = _defs(tmp_path, catalog)
+def test_catalog_assets_metadata_and_checks(tmp_path: Path, instance: dg.DagsterInstance, fake_defs):
+    catalog = write_tiny_catalog(tmp_path / "catalog", tiny_catalog_rows())
+    defs = fake_defs(catalog)
     result = defs.resolve_job_def("catalog_job").execute_in_process(instance=instance)
     assert result.success
     products = result.output_for_node("cleaned_catalog", "cleaned_catalog")
@@ -181,7 +107,7 @@ def test_definitions_validate():
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
-def test_alignment_head_reused_for_small_changes(tmp_path: Path, instance: dg.DagsterInstance, monkeypatch):
+def test_alignment_head_reused_for_small_changes(tmp_path: Path, instance: dg.DagsterInstance, fake_defs, monkeypatch):
     """With the default encoder's split (trunk features + head), a small catalog change keeps the
     trained head, so only the changed product's vectors and index entries move."""
     from pipelines.embeddings import assets as embedding_assets
@@ -198,8 +124,8 @@ def test_alignment_head_reused_for_small_changes(tmp_path: Path, instance: dg.Da
 
     monkeypatch.setattr(embedding_assets.ImageFeatureStage, "of", staticmethod(fake_split))
     rows = [(f"p{i:02d}", f"NAME{i}", "Chair", f"A chair number {i}", (i * 20, 100, 200 - i * 10)) for i in range(10)]
-    catalog = _write_catalog(tmp_path / "catalog", rows)
-    defs = _defs(tmp_path, catalog)
+    catalog = write_tiny_catalog(tmp_path / "catalog", rows)
+    defs = fake_defs(catalog)
     job = defs.resolve_job_def("catalog_job")
     assert job.execute_in_process(instance=instance).success
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
@@ -215,7 +141,7 @@ def test_alignment_head_reused_for_small_changes(tmp_path: Path, instance: dg.Da
 
     # Change 1 of 10 pairs (10 %): above a 5 % threshold → retrain; with 20 % threshold → reuse.
     rows[0] = (*rows[0][:3], "A different chair", rows[0][4])
-    _write_catalog(tmp_path / "catalog", rows)
+    write_tiny_catalog(tmp_path / "catalog", rows)
     assert job.execute_in_process(instance=instance).success
     assert defs.resolve_job_def("embed_shards_job").execute_in_process(instance=instance, tags=ranged).success
     lenient = {"ops": {"image_text_alignment": {"config": {"epochs": 2, "batch_size": 8, "retrain_changed_share": 0.2}}}}
@@ -228,7 +154,7 @@ def test_alignment_head_reused_for_small_changes(tmp_path: Path, instance: dg.Da
 
 
 def test_encoder_is_chosen_by_environment(monkeypatch):
-    from pipelines.resources import default_resources
+    from pipelines.definitions import default_resources
 
     monkeypatch.setenv("SCENE_MATCHER_ENCODER", "open_clip")
     monkeypatch.setenv("SCENE_MATCHER_ENCODER_MODEL", "ViT-B-32")

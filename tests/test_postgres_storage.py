@@ -23,16 +23,13 @@ from mlflow import MlflowClient
 
 from evaluation.tracking import MlflowLogger
 from pipelines.cli import ensure_dagster_home
-from pipelines.definitions import build_defs
-from pipelines.embeddings.resources import EncoderResource
 from pipelines.evaluation.resources import LabeledData, MlflowTracking
 from pipelines.instance_config import ENV_DAGSTER_POSTGRES_URL, instance_yaml
-from pipelines.io_managers import PolarsParquetIOManager
 from pipelines.jobs import MAIN_JOB_STEPS
-from pipelines.resources import CatalogSource, ProjectStorage
 from pipelines.runner import run_main_job
 from scene_assets import settings
 from scene_assets.database_urls import check_postgres_driver, redact_password
+from tests.pipeline_fakes import SAMPLE_CATALOG, defs_with_fakes
 from tests.postgres_server import PostgresServer, postgres_server  # noqa: F401 (the fixture)
 
 SAMPLE = settings.PROJECT_ROOT / "data" / "sample"
@@ -68,16 +65,12 @@ def stored(postgres_server: PostgresServer, tmp_path_factory):  # noqa: F811 (th
         env.setenv(ENV_DAGSTER_POSTGRES_URL, postgres_server.sqlalchemy_url("dagster"))
         env.setenv(settings.ENV_MLFLOW_URI, postgres_server.sqlalchemy_url("mlflow"))
         assert ensure_dagster_home() == home.resolve()
-        defs = build_defs({
-            "storage": ProjectStorage(data_dir=str(data)),
-            "catalog_source": CatalogSource(path=str(SAMPLE / "products.csv"), fetch_remote_images=False),
-            "encoder": EncoderResource(kind="fake", dim=16),
-            "io_manager": PolarsParquetIOManager(base_dir=str(data / "warehouse")),
-            "model_io_manager": dg.FilesystemIOManager(base_dir=str(data / "models_io")),
-            "labeled_data": LabeledData(dataset=str(SAMPLE)),
+        defs = defs_with_fakes(
+            data, SAMPLE_CATALOG,
+            labeled_data=LabeledData(dataset=str(SAMPLE)),
             # no tracking_uri: the resource reads $MLFLOW_TRACKING_URI, as it does for users
-            "mlflow_tracking": MlflowTracking(experiment=EXPERIMENT, artifact_root=str(tmp / "artifacts")),
-        })
+            mlflow_tracking=MlflowTracking(experiment=EXPERIMENT, artifact_root=str(tmp / "artifacts")),
+        )
         with dg.DagsterInstance.get() as instance:
             summary = run_main_job(instance=instance, defs=defs)
             assert summary["success"], summary["lines"]

@@ -9,10 +9,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from pipelines.definitions import build_defs
 from pipelines.embeddings.resources import EncoderResource
-from pipelines.io_managers import PolarsParquetIOManager
-from pipelines.resources import CatalogSource, ProjectStorage
 from pipelines.runner import run_main_job
 from pipelines.serving import MaterializedBundleProvider
 from scene_assets.indexes import flat_files
@@ -21,7 +18,7 @@ SLICE = 160
 
 
 @pytest.mark.slow
-def test_main_job_on_ikea_slice_with_default_encoder(ikea_dir: Path, shared_dir: Path, tmp_path: Path):
+def test_main_job_on_ikea_slice_with_default_encoder(ikea_dir: Path, shared_dir: Path, tmp_path: Path, fake_defs):
     products = pl.read_csv(ikea_dir / "products.csv", infer_schema=False).head(SLICE)
     catalog_dir = tmp_path / "catalog"
     (catalog_dir / "images" / "products").mkdir(parents=True)
@@ -29,15 +26,7 @@ def test_main_job_on_ikea_slice_with_default_encoder(ikea_dir: Path, shared_dir:
         shutil.copyfile(ikea_dir / image, catalog_dir / image)
     products.write_csv(catalog_dir / "products.csv")
     data = tmp_path / "data"
-    defs = build_defs(
-        {
-            "storage": ProjectStorage(data_dir=str(data)),
-            "catalog_source": CatalogSource(path=str(catalog_dir / "products.csv"), fetch_remote_images=False),
-            "encoder": EncoderResource(kind="default", device="cpu"),
-            "io_manager": PolarsParquetIOManager(base_dir=str(data / "warehouse")),
-            "model_io_manager": dg.FilesystemIOManager(base_dir=str(data / "models_io")),
-        }
-    )
+    defs = fake_defs(catalog_dir / "products.csv", encoder=EncoderResource(kind="default", device="cpu"))
     with dg.instance_for_test() as instance:
         summary = run_main_job(instance=instance, defs=defs)
         assert summary["success"], summary["lines"]

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from scene_assets import vocabulary as vocab
-from scene_assets.encoders import FakeEncoder, build_encoder
+from scene_assets.encoders import FakeEncoder
 from scene_assets.regions import (
     RegionConfig,
     center_and_normalize,
@@ -28,13 +28,6 @@ from scene_assets.scene_analysis import (
     rgb_to_lab,
     softmax,
 )
-
-
-@pytest.fixture(scope="module")
-def default_encoder():
-    enc = build_encoder()  # offline packaged weights, ~3 s to load
-    enc.model  # noqa: B018
-    return enc
 
 
 def _room_image(size=(320, 240)) -> Image.Image:

@@ -266,10 +266,10 @@ def test_bad_vectors_name_the_product(built, data, tmp_path):
 def test_assets_materialize_on_tiny_catalog(tmp_path):
     from pipelines.embeddings.assets import image_text_alignment, product_image_vectors
     from pipelines.index.sharded_assets import ivf_merged_index, ivf_shard_index, ivf_trained_index
-    from tests.test_pipeline import _defs, _rows, _write_catalog
+    from tests.pipeline_fakes import defs_with_fakes, tiny_catalog_rows, write_tiny_catalog
 
-    catalog = _write_catalog(tmp_path / "catalog", _rows())
-    defs = _defs(tmp_path, catalog)
+    catalog = write_tiny_catalog(tmp_path / "catalog", tiny_catalog_rows())
+    defs = defs_with_fakes(tmp_path / "data", catalog)
     resources = defs.resources
     keys = shard_keys(N_SHARDS)
     ranged = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
