@@ -22,7 +22,7 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, Postgr
 from mlflow import MlflowClient
 
 from evaluation.tracking import MlflowLogger
-from pipelines.cli import ensure_dagster_home
+from faces.cli import ensure_dagster_home
 from pipelines.definitions import build_defs
 from pipelines.embeddings.resources import EncoderResource
 from pipelines.evaluation.resources import LabeledData, MlflowTracking

@@ -14,7 +14,7 @@ from pipelines.embeddings.resources import EncoderResource
 from pipelines.io_managers import PolarsParquetIOManager
 from pipelines.resources import CatalogSource, ProjectStorage
 from pipelines.runner import run_main_job
-from pipelines.serving import MaterializedBundleProvider
+from faces.providers import MaterializedBundleProvider
 from scene_assets import vector_index
 
 SLICE = 160

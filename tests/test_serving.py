@@ -1,4 +1,4 @@
-"""Tests for scene_assets.serving against a REAL uvicorn server on a free loopback port, spoken to over
+"""Tests for faces.http_app against a REAL uvicorn server on a free loopback port, spoken to over
 HTTP with httpx. The recommenders are tiny (FakeEncoder, a synthetic 14-product catalog), so the whole
 file runs in seconds and needs no model weights."""
 
@@ -27,7 +27,8 @@ from scene_assets.encoders import FakeEncoder
 from scene_assets.matching import FACTORS, Recommender
 from scene_assets.regions import RegionConfig
 from scene_assets.scene_analysis import ROOM_TYPES
-from scene_assets.serving import LoadedRecommender, RecommenderProvider, ServingSettings, create_app
+from faces.http_app import RecommenderProvider, ServingSettings, create_app
+from scene_assets.recommender_bundle import LoadedRecommender
 from tests.drawing import product_image
 
 FAST_REGIONS = RegionConfig(short_side=64, max_long_side=128, grids=(2,))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from scene_assets import vector_index
-from scene_assets.recommender_bundle import DirectoryBundleProvider
+from faces.providers import DirectoryBundleProvider
 from scene_assets.settings import PROJECT_ROOT
 from tests.test_serving import _settings, _wait_for, running
 

@@ -58,17 +58,15 @@ from scene_assets.image_source import (
     resolve_image,
 )
 from scene_assets.memory import limit_malloc_arenas, release_free_memory
-from scene_assets.recommender_bundle import LoadedRecommender  # re-exported: providers return it
 from scene_assets.matching import Recommender
+from scene_assets.recommender_bundle import LoadedRecommender
 from scene_assets.scene_analysis import ROOM_TYPES
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "LoadedRecommender",
     "RecommenderProvider",
     "ServingSettings",
-    "StaticProvider",
     "create_app",
     "serve",
 ]
@@ -94,7 +92,7 @@ T = TypeVar("T")
 
 @runtime_checkable
 class RecommenderProvider(Protocol):
-    """Where the server gets its recommender from.
+    """Where the server gets its recommender from (the bundle providers: faces/providers.py).
 
     ``version()`` must be cheap (it is polled every ``reload_interval_s``): an id of the currently
     materialized index, e.g. a Dagster event id or the manifest sha256; ``None`` while nothing is
@@ -104,19 +102,6 @@ class RecommenderProvider(Protocol):
     def version(self) -> str | None: ...
 
     def load(self) -> LoadedRecommender: ...
-
-
-class StaticProvider:
-    """A provider for an already built :class:`Recommender` that never changes (scripts, demos)."""
-
-    def __init__(self, recommender: Recommender, version: str = "static", info: dict | None = None) -> None:
-        self._loaded = LoadedRecommender(version, recommender, dict(info or {}))
-
-    def version(self) -> str | None:
-        return self._loaded.version
-
-    def load(self) -> LoadedRecommender:
-        return self._loaded
 
 
 def _default_concurrency() -> int:
