@@ -46,7 +46,7 @@ def serve(index_dir: Path, *extra_args: str, ready_timeout_s: float = 300) -> It
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "serve", "--index", str(index_dir), "--port", str(port), "--device", "cpu",
+        [sys.executable, "-m", "faces.cli", "serve", "--index", str(index_dir), "--port", str(port), "--device", "cpu",
          *extra_args],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )

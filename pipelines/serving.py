@@ -1,8 +1,22 @@
-"""Which recommender bundle to serve: the one the latest `scene_index` materialization recorded.
+"""What is served: ONE policy for `scene-matcher recommend`, `scene-matcher serve` and the export job.
 
-Lineage, not file listing: the Dagster instance's event log names the bundle folder
-(`index_dir` metadata) and its version; a server polls this and reloads when a new
-materialization lands. Used by `scene-matcher recommend` / `serve` and the export job.
+* **Bundle**: the latest ``scene_index`` materialization of the Dagster instance (lineage, not file
+  listing: its ``index_dir`` metadata names the folder), unless a folder is named (``--index DIR``).
+* **Learned scorer**: the latest ``learned_scorer`` materialization, if any, unless a scorer folder is
+  named (``--learned DIR``) or none is wanted (``--no-learned``; the export job's ``use_learned:
+  false``). A named bundle folder gets a named scorer only: ``--index DIR`` serves that folder as it
+  is and does not consult the Dagster instance, whose scorers belong to its own bundles.
+* **A scorer fitted on another encoder** (its ``trunk_fingerprint`` is not the bundle's
+  ``encoder_fingerprint``) is refused, never dropped silently: loading raises ``BundleError`` naming both
+  fingerprints and the two ways out (refit it, or serve without it). ``recommend`` exits 2 with that
+  line, the export run fails with it, a starting server answers ``/ready`` 503 with it and a running
+  server keeps serving what it served (``/ready``'s ``last_reload_error`` says why).
+* **Version**: the bundle's version, ``+`` the scorer's fingerprint when one is attached
+  (``recommender_bundle.served_version``): ``/match``'s ``index_version``, the export's ``index_version``
+  column and ``recommend --json``'s ``index.version`` name the same pair.
+
+The loading step itself is ``scene_assets.recommender_bundle.load_served``; this module finds what the
+instance's latest materializations recorded.
 """
 
 from __future__ import annotations
@@ -10,9 +24,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
-
-from scene_assets.matching import ScoringWeights
-from scene_assets.recommender_bundle import EncoderReuse, LoadedRecommender, bundle_info, load_recommender, read_bundle
 
 SCENE_INDEX = dg.AssetKey("scene_index")
 LEARNED_SCORER = dg.AssetKey("learned_scorer")
@@ -43,44 +54,3 @@ def latest_learned_dir(instance: dg.DagsterInstance) -> tuple[Path, str] | None:
         return None
     metadata = event.asset_materialization.metadata
     return Path(str(metadata["learned_dir"].value)), str(metadata["learned_fingerprint"].value)
-
-
-class MaterializedBundleProvider:
-    """Serves the bundle of the latest scene_index materialization of a Dagster instance."""
-
-    def __init__(self, instance: dg.DagsterInstance, *, device: str | None = None, weights: ScoringWeights | None = None,
-                 use_learned: bool = True):
-        self.instance = instance
-        self.device = device
-        self.weights = weights
-        self.use_learned = use_learned
-        self._encoders = EncoderReuse(device)
-
-    def _learned(self) -> tuple[Path, str] | None:
-        return latest_learned_dir(self.instance) if self.use_learned else None
-
-    def version(self) -> str | None:
-        # a newly trained scorer is a new version too: a polling server picks it up
-        try:
-            version = latest_bundle_dir(self.instance)[1]
-        except NoBundleError:
-            return None
-        learned = self._learned()
-        return version if learned is None else f"{version}+{learned[1][:12]}"
-
-    def load(self) -> LoadedRecommender:
-        directory, _ = latest_bundle_dir(self.instance)
-        bundle = read_bundle(directory)
-        encoder = self._encoders.get(bundle)
-        learned = self._learned()
-        scorer = None
-        if learned is not None:
-            from scene_assets.learned import LearnedScorer
-
-            scorer = LearnedScorer.load(learned[0])
-            # a scorer fitted on another encoder's features does not apply to this index: serve without it
-            if scorer.trunk_fingerprint not in (None, bundle["encoder_fingerprint"]):
-                scorer = None
-        recommender, bundle = load_recommender(directory, encoder=encoder, weights=self.weights, learned=scorer)
-        version = bundle["version"] if scorer is None else f"{bundle['version']}+{learned[1][:12]}"
-        return LoadedRecommender(version, recommender, {**bundle_info(directory, bundle, recommender), "source": "dagster"})

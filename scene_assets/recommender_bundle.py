@@ -16,8 +16,9 @@ A bundle folder holds
 ``bundle.json`` is written last and names the index sha256, so a reader never pairs a new index with
 old side files: :func:`load_recommender` refuses a half-updated folder and the caller retries.
 
-No Dagster imports: the CLI, the HTTP server, the export job and the benchmarks all load bundles
-through :func:`load_recommender`.
+No Dagster imports: the CLI, the HTTP server and the export job load bundles through
+:func:`load_served` (the bundle plus the learned scorer, as served), the evaluation assets and the
+benchmarks through :func:`load_recommender`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +211,7 @@ def load_recommender(
     loaded encoder (it must be the bundle's: its fingerprint is checked); else one is built from the
     bundle's encoder spec. ``learned``: a :class:`~scene_assets.learned.LearnedScorer` or the folder
     one was saved to, fitted in this bundle's feature space (checked). Raises :class:`BundleError`
-    for a missing or half-updated bundle or a scorer from another encoder."""
+    for a missing or half-updated bundle, an unreadable scorer or a scorer from another encoder."""
     directory = Path(directory)
     bundle = read_bundle(directory)
     # mmap=None: an index of a GiB or more is memory-mapped (its lists stay in the shared page cache).
@@ -246,16 +247,14 @@ def load_recommender(
             raise BundleError(f"{text_path}: {matrix.shape[0]} rows for {len(manifest['product_ids'])} indexed products")
         text_vectors = (manifest["product_ids"], matrix)
     if learned is not None and not hasattr(learned, "projection"):
-        from scene_assets.learned import LearnedScorer
-
-        try:
-            learned = LearnedScorer.load(learned)
-        except (OSError, ValueError) as exc:
-            raise BundleError(f"learned scorer {learned}: {exc}") from exc
+        learned = load_learned_scorer(learned)
+    # A scorer fitted on another encoder's features is refused like an index of another encoder, never
+    # dropped silently: dropping it would change the weights, the confidences and the ranking unannounced.
     if learned is not None and learned.trunk_fingerprint not in (None, bundle["encoder_fingerprint"]):
         raise BundleError(f"learned scorer was fitted on encoder features {learned.trunk_fingerprint[:16]}, the "
-                          f"bundle in {directory} holds {bundle['encoder_fingerprint'][:16]}; refit it "
-                          "(materialize learned_scorer) or serve without it")
+                          f"bundle in {directory} holds {bundle['encoder_fingerprint'][:16]}; refit it (materialize "
+                          "learned_scorer: scene-matcher materialize --job evaluation_job) or serve without it "
+                          "(--no-learned; the export job's use_learned: false)")
     catalog = products
     mean = manifest.get("catalog_mean")
     recommender = Recommender(
@@ -273,60 +272,6 @@ def load_recommender(
     return recommender, bundle
 
 
-@dataclass
-class LoadedRecommender:
-    """A loaded recommender and what identifies it (what a provider's ``load()`` returns).
-
-    ``version``: the index version it was loaded from (what ``RecommenderProvider.version()``
-    reported, or newer). ``info``: free-form facts shown by ``/ready`` (index dir, product count,
-    encoder fingerprint, ...); the keys ``encoder_fingerprint`` and ``products`` are also exported
-    as metrics when present. Any object with these three attributes is accepted by the server."""
-
-    version: str
-    recommender: Recommender
-    info: dict = field(default_factory=dict)
-
-
-class DirectoryBundleProvider:
-    """Serves the bundle in one folder (``scene-matcher serve --index DIR``); its version is the
-    bundle's, so rebuilding the folder in place is picked up by a polling server."""
-
-    def __init__(self, directory: str | os.PathLike, *, device: str | None = None, weights: ScoringWeights | None = None,
-                 learned: str | os.PathLike | None = None):
-        self.directory = Path(directory)
-        self.device = device
-        self.weights = weights
-        self.learned = Path(learned) if learned else None
-        self._encoders = EncoderReuse(device)
-
-    def version(self) -> str | None:
-        return bundle_version(self.directory)
-
-    def load(self) -> LoadedRecommender:
-        bundle = read_bundle(self.directory)
-        recommender, bundle = load_recommender(self.directory, encoder=self._encoders.get(bundle), weights=self.weights,
-                                               learned=self.learned)
-        return LoadedRecommender(bundle["version"], recommender, bundle_info(self.directory, bundle, recommender))
-
-
-class EncoderReuse:
-    """Keeps the last encoder a provider built: a reload whose bundle names the same encoder spec
-    (the usual case: only products changed) reuses the loaded weights instead of holding two copies."""
-
-    def __init__(self, device: str | None = None):
-        self.device = device
-        self._key: str | None = None
-        self._encoder: Any = None
-
-    def get(self, bundle: dict):
-        key = json.dumps(bundle["encoder_spec"], sort_keys=True, default=str)
-        if key != self._key:
-            self._encoder = None  # drop the old weights before loading new ones
-            self._encoder = encoder_from_bundle(bundle, device=self.device)
-            self._key = key
-        return self._encoder
-
-
 def bundle_info(directory: Path, bundle: dict, recommender: Recommender | None = None) -> dict:
     info = {
         "index_dir": str(directory),
@@ -337,7 +282,59 @@ def bundle_info(directory: Path, bundle: dict, recommender: Recommender | None =
         "written_at": bundle["written_at"],
     }
     learned = getattr(recommender, "learned", None)
+    info["learned_scorer"] = None if learned is None else learned.fingerprint()  # stated either way
     if learned is not None:
-        info["learned_scorer"] = learned.fingerprint()
         info["learned_training"] = learned.info
     return info
+
+
+def load_learned_scorer(directory: str | os.PathLike):
+    """The :class:`~scene_assets.learned.LearnedScorer` saved in ``directory``, or :class:`BundleError`."""
+    from scene_assets.learned import LearnedScorer
+
+    try:
+        return LearnedScorer.load(directory)
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"learned scorer {directory}: {exc}") from exc
+
+
+def served_version(bundle_version: str, scorer_fingerprint: str | None) -> str:
+    """What identifies a served recommender: the bundle's version, plus the learned scorer's fingerprint
+    when one is attached (so a newly fitted scorer is a new version that a polling server picks up)."""
+    return bundle_version if scorer_fingerprint is None else f"{bundle_version}+{scorer_fingerprint[:12]}"
+
+
+@dataclass
+class LoadedRecommender:
+    """A loaded recommender and what identifies it (what :func:`load_served` and a provider's ``load()``
+    return).
+
+    ``version``: :func:`served_version` of what was loaded. ``info``: free-form facts shown by ``/ready``
+    (index dir, product count, encoder fingerprint, learned scorer, ...); the keys ``encoder_fingerprint``
+    and ``products`` are also exported as metrics when present. Any object with these three attributes
+    is accepted by the server."""
+
+    version: str
+    recommender: Recommender
+    info: dict
+
+
+def load_served(
+    directory: str | os.PathLike,
+    *,
+    learned: Any = None,
+    learned_fingerprint: str | None = None,
+    encoder: Any = None,
+    weights: ScoringWeights | None = None,
+) -> LoadedRecommender:
+    """The bundle in ``directory`` with the learned scorer ``learned`` (a ``LearnedScorer``, its folder, or
+    None for none), as served: the one loading step behind ``scene-matcher recommend``, ``serve`` and the
+    export job (which bundle and which scorer they pick: ``pipelines/serving.py``). A scorer fitted on
+    another encoder is refused (:class:`BundleError`, see :func:`load_recommender`).
+    ``learned_fingerprint``: the scorer's fingerprint when the caller already knows it (a provider's
+    cheap ``version()`` must name the same one); else it is computed."""
+    directory = Path(directory)
+    recommender, bundle = load_recommender(directory, encoder=encoder, weights=weights, learned=learned)
+    info = bundle_info(directory, bundle, recommender)
+    fingerprint = None if recommender.learned is None else learned_fingerprint or info["learned_scorer"]
+    return LoadedRecommender(served_version(bundle["version"], fingerprint), recommender, info)

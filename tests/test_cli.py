@@ -7,7 +7,7 @@ import pytest
 
 from scene_assets.matching import FACTORS
 
-from pipelines.cli import build_parser, main
+from faces.cli import build_parser, main
 
 
 def test_help_lists_every_command_with_examples(capsys):
@@ -71,7 +71,7 @@ def test_materialize_recommend_export_on_the_sample(tmp_path: Path, shared_dir: 
     env.pop("SCENE_MATCHER_CATALOG", None)
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True, text=True, timeout=600)
+        return subprocess.run([sys.executable, "-m", "faces.cli", *args], env=env, capture_output=True, text=True, timeout=600)
 
     # Before anything is materialized: a clear one-line error, not a traceback.
     early = cli("recommend", str(shared_dir / "seed_catalog" / "scene-1.jpg"))
@@ -93,3 +93,110 @@ def test_materialize_recommend_export_on_the_sample(tmp_path: Path, shared_dir: 
     exported = cli("export", str(Path(__file__).resolve().parents[1] / "data/sample/images/scenes"), "-k", "3")
     assert exported.returncode == 0, exported.stderr
     assert "gallery" in exported.stdout and "9 scenes exported" in exported.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# `_provider`: which bundle and which learned scorer `recommend` / `serve` use
+
+
+@pytest.fixture()
+def dagster_home(tmp_path: Path, monkeypatch) -> Path:
+    home = tmp_path / "dagster_home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+@pytest.fixture()
+def scorer_dir(tmp_path: Path) -> Path:
+    from scene_assets.learned import LearnedScorer
+
+    return LearnedScorer(trunk_fingerprint="trunk-abc", info={"made_by": "test"}).save(tmp_path / "learned")
+
+
+def _provider_for(*args: str):
+    from faces.cli import _provider
+
+    return _provider(build_parser().parse_args(["recommend", "scene.jpg", *args]))
+
+
+def _report_learned_scorer(directory: Path) -> str:
+    """Record a learned_scorer materialization in the instance at $DAGSTER_HOME; its fingerprint."""
+    import dagster as dg
+
+    from faces.cli import ensure_dagster_home
+    from scene_assets.learned import LearnedScorer
+
+    ensure_dagster_home()
+    fingerprint = LearnedScorer.load(directory).fingerprint()
+    with dg.DagsterInstance.get() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            "learned_scorer", metadata={"learned_dir": dg.MetadataValue.path(str(directory)),
+                                        "learned_fingerprint": fingerprint}))
+    return fingerprint
+
+
+def test_provider_learned_without_index_uses_the_latest_bundle(dagster_home: Path, scorer_dir: Path):
+    from faces.providers import MaterializedBundleProvider
+    from scene_assets.learned import LearnedScorer
+
+    provider = _provider_for("--learned", str(scorer_dir))
+    assert isinstance(provider, MaterializedBundleProvider)
+    assert provider.scorer_fingerprint() == LearnedScorer.load(scorer_dir).fingerprint()
+    assert provider.version() is None  # nothing materialized in this instance yet
+
+
+@pytest.mark.parametrize("with_weights", [False, True], ids=["default-weights", "weights-file"])
+@pytest.mark.parametrize("branch", ["index", "index+learned", "index+no-learned", "learned", "neither", "no-learned"])
+def test_every_provider_branch(branch: str, with_weights: bool, tmp_path: Path, dagster_home: Path, scorer_dir: Path):
+    """Which bundle and which scorer each combination of --index / --learned / --no-learned / --weights
+    picks (pipelines/serving.py states the policy)."""
+    from faces.providers import DirectoryBundleProvider, MaterializedBundleProvider
+    from scene_assets.learned import LearnedScorer
+    from scene_assets.matching import ScoringWeights
+
+    named = LearnedScorer.load(scorer_dir).fingerprint()
+    # A scorer materialized in the instance: what the default picks, and what the other branches must not.
+    other = LearnedScorer(trunk_fingerprint="trunk-xyz").save(tmp_path / "materialized-scorer")
+    latest = _report_learned_scorer(other)
+    bundle = tmp_path / "bundle"
+    args = {"index": ["--index", str(bundle)], "index+learned": ["--index", str(bundle), "--learned", str(scorer_dir)],
+            "index+no-learned": ["--index", str(bundle), "--no-learned"], "learned": ["--learned", str(scorer_dir)],
+            "neither": [], "no-learned": ["--no-learned"]}[branch]
+    weights_file = tmp_path / "weights.json"
+    ScoringWeights(visual=0.7, color=0.3).save(weights_file)
+    provider = _provider_for(*args, *(["--weights", str(weights_file)] if with_weights else []))
+
+    if branch.startswith("index"):
+        assert isinstance(provider, DirectoryBundleProvider) and provider.directory == bundle
+    else:
+        assert isinstance(provider, MaterializedBundleProvider)
+    expected_scorer = {"index": None, "index+learned": named, "index+no-learned": None, "learned": named,
+                       "neither": latest, "no-learned": None}[branch]
+    assert provider.scorer_fingerprint() == expected_scorer
+    assert (expected_scorer or "no learned scorer") in provider.describe()
+    assert provider.weights == (ScoringWeights(visual=0.7, color=0.3) if with_weights else None)
+    assert provider.version() is None  # no bundle yet, in either place
+
+
+def test_learned_and_no_learned_exclude_each_other(scorer_dir: Path, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["recommend", "x.jpg", "--learned", str(scorer_dir), "--no-learned"])
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_a_missing_scorer_folder_is_a_one_line_error(tmp_path: Path, capsys):
+    assert main(["recommend", "scene.jpg", "--index", str(tmp_path), "--learned", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "learned scorer" in err and "nope" in err and "Traceback" not in err
+
+
+def test_ui_without_a_dagster_script_beside_the_interpreter(tmp_path: Path, dagster_home: Path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))  # no dagster beside it
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda command, **kwargs: calls.append(command) or 0)
+    assert main(["ui", "--port", "3999"]) == 0
+    (command,) = calls
+    assert command[1:] == ["dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", "3999"]

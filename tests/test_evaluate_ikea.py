@@ -23,7 +23,7 @@ MULTI_CROP = {"recall@10": 0.077, "recall@50": 0.166, "ndcg@10": 0.107, "mrr": 0
 
 def _evaluate(*args: str) -> subprocess.CompletedProcess:
     cache = PROJECT_ROOT / "data" / "cache" / "evaluation"
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", "evaluate", *args, "--cache-dir", str(cache)],
+    return subprocess.run([sys.executable, "-m", "faces.cli", "evaluate", *args, "--cache-dir", str(cache)],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1800,
                           env=os.environ | {"HF_HUB_OFFLINE": "1"})
 

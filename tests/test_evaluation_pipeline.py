@@ -147,7 +147,7 @@ def test_mlflow_ui_serves_the_runs(evaluated):
 
 
 def test_learned_scorer_is_served_with_the_scene_index(evaluated):
-    from pipelines.serving import MaterializedBundleProvider
+    from faces.providers import MaterializedBundleProvider
 
     meta = _materialization(evaluated["instance"], "learned_scorer")
     assert (Path(meta["learned_dir"].value) / "learned.npz").is_file()
@@ -168,5 +168,5 @@ def test_learned_scorer_is_served_with_the_scene_index(evaluated):
     assert any(abs(v - 0.5) > 1e-6 for v in learned_factor)  # the factor is live, not the neutral 0.5
     assert loaded.info["learned_scorer"] == meta["learned_fingerprint"].value
     # without it, the same index serves the plain defaults
-    plain = MaterializedBundleProvider(evaluated["instance"], use_learned=False).load()
+    plain = MaterializedBundleProvider(evaluated["instance"], learned=None).load()
     assert plain.recommender.learned is None and "+" not in plain.version

@@ -132,3 +132,109 @@ def test_empty_inbox_is_skipped(tmp_path: Path):
     inbox = SceneInbox(folder=str(tmp_path / "empty"), manifests_dir=str(tmp_path / "m"))
     with dg.instance_for_test() as instance:
         assert isinstance(scene_inbox_sensor(dg.build_sensor_context(instance=instance, resources={"scene_inbox": inbox})), dg.SkipReason)
+
+
+# --------------------------------------------------------------------------------------------
+# one provider policy: the export job, `recommend` and the HTTP app rank a scene identically
+
+
+def _materialize_learned_scorer(pipeline, trunk_fingerprint: str) -> str:
+    """A learned scorer (a calibrator: calibrated confidences, and the learned default weights) saved
+    and recorded as the instance's latest learned_scorer materialization; its fingerprint."""
+    import numpy as np
+
+    from scene_assets.learned import IsotonicCalibrator, LearnedScorer
+
+    scores = np.linspace(0.0, 1.0, 50)
+    scorer = LearnedScorer(calibrator=IsotonicCalibrator.fit(scores, (scores > 0.6).astype(float)),
+                           trunk_fingerprint=trunk_fingerprint)
+    fingerprint = scorer.fingerprint()
+    directory = scorer.save(pipeline["data"] / "models" / "learned" / fingerprint)
+    pipeline["instance"].report_runless_asset_event(dg.AssetMaterialization(
+        "learned_scorer", metadata={"learned_dir": dg.MetadataValue.path(str(directory)),
+                                    "learned_fingerprint": fingerprint}))
+    return fingerprint
+
+
+def _one_scene_batch(pipeline, scene: Path) -> str:
+    from pipelines.export.sensors import create_batch
+
+    key = create_batch(pipeline["scene_inbox"], "one", [f for f in list_scene_images(pipeline["inbox"])
+                                                        if f.name == scene.name])
+    pipeline["instance"].add_dynamic_partitions("scene_batches", [key])
+    return key
+
+
+def _cli_provider(pipeline, monkeypatch, tmp_path: Path):
+    """The provider `scene-matcher recommend SCENE` builds, over the test's Dagster instance."""
+    from faces.cli import _provider, build_parser
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setattr(dg.DagsterInstance, "get", staticmethod(lambda: pipeline["instance"]))
+    return _provider(build_parser().parse_args(["recommend", "scene.jpg", "--device", "cpu"]))
+
+
+def test_export_recommend_and_http_rank_a_scene_identically(pipeline, monkeypatch, tmp_path: Path):
+    from faces.http_app import ServingSettings
+    from scene_assets.images import open_rgb
+    from tests.test_serving import running
+
+    bundle = json.loads((Path(pipeline["instance"].get_latest_materialization_event(
+        dg.AssetKey("scene_index")).asset_materialization.metadata["index_dir"].value) / "bundle.json").read_text())
+    fingerprint = _materialize_learned_scorer(pipeline, bundle["encoder_fingerprint"])
+    scene = sorted(pipeline["inbox"].glob("scene_*.jpg"))[0]
+    k = 5
+
+    run = _run_export(pipeline, _one_scene_batch(pipeline, scene), k=k)
+    assert run.success
+    metadata = run.asset_materializations_for_node("scene_recommendations")[0].metadata
+    exported = pl.read_parquet(Path(str(metadata["parquet"].value))).sort("rank")
+
+    provider = _cli_provider(pipeline, monkeypatch, tmp_path)
+    loaded = provider.load()
+    recommended = loaded.recommender.recommend(open_rgb(scene), k=k).to_dict()
+
+    with running(provider, ServingSettings(max_concurrency=1)) as client:
+        answer = client.post("/match", files={"image": (scene.name, scene.read_bytes(), "image/jpeg")},
+                             data={"k": str(k)}).json()
+
+    assert exported["calibrated"].to_list() == [True] * k  # the scorer's calibrator is attached
+    products = exported["product_id"].to_list()
+    assert [item["product_id"] for item in recommended["items"]] == products
+    assert [item["product_id"] for item in answer["items"]] == products
+    confidences = exported["confidence"].to_list()  # rounded to 5 decimals; the JSON answers to 4
+    assert [item["confidence"] for item in recommended["items"]] == pytest.approx(confidences, abs=6e-5)
+    assert [item["confidence"] for item in answer["items"]] == [item["confidence"] for item in recommended["items"]]
+    # and all three name the same bundle + scorer
+    assert metadata["learned_scorer"].value == fingerprint
+    assert answer["index_version"] == loaded.version == metadata["index_version"].value == exported["index_version"][0]
+    assert loaded.version == f"{bundle['version']}+{fingerprint[:12]}"
+
+    # Told otherwise (use_learned: false / --no-learned): no scorer in either, and the ranking shows it.
+    plain = pipeline["defs"].resolve_job_def("export_recommendations_job").execute_in_process(
+        instance=pipeline["instance"], partition_key=_one_scene_batch(pipeline, scene),
+        run_config={"ops": {"scene_recommendations": {"config": {"k": k, "use_learned": False}}}})
+    plain_rows = pl.read_parquet(Path(str(plain.asset_materializations_for_node(
+        "scene_recommendations")[0].metadata["parquet"].value)))
+    assert plain_rows["calibrated"].to_list() == [False] * k
+
+
+def test_a_scorer_fitted_on_another_encoder_is_refused_by_every_face(pipeline, monkeypatch, tmp_path: Path):
+    from faces.http_app import ServingSettings
+    from scene_assets.recommender_bundle import BundleError
+    from tests.test_serving import running
+
+    _materialize_learned_scorer(pipeline, trunk_fingerprint="another-encoder")
+    scene = sorted(pipeline["inbox"].glob("scene_*.jpg"))[0]
+    run = pipeline["defs"].resolve_job_def("export_recommendations_job").execute_in_process(
+        instance=pipeline["instance"], partition_key=_one_scene_batch(pipeline, scene), raise_on_error=False)
+    assert not run.success
+    failure = next(e for e in run.all_events if e.is_step_failure)
+    assert "fitted on encoder features another-encod" in failure.step_failure_data.error.to_string()
+
+    provider = _cli_provider(pipeline, monkeypatch, tmp_path)
+    with pytest.raises(BundleError, match="refit it .* or serve without it"):
+        provider.load()
+    with running(provider, ServingSettings(max_concurrency=1)) as client:
+        ready = client.get("/ready")
+    assert ready.status_code == 503 and "fitted on encoder features another-encod" in ready.json()["reason"]

@@ -22,7 +22,7 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, Postgr
 from mlflow import MlflowClient
 
 from evaluation.tracking import MlflowLogger
-from pipelines.cli import ensure_dagster_home
+from faces.cli import ensure_dagster_home
 from pipelines.evaluation.resources import LabeledData, MlflowTracking
 from pipelines.instance_config import ENV_DAGSTER_POSTGRES_URL, instance_yaml
 from pipelines.jobs import MAIN_JOB_STEPS

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.embeddings.resources import EncoderResource
 from pipelines.runner import run_main_job
-from pipelines.serving import MaterializedBundleProvider
+from faces.providers import MaterializedBundleProvider
 from scene_assets.indexes import flat_files
 
 SLICE = 160

@@ -1,4 +1,4 @@
-"""Tests for scene_assets.serving against a REAL uvicorn server on a free loopback port, spoken to over
+"""Tests for faces.http_app against a REAL uvicorn server on a free loopback port, spoken to over
 HTTP with httpx. The recommenders are tiny (FakeEncoder, a synthetic 14-product catalog), so the whole
 file runs in seconds and needs no model weights."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import io
+import json
 import socket
 import struct
 import threading
@@ -27,7 +28,8 @@ from scene_assets.encoders import FakeEncoder
 from scene_assets.matching import FACTORS, Recommender
 from scene_assets.regions import RegionConfig
 from scene_assets.scene_analysis import ROOM_TYPES
-from scene_assets.serving import LoadedRecommender, RecommenderProvider, ServingSettings, create_app
+from faces.http_app import RecommenderProvider, ServingSettings, create_app
+from scene_assets.recommender_bundle import LoadedRecommender
 from tests.drawing import product_image
 
 FAST_REGIONS = RegionConfig(short_side=64, max_long_side=128, grids=(2,))
@@ -362,6 +364,52 @@ def test_bad_room_and_unknown_category_are_422(client):
     assert r.status_code == 422 and "spaceships" in r.json()["detail"]
 
 
+def _weighted_mean(item: dict, weights: dict[str, float]) -> float:
+    return sum(weights[f] * item["factors"][f] for f in FACTORS) / sum(weights.values())
+
+
+def test_per_request_weights_rank_by_them_and_leave_the_served_weights(client, recommenders):
+    served = recommenders["v1"].weights.to_dict()
+    plain = _post(client, k="8", caption="a yellow lamp").json()
+    for item in plain["items"]:
+        assert item["score"] == pytest.approx(_weighted_mean(item, served), abs=1e-3)
+
+    overrides = {"visual": 0.1, "color": 5, "text": 0}
+    tilted = _post(client, k="8", caption="a yellow lamp", weights=json.dumps(overrides))
+    assert tilted.status_code == 200, tilted.text
+    body = tilted.json()
+    assert body["cached"] is False  # the weights are part of the cache key
+    used = served | {k: float(v) for k, v in overrides.items()}  # unnamed factors keep the served weights
+    for item in body["items"]:
+        assert item["score"] == pytest.approx(_weighted_mean(item, used), abs=1e-3)
+    assert [it["product_id"] for it in body["items"]] != [it["product_id"] for it in plain["items"]]
+
+    assert recommenders["v1"].weights.to_dict() == served  # never changed in place
+    again = _post(client, k="8", caption="a yellow lamp").json()
+    assert again["cached"] is True and again["items"] == plain["items"]
+
+
+@pytest.mark.parametrize("weights, needle", [
+    ("not json", "not valid JSON"),
+    ("[1, 2]", "expected a non-empty JSON object"),
+    ("{}", "expected a non-empty JSON object"),
+    ('{"visual": 1, "sparkle": 2}', "unknown factor(s) ['sparkle']"),
+    ('{"visual": -0.5}', "outside [0, 10]"),
+    ('{"visual": 10.5}', "outside [0, 10]"),
+    ('{"visual": "1"}', "visual must be a finite number"),
+    ('{"visual": true}', "visual must be a finite number"),
+    ('{"visual": NaN}', "visual must be a finite number"),
+    ('{"visual": Infinity}', "visual must be a finite number"),
+    ('{"visual": 1' + "0" * 400 + "}", "visual must be a finite number"),
+    (json.dumps(dict.fromkeys(FACTORS, 0)), "at least one weight must be > 0"),
+])
+def test_bad_weights_are_422_saying_why(client, weights, needle):
+    r = _post(client, weights=weights)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith("weights: ") and needle in detail
+
+
 def test_image_url_disabled_is_400(client):
     r = client.post("/match", data={"image_url": "https://example.com/scene.jpg"})
     assert r.status_code == 400 and "disabled" in r.json()["detail"]
@@ -403,7 +451,8 @@ def test_openapi_documents_match_form(client):
     ref = op["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
     form = schema["components"]["schemas"][ref.rsplit("/", 1)[-1]]
     assert set(form["properties"]) == {"image", "caption", "k", "include_categories", "exclude_categories",
-                                       "room", "image_url"}
+                                       "room", "image_url", "weights"}
+    assert "[0, 10]" in form["properties"]["weights"]["description"]
     assert form["properties"]["k"]["maximum"] == 20 and form["properties"]["k"]["minimum"] == 1
     room_enum = [s for s in form["properties"]["room"]["anyOf"] if "enum" in s][0]["enum"]
     assert room_enum == list(ROOM_TYPES)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from faces.providers import DirectoryBundleProvider
 from scene_assets.indexes import flat_files
-from scene_assets.recommender_bundle import DirectoryBundleProvider
 from scene_assets.settings import PROJECT_ROOT
 from tests.test_serving import _settings, _wait_for, running
 

@@ -8,9 +8,10 @@ from pipelines.export.partitions import scene_batches
 from pipelines.export.resources import SceneInbox
 from pipelines.metadata import markdown_table
 from pipelines.resources import ProjectStorage
+from pipelines.serving import latest_learned_dir
 from scene_assets.export import export_batch, read_batch_manifest
 from scene_assets.matching import ScoringWeights
-from scene_assets.recommender_bundle import load_recommender
+from scene_assets.recommender_bundle import load_served
 
 
 class ExportConfig(dg.Config):
@@ -18,6 +19,9 @@ class ExportConfig(dg.Config):
     diversity: str = Field(default="mmr", description="mmr, category_cap or none.")
     weights_path: str = Field(default="", description="Scoring weights JSON (e.g. the sweep's best); empty: defaults.")
     gallery: bool = Field(default=True, description="Also write the static HTML gallery with thumbnails.")
+    use_learned: bool = Field(default=True, description="Attach the latest learned_scorer materialization, if any, "
+                              "as `scene-matcher recommend` and `serve` do (pipelines/serving.py: one policy); a "
+                              "scorer fitted on another encoder fails the run. false: rank without one.")
 
 
 @dg.asset(
@@ -27,7 +31,8 @@ class ExportConfig(dg.Config):
     description="Top-k products per scene photo of one export batch (the batch's scene list is fixed in its "
     "manifest): recommendations.parquet / .csv (scene, rank, product, score, confidence, factors), failures.csv "
     "for scenes that could not be read, and gallery/index.html to look at. Uses the scene_index this run "
-    "depends on, so each export records which index version produced it.",
+    "depends on and the latest learned_scorer (as `recommend` and `serve` do), so each export records which "
+    "index version and scorer produced it.",
     kinds={"parquet", "csv", "html"},
 )
 def scene_recommendations(
@@ -40,16 +45,18 @@ def scene_recommendations(
     batch = context.partition_key
     manifest = read_batch_manifest(scene_inbox.manifest_path(batch))
     weights = ScoringWeights.from_file(config.weights_path) if config.weights_path else None
-    recommender, bundle = load_recommender(scene_index["path"], weights=weights)
+    scorer = latest_learned_dir(context.instance) if config.use_learned else None
+    loaded = load_served(scene_index["path"], weights=weights, learned=None if scorer is None else scorer[0],
+                         learned_fingerprint=None if scorer is None else scorer[1])
     out_dir = storage.path("exports", "batches", batch)
     result = export_batch(
-        recommender,
+        loaded.recommender,
         batch=batch,
         inbox=manifest["inbox"],
         files=[f["name"] for f in manifest["files"]],
         out_dir=out_dir,
         k=config.k,
-        index_version=bundle["version"],
+        index_version=loaded.version,
         gallery=config.gallery,
         recommend_kwargs={"diversity": None if config.diversity == "none" else config.diversity},
     )
@@ -63,7 +70,8 @@ def scene_recommendations(
         "rows": result.recommendations.height,
         "seconds": round(result.seconds, 2),
         "p50_ms_per_scene": round(latencies[len(latencies) // 2], 1) if latencies else 0.0,
-        "index_version": bundle["version"],
+        "index_version": loaded.version,
+        "learned_scorer": loaded.info["learned_scorer"] or "none",
         "parquet": dg.MetadataValue.path(str(result.paths["parquet"])),
         "csv": dg.MetadataValue.path(str(result.paths["csv"])),
         "preview": markdown_table(result.recommendations.select("scene", "rank", "product_id", "title", "score", "confidence")),

@@ -1,6 +1,7 @@
 """`scene-matcher`: the command line of the project.
 
-Thin: each command parses arguments and calls domain code in `scene_assets/` or runs a Dagster job.
+Thin: each command parses arguments and calls domain code in `scene_assets/` / `evaluation/`, runs a
+Dagster job, or serves a bundle provider (faces/providers.py) over HTTP (faces/http_app.py).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -148,25 +150,21 @@ def cmd_data_fetch_ikea(args: argparse.Namespace) -> int:
 
 
 def _provider(args: argparse.Namespace):
-    """The bundle to recommend from: --index DIR, else the latest scene_index materialization."""
+    """The provider `recommend` and `serve` use, by the one policy of pipelines/serving.py: the bundle in
+    --index DIR (with the scorer in --learned DIR, if named), else the latest scene_index materialization
+    with the scorer in --learned DIR or, by default, the latest learned_scorer materialization;
+    --no-learned: no scorer. A scorer fitted on another encoder is refused (BundleError)."""
+    from faces.providers import LATEST, DirectoryBundleProvider, MaterializedBundleProvider
     from scene_assets.matching import ScoringWeights
 
-    weights = ScoringWeights.from_file(args.weights) if getattr(args, "weights", None) else None
+    weights = ScoringWeights.from_file(args.weights) if args.weights else None
     if args.index:
-        from scene_assets.recommender_bundle import DirectoryBundleProvider
-
         return DirectoryBundleProvider(args.index, device=args.device, weights=weights, learned=args.learned)
     ensure_dagster_home()
     import dagster as dg
 
-    from pipelines.serving import MaterializedBundleProvider
-
-    if args.learned:
-        from pipelines.serving import latest_bundle_dir
-
-        return DirectoryBundleProvider(latest_bundle_dir(dg.DagsterInstance.get())[0], device=args.device,
-                                       weights=weights, learned=args.learned)
-    return MaterializedBundleProvider(dg.DagsterInstance.get(), device=args.device, weights=weights)
+    learned = None if args.no_learned else args.learned or LATEST
+    return MaterializedBundleProvider(dg.DagsterInstance.get(), device=args.device, weights=weights, learned=learned)
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -197,6 +195,7 @@ def _print_recommendations(result: dict, image: str, info: dict) -> None:
     timings = result["timings_ms"]
     print(f"\n{timings.get('total', 0):.0f} ms (regions {timings.get('regions', 0):.0f}, search {timings.get('search', 0):.0f}, "
           f"rerank {timings.get('rerank', 0):.0f}); index {info.get('index_dir')}")
+    print(f"served: {info.get('source')}")
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
@@ -217,7 +216,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         exclude_categories=_split(args.exclude),
         room=args.room,
     ).to_dict()
-    result["index"] = loaded.info
+    result["index"] = {**loaded.info, "version": loaded.version}
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
@@ -227,11 +226,13 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from scene_assets.memory import keep_gpu_compilers_out
-    from scene_assets.serving import ServingSettings, serve
+    from faces.http_app import ServingSettings, serve
 
     keep_gpu_compilers_out(args.device)  # before torch loads: a CPU server never compiles GPU kernels
     provider = _provider(args)
     settings_ = ServingSettings(allow_url_fetch=args.allow_url_fetch, reload_interval_s=args.reload_interval)
+    print(f"scene-matcher: serving {provider.describe()}\n  (a learned scorer fitted on another encoder is refused; "
+          "/ready says why)")
     print(f"scene-matcher: serving on http://{args.host}:{args.port} (docs at /docs, metrics at /metrics)")
     serve(provider, host=args.host, port=args.port, settings=settings_)
     return 0
@@ -452,8 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--weights", help="scoring weights JSON (e.g. the evaluation sweep's best configuration); "
                              "given weights replace the learned scorer's fusion ranker")
         command.add_argument("--device", help="cpu or cuda (default: the device the bundle was built for, auto)")
-        command.add_argument("--learned", help="learned scorer folder (default: the latest learned_scorer materialization, "
-                             "if any; `scene-matcher evaluate --save-model DIR` writes one too)")
+        scorer = command.add_mutually_exclusive_group()
+        scorer.add_argument("--learned", metavar="DIR",
+                            help="learned scorer folder (default: without --index, the latest learned_scorer "
+                            "materialization, if any; with --index, none). `scene-matcher evaluate --save-model DIR` "
+                            "writes one too. A scorer fitted on another encoder than the bundle's is refused")
+        scorer.add_argument("--no-learned", action="store_true", help="serve without a learned scorer")
 
     recommend = commands.add_parser("recommend", help="analyse a scene photo and print the top-k products")
     recommend.add_argument("image", help="scene photo (JPEG/PNG/WebP)")

@@ -23,9 +23,11 @@ The declared content type of an upload is ignored: Pillow sniffs the bytes.
 # create_app with per-app limits (``le=settings.max_k``), and FastAPI can only see those when the
 # annotations are evaluated where they are written.
 import contextlib
+import copy
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -56,17 +58,15 @@ from scene_assets.images import (
     open_rgb,
 )
 from scene_assets.memory import limit_malloc_arenas, release_free_memory
-from scene_assets.recommender_bundle import LoadedRecommender  # re-exported: providers return it
-from scene_assets.matching import Recommender
+from scene_assets.matching import FACTORS, Recommender, ScoringWeights
+from scene_assets.recommender_bundle import LoadedRecommender
 from scene_assets.scene_analysis import ROOM_TYPES
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "LoadedRecommender",
     "RecommenderProvider",
     "ServingSettings",
-    "StaticProvider",
     "create_app",
     "serve",
 ]
@@ -77,6 +77,10 @@ _READ_CHUNK = 64 * 1024
 # body cap is max_upload_bytes + this, the exact per-file cap is applied when the upload is read.
 _FORM_OVERHEAD_BYTES = 64 * 1024
 _MAX_CAPTION_CHARS = 2000
+# Per-request scoring weights: each within [0, MAX_REQUEST_WEIGHT]. The score is a weighted mean, so only
+# ratios matter; the cap keeps a request from drowning every other factor by orders of magnitude.
+MAX_REQUEST_WEIGHT = 10.0
+_MAX_WEIGHTS_CHARS = 1000
 _MATCH_PATH = "/match"
 _CATEGORY_NAMES: frozenset[str] = frozenset(vocab.CATEGORIES) | frozenset(vocab.CATEGORY_GROUP.values())
 # Literal over the room vocabulary: FastAPI validates it (422 otherwise) and lists it in OpenAPI.
@@ -92,7 +96,7 @@ T = TypeVar("T")
 
 @runtime_checkable
 class RecommenderProvider(Protocol):
-    """Where the server gets its recommender from.
+    """Where the server gets its recommender from (the bundle providers: faces/providers.py).
 
     ``version()`` must be cheap (it is polled every ``reload_interval_s``): an id of the currently
     materialized index, e.g. a Dagster event id or the manifest sha256; ``None`` while nothing is
@@ -102,19 +106,6 @@ class RecommenderProvider(Protocol):
     def version(self) -> str | None: ...
 
     def load(self) -> LoadedRecommender: ...
-
-
-class StaticProvider:
-    """A provider for an already built :class:`Recommender` that never changes (scripts, demos)."""
-
-    def __init__(self, recommender: Recommender, version: str = "static", info: dict | None = None) -> None:
-        self._loaded = LoadedRecommender(version, recommender, dict(info or {}))
-
-    def version(self) -> str | None:
-        return self._loaded.version
-
-    def load(self) -> LoadedRecommender:
-        return self._loaded
 
 
 def _default_concurrency() -> int:
@@ -218,6 +209,56 @@ def _split_categories(values: list[str] | None) -> list[str]:
             if part and part not in out:
                 out.append(part)
     return out
+
+
+def _request_weights(text: str | None) -> dict[str, float] | None:
+    """The ``weights`` form field: a JSON object of factor name -> weight, each a finite number in
+    [0, MAX_REQUEST_WEIGHT]; None when absent or empty. Anything else is a 422 saying what is wrong."""
+    if text is None or not text.strip():
+        return None
+
+    def refuse(reason: str) -> HTTPException:
+        return HTTPException(422, f"weights: {reason}; send a JSON object of factor weights, e.g. "
+                                  f'{{"visual": 1, "color": 0.5}}, with factors from {list(FACTORS)}, each a '
+                                  f"number in [0, {MAX_REQUEST_WEIGHT:g}]")
+
+    try:
+        given = json.loads(text)
+    except ValueError as exc:
+        raise refuse(f"not valid JSON ({exc})") from None
+    if not isinstance(given, dict) or not given:
+        raise refuse(f"expected a non-empty JSON object, got {json.dumps(given)[:80]}")
+    unknown = sorted(set(given) - set(FACTORS))
+    if unknown:
+        raise refuse(f"unknown factor(s) {unknown}")
+    out = {}
+    for name, value in sorted(given.items()):
+        # bool is an int to Python, NaN / Infinity parse as JSON here, and a huge integer overflows a float.
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise refuse(f"{name} must be a finite number, got {json.dumps(value)[:40]}")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise refuse(f"{name} must be a finite number, got {json.dumps(value)[:40]}")
+        if not 0 <= number <= MAX_REQUEST_WEIGHT:
+            raise refuse(f"{name} = {number:g} is outside [0, {MAX_REQUEST_WEIGHT:g}]")
+        out[name] = number
+    return out
+
+
+def _with_weights(recommender: Recommender, overrides: dict[str, float]) -> Recommender:
+    """A per-request view of the served recommender scoring with its weights, ``overrides`` replacing
+    the factors they name; like ``--weights``, explicit weights ask for the hand-weighted mix (the
+    learned scorer's fusion ranker, if any, is not used). A shallow copy: it shares the index and the
+    product arrays, and the served recommender is never changed, so concurrent requests cannot see
+    each other's weights. Raises ValueError when every weight ends up 0."""
+    weights = ScoringWeights(**(recommender.weights.to_dict() | overrides))
+    view = copy.copy(recommender)
+    view.weights = weights
+    view._weights_given = True
+    return view
 
 
 def _cache_key(sha: str, version: str, params: dict[str, Any]) -> str:
@@ -534,7 +575,7 @@ matched `region`; the `scene` analysis; `calibrated` and `confidence_method` say
 `confidence` is a calibrated probability) plus `index_version`, `cached` and `took_ms`.
 
 Errors: 400 empty / undecodable / truncated image, or an `image_url` that is disabled or refused;
-413 upload or pixel count over the limits; 422 invalid form fields (`k` range, `room`, unknown
+413 upload or pixel count over the limits; 422 invalid form fields (`k` range, `room`, `weights`, unknown
 categories, no image); 503 no index loaded yet, or server busy."""
 
 
@@ -652,6 +693,13 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
             description="http(s) address of the scene photo instead of an upload; only when the server "
                         "enables URL fetching (private, loopback and link-local addresses are refused).",
         )] = None,
+        weights: Annotated[str | None, Form(
+            max_length=_MAX_WEIGHTS_CHARS,
+            description="Optional scoring weights for this request: a JSON object of factor name -> weight, "
+                        f"e.g. {{\"visual\": 1, \"color\": 0.5}}. Factors: {', '.join(FACTORS)}; each weight a "
+                        f"finite number in [0, {MAX_REQUEST_WEIGHT:g}], not all 0. Named factors replace the served "
+                        "weights, the others keep them; given weights use the weighted mix, not the learned "
+                        "ranker.")] = None,
     ) -> JSONResponse:
         t0 = time.perf_counter()
         served = runtime.served  # one read: a reload during this request does not mix versions
@@ -665,6 +713,11 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
             raise HTTPException(422, f"unknown categories {unknown}; use the categories of "
                                      "scene_assets.vocabulary.CATEGORIES or their groups")
         caption = caption.strip() if caption and caption.strip() else None
+        overrides = _request_weights(weights)
+        try:
+            recommender = served.recommender if overrides is None else _with_weights(served.recommender, overrides)
+        except ValueError as exc:  # every weight 0
+            raise HTTPException(422, f"weights: {exc}") from None
 
         url = image_url.strip() if image_url and image_url.strip() else None
         if url is not None:
@@ -683,7 +736,7 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
             raise _RequestError(400, f"{label}: empty image (0 bytes)")
 
         params = {"k": k, "caption": caption, "include_categories": sorted(include) or None,
-                  "exclude_categories": sorted(exclude) or None, "room": room}
+                  "exclude_categories": sorted(exclude) or None, "room": room, "weights": overrides}
         key = _cache_key(hashlib.sha256(data).hexdigest(), served.version, params)
         result = runtime.cache_get(key)
         cached = result is not None
@@ -695,7 +748,7 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
             def work() -> dict:
                 img = _decode_image(data, label, settings.max_pixels)
                 try:
-                    res = served.recommender.recommend(
+                    res = recommender.recommend(
                         img, k=k, caption=caption, include_categories=include or None,
                         exclude_categories=exclude or None, room=room)
                 except ValueError as exc:  # engine-side validation of the request
