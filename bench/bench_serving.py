@@ -149,7 +149,7 @@ def main() -> int:
         cells = " ".join(f"{row['stages_ms'][s][0]:6.1f}/{row['stages_ms'][s][1]:6.1f}" for s in STAGES)
         print(f"{label:<24} {row['index'][:10]:<10} {cells}")
     if not args.skip_http:
-        print(f"\nHTTP /match via `scene-matcher serve` (client-side ms p50 / p95; RSS of the server process)")
+        print("\nHTTP /match via `scene-matcher serve` (client-side ms p50 / p95; RSS of the server process)")
         header = (f"{'catalog':<24} {'uncached':>15} {'cached':>13} {'RSS loaded':>11} {'RSS under load':>14} "
                   f"{'RSS idle':>9} {'peak RSS':>9}")
         print(header + "\n" + "-" * len(header))

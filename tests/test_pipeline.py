@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import polars as pl
 import pytest
 

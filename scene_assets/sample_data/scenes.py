@@ -19,7 +19,7 @@ from scene_assets.sample_data.rooms import BACK_Y0, BACK_Y1, SCENE_H, SCENE_W, R
 _SCENE_WIDTH: dict[str, float] = {
     "sofa": 0.44, "armchair": 0.21, "chair": 0.12, "bar_stool": 0.09, "swivel_chair": 0.16,
     "outdoor_chair": 0.15, "coffee_table": 0.26, "dining_table": 0.40, "desk": 0.36,
-    "outdoor_table": 0.36, "bed": 0.52, "cot": 0.30, "wardrobe": 0.21, "chest": 0.20,
+    "outdoor_table": 0.36, "cot": 0.30, "wardrobe": 0.21, "chest": 0.20,
     "shoe_cabinet": 0.22, "bookcase": 0.17, "cube_shelf": 0.25, "wall_shelf": 0.26,
     "trolley": 0.11, "toy_box": 0.15, "coat_stand": 0.10, "rug": 0.56, "cushion": 0.075,
     "soft_toy": 0.09, "floor_lamp": 0.09, "table_lamp": 0.07, "pendant_dome": 0.12,
