@@ -54,6 +54,28 @@ def _shard_metadata(stats_by_shard: dict[str, object], extra: dict | None = None
     return {**metadata, **(extra or {})}
 
 
+def _update_shards(context: dg.AssetExecutionContext, storage: ProjectStorage, encoder: EncoderResource,
+                   vector_set: str, asset_name: str, catalog: pl.DataFrame, fingerprint: str, dim: int,
+                   encoder_for) -> dg.MaterializeResult:
+    """Bring each selected shard's vector file up to date with `catalog` (only new or changed rows are
+    encoded, by `encoder_for(shard, rows) -> (encode, on_done)`), then report per-shard counts and the check."""
+    stats, checked = {}, {}
+    for shard in context.partition_keys:
+        wanted = select_shard(catalog, shard)
+        encode, on_done = encoder_for(shard, wanted)
+        stored, stats[shard] = update_vector_file(
+            vector_path(storage, vector_set, shard), wanted, fingerprint, encode, dim=dim,
+            chunk_size=encoder.commit_every,
+        )
+        if on_done is not None:
+            on_done()
+        checked[shard] = (stored, wanted, stats[shard].skipped_reasons)
+    return dg.MaterializeResult(
+        metadata=_shard_metadata(stats, {"fingerprint": fingerprint, "dim": dim}),
+        check_results=[checks.vectors_match_catalog(asset_name, checked, fingerprint)],
+    )
+
+
 @dg.asset(
     group_name=GROUP,
     partitions_def=catalog_shards,
@@ -77,14 +99,13 @@ def product_image_features(
     with_image = enriched_catalog.filter(pl.col("image_status") == "ok").with_columns(
         content_hash=pl.col("image_sha256")
     )
-    stats, checked = {}, {}
-    for shard in context.partition_keys:
-        wanted = select_shard(with_image, shard)
-        bar = progress_bar(wanted.height, f"image features {shard}", unit="img")
 
-        def encode(rows: pl.DataFrame):
+    def encoder_for(shard: str, rows: pl.DataFrame):
+        bar = progress_bar(rows.height, f"image features {shard}", unit="img")
+
+        def encode(batch: pl.DataFrame):
             return encode_image_rows(
-                rows,
+                batch,
                 model.preprocess_image,
                 stage.encode_batch,
                 batch_size=encoder.batch_size,
@@ -92,15 +113,11 @@ def product_image_features(
                 progress=bar.update,
             )
 
-        stored, stats[shard] = update_vector_file(
-            vector_path(storage, "image_features", shard), wanted, stage.fingerprint, encode, dim=stage.dim,
-            chunk_size=encoder.commit_every,
-        )
-        bar.close()
-        checked[shard] = (stored, wanted, stats[shard].skipped_reasons)
-    return dg.MaterializeResult(
-        metadata=_shard_metadata(stats, {"fingerprint": stage.fingerprint, "dim": stage.dim}),
-        check_results=[checks.vectors_match_catalog("product_image_features", checked, stage.fingerprint)],
+        return encode, bar.close
+
+    return _update_shards(
+        context, storage, encoder, "image_features", "product_image_features", with_image, stage.fingerprint,
+        stage.dim, encoder_for,
     )
 
 
@@ -125,23 +142,16 @@ def product_text_vectors(
     catalog = enriched_catalog.with_columns(
         content_hash=pl.Series([content_hash(text) for text in enriched_catalog["embedding_text"]], dtype=pl.String)
     )
-    fingerprint = model.text_fingerprint()
-    stats, checked = {}, {}
-    for shard in context.partition_keys:
-        wanted = select_shard(catalog, shard)
 
-        def encode(rows: pl.DataFrame):
-            vectors = model.encode_texts(rows["embedding_text"].to_list())
-            return list(range(rows.height)), vectors, []
+    def encoder_for(shard: str, rows: pl.DataFrame):
+        def encode(batch: pl.DataFrame):
+            return list(range(batch.height)), model.encode_texts(batch["embedding_text"].to_list()), []
 
-        stored, stats[shard] = update_vector_file(
-            vector_path(storage, "text", shard), wanted, fingerprint, encode, dim=model.dim,
-            chunk_size=encoder.commit_every,
-        )
-        checked[shard] = (stored, wanted, stats[shard].skipped_reasons)
-    return dg.MaterializeResult(
-        metadata=_shard_metadata(stats, {"fingerprint": fingerprint, "dim": model.dim}),
-        check_results=[checks.vectors_match_catalog("product_text_vectors", checked, fingerprint)],
+        return encode, None
+
+    return _update_shards(
+        context, storage, encoder, "text", "product_text_vectors", catalog, model.text_fingerprint(), model.dim,
+        encoder_for,
     )
 
 
