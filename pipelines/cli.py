@@ -149,7 +149,7 @@ def cmd_data_fetch_ikea(args: argparse.Namespace) -> int:
 
 def _provider(args: argparse.Namespace):
     """The bundle to recommend from: --index DIR, else the latest scene_index materialization."""
-    from scene_assets.matching import ScoringWeights
+    from scene_assets.ranking import ScoringWeights
 
     weights = ScoringWeights.from_file(args.weights) if getattr(args, "weights", None) else None
     if args.index:

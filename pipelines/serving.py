@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from scene_assets.matching import ScoringWeights
+from scene_assets.ranking import ScoringWeights
 from scene_assets.recommender_bundle import EncoderReuse, LoadedRecommender, bundle_info, load_recommender, read_bundle
 
 SCENE_INDEX = dg.AssetKey("scene_index")

@@ -36,7 +36,8 @@ import polars as pl
 from scene_assets import vector_index
 from scene_assets.embeddings import vector_matrix, vectors_frame, write_atomic, write_atomic_bytes, write_atomic_parquet
 from scene_assets.index_build import MEMBERS_FILE, IndexBuildReport, build_or_update_index
-from scene_assets.matching import Recommender, ScoringWeights, catalog_mean
+from scene_assets.matching import Recommender, catalog_mean
+from scene_assets.ranking import ScoringWeights
 from scene_assets.regions import center_and_normalize
 
 BUNDLE_FILE = "bundle.json"

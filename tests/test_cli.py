@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from scene_assets.matching import FACTORS
+from scene_assets.ranking import FACTORS
 
 from pipelines.cli import build_parser, main
 

@@ -43,7 +43,7 @@ from scene_assets.learned import (
     fit_region_projection,
     fit_room_classifier,
 )
-from scene_assets.matching import FACTORS, ScoringWeights
+from scene_assets.ranking import FACTORS, ScoringWeights
 from scene_assets.scene_analysis import ROOM_TYPES
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
@@ -923,7 +923,7 @@ def _ablation_folds(leaky: bool = False) -> list[tuple[list[SceneResult], list[S
 
 def test_ablation_rows_deltas_and_tables(tmp_path):
     from evaluation.ablation import Variant, format_ablation, score_variants, without_factors, write_ablation
-    from scene_assets.ranker import RankerConfig
+    from scene_assets.ranking import RankerConfig
 
     ref = EvaluationConfig(folds=3, bootstrap_resamples=200,
                            ranker=RankerConfig(max_iter=30, negatives_per_scene=20))
@@ -981,7 +981,7 @@ def test_ablation_rows_deltas_and_tables(tmp_path):
 
 def test_without_factors_zeroes_weights_and_excludes_features():
     from evaluation.ablation import default_variants, without_factors
-    from scene_assets.ranker import RankerConfig
+    from scene_assets.ranking import RankerConfig
 
     cfg = EvaluationConfig(ranker=RankerConfig(exclude=("size",)))
     off = without_factors(cfg, ["learned", "color"])
@@ -1003,7 +1003,7 @@ def test_ablation_logged_as_parent_and_children(tmp_path):
 
     from evaluation.ablation import Variant, score_variants
     from evaluation.tracking import MlflowLogger
-    from scene_assets.ranker import RankerConfig
+    from scene_assets.ranking import RankerConfig
 
     ref = EvaluationConfig(folds=3, bootstrap_resamples=50, ranker=RankerConfig(max_iter=10, negatives_per_scene=10))
     variants = [Variant("learned ranker", ref, "reference"),

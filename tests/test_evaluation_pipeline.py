@@ -21,7 +21,7 @@ from pipelines.evaluation.resources import LabeledData, MlflowTracking
 from pipelines.io_managers import PolarsParquetIOManager
 from pipelines.resources import CatalogSource, ProjectStorage
 from pipelines.runner import run_main_job
-from scene_assets.matching import ScoringWeights
+from scene_assets.ranking import ScoringWeights
 from scene_assets.settings import PROJECT_ROOT
 
 SAMPLE = PROJECT_ROOT / "data" / "sample"

@@ -14,14 +14,9 @@ from PIL import Image
 from scene_assets import vector_index
 from scene_assets import vocabulary as vocab
 from scene_assets.encoders import FakeEncoder, build_encoder
-from scene_assets.matching import (
-    FACTORS,
-    Recommender,
-    RecommendationResult,
-    ScoringWeights,
-    build_product_index,
-    catalog_mean,
-)
+from scene_assets.matching import Recommender, build_product_index, catalog_mean
+from scene_assets.ranking import FACTORS, ScoringWeights
+from scene_assets.recommendation import RecommendationResult
 from scene_assets.regions import RegionConfig
 from tests.drawing import product_image
 

@@ -1,4 +1,4 @@
-"""The learned fusion ranker (scene_assets.ranker): numpy trees equal sklearn's, the training rows,
+"""The learned fusion ranker (scene_assets.ranking.ranker): numpy trees equal sklearn's, the training rows,
 storage in the learned scorer, and the recommender ranking candidates exactly as the evaluation
 ranks the whole catalog. Synthetic data and the fake encoder only: fast."""
 
@@ -14,8 +14,9 @@ import pytest
 from evaluation.protocol import BASELINES, EvaluationConfig, SceneResult, rank_fold, score_results
 from scene_assets.encoders import FakeEncoder
 from scene_assets.learned import LabelPriors, LearnedScorer, RegionProjection
-from scene_assets.matching import FACTORS, LEARNED_DEFAULT_WEIGHTS, Recommender, ScoringWeights
-from scene_assets.ranker import (
+from scene_assets.matching import Recommender
+from scene_assets.ranking import FACTORS, LEARNED_DEFAULT_WEIGHTS, ScoringWeights
+from scene_assets.ranking.ranker import (
     FusionRanker,
     RankerConfig,
     TreeEnsemble,

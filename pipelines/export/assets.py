@@ -9,7 +9,7 @@ from pipelines.export.resources import SceneInbox
 from pipelines.metadata import markdown_table
 from pipelines.resources import ProjectStorage
 from scene_assets.export import export_batch, read_batch_manifest
-from scene_assets.matching import ScoringWeights
+from scene_assets.ranking import ScoringWeights
 from scene_assets.recommender_bundle import load_recommender
 
 
