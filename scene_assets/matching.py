@@ -110,11 +110,9 @@ def build_product_index(
     return index, stored, mean
 
 
-
 # --------------------------------------------------------------------------------------------
 # recommender
 # --------------------------------------------------------------------------------------------
-
 
 
 class Recommender:
@@ -626,11 +624,6 @@ class Recommender:
         """``(product_ids, scores)`` of every indexed product, best first."""
         return self.score_catalog(image, caption=caption, room=room, rerank=rerank,
                                   region_config=region_config).ranked()
-
-    def rank_all_many(self, images: Sequence[Any], *, captions: Sequence[str | None] | None = None,
-                      **kwargs: Any) -> list[tuple[np.ndarray, np.ndarray]]:
-        captions = list(captions) if captions is not None else [None] * len(images)
-        return [self.rank_all(im, caption=c, **kwargs) for im, c in zip(images, captions)]
 
 
 def _wants_2d(model: Any) -> bool:
