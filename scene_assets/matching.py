@@ -49,8 +49,8 @@ import polars as pl
 from scene_assets import vector_index
 from scene_assets.ranking import rerank as reranking
 from scene_assets.ranking.catalog import ProductInfo, align_text_vectors, catalog_attributes
-from scene_assets.ranking.config import Diversity, RankingConfig, ScoringWeights
-from scene_assets.ranking.factors import FACTORS, ProductFactors, as_list, as_str, column, factor_matrix, visual
+from scene_assets.ranking.config import Diversity, FusionChoice, RankingConfig, ScoringWeights
+from scene_assets.ranking.factors import FACTORS, ProductFactors, as_list, column, factor_matrix, visual
 from scene_assets.ranking.fusion import Fusion, choose_fusion
 from scene_assets.recommendation import CatalogScores, PreparedScene, Recommendation, RecommendationResult
 from scene_assets.regions import (
@@ -469,6 +469,7 @@ class Recommender:
         per_region_k: int | None = None,
         region_config: RegionConfig | None = None,
         weights: ScoringWeights | None = None,
+        fusion: FusionChoice = "auto",
     ) -> RecommendationResult:
         """Top-``k`` products for a scene (PIL image, path, or encoded bytes); see module docstring.
 
@@ -476,15 +477,16 @@ class Recommender:
         ``room`` (one of ROOM_TYPES) keeps only products that belong in that room and replaces the
         predicted room posterior. Filters act inside the search, so ``k`` results come back
         whenever that many products pass them. The re-rank options have the limits of
-        :class:`~scene_assets.ranking.config.RankingConfig`; ``weights``: weights for this request
-        (they choose the weighted fusion, as weights given to the recommender do)."""
+        :class:`~scene_assets.ranking.config.RankingConfig`. ``weights``: weights for this request (in
+        place of the recommender's); ``fusion``: weights, ranker or auto (``ranking.fusion.choose_fusion``)."""
         if k < 1:
             raise ValueError("k must be >= 1")
         if diversity not in ("mmr", "category_cap", None):
             raise ValueError(f"diversity must be 'mmr', 'category_cap' or None, got {diversity!r}")
         options = RankingConfig(diversity=diversity, collapse_variants=collapse_variants, mmr_lambda=mmr_lambda,
                                 category_cap=category_cap)
-        fusion = self.fusion if weights is None else choose_fusion(weights, self.learned)
+        scoring = (self.fusion if weights is None and fusion == "auto"
+                   else choose_fusion(weights or self._given_weights, self.learned, fusion))
         t_start = time.perf_counter()
         scene = self.prepare_scene(image, caption=caption, room=room, region_config=region_config)
         timings = dict(scene.timings_ms)
@@ -505,7 +507,7 @@ class Recommender:
             t0 = time.perf_counter()
             n_candidates = int(rows.shape[0])
             with single_threaded():
-                items = self._rerank(scene, rows, vis, reg, k=k, fusion=fusion, options=options)
+                items = self._rerank(scene, rows, vis, reg, k=k, fusion=scoring, options=options)
             rerank_ms += (time.perf_counter() - t0) * 1000
             exhausted = prk >= n_allowed or prk >= self.index.ntotal
             if len(items) >= k or exhausted:
@@ -521,13 +523,13 @@ class Recommender:
             "mmr_lambda": mmr_lambda if diversity == "mmr" else None,
             "category_cap": category_cap if diversity == "category_cap" else None,
             "per_region_k": prk, "space": self.space, "centered": self.catalog_mean is not None,
-            "fusion": fusion.label,
+            "fusion": scoring.label,
             "region_config": (region_config or self.region_config).to_dict(),
             "confidence_method": ("calibrator" if self.calibrated else
                                   f"logistic(score; mid={_DEFAULT_SIGMOID_MID}, slope={_DEFAULT_SIGMOID_SLOPE})"),
         }
         return RecommendationResult(items, scene.analysis, scene.regions, timings, self.calibrated,
-                                    fusion.weights, params, n_candidates)
+                                    scoring.weights, params, n_candidates)
 
     def _rerank(self, scene: PreparedScene, rows: np.ndarray, vis: np.ndarray, reg: np.ndarray, *, k: int,
                 fusion: Fusion, options: RankingConfig) -> list[Recommendation]:

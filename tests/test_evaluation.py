@@ -18,21 +18,10 @@ import pytest
 
 from evaluation.dataset import DatasetError, evaluation_group, load_labeled_dataset
 from evaluation.metrics import ranking_metrics
-from evaluation.protocol import (
-    BASELINES,
-    DEFAULT_EVALUATION_WEIGHTS,
-    METRIC_KEYS,
-    EvaluationConfig,
-    SceneResult,
-    SplitError,
-    _ranks,
-    evaluate,
-    format_table,
-    load_results,
-    metrics_from_ranks,
-    save_results,
-    score_results,
-)
+from evaluation.config import BASELINES, DEFAULT_EVALUATION_WEIGHTS, METRIC_KEYS, EvaluationConfig
+from evaluation.protocol import SplitError, evaluate
+from evaluation.report import format_table, load_results, save_results
+from evaluation.scoring import SceneResult, metrics_from_ranks, ranks_of, score_results
 from evaluation.sweep import _CHOICES, SWEPT_FACTORS, random_weight_grid, run_sweep
 from scene_assets.learned import (
     IsotonicCalibrator,
@@ -59,7 +48,7 @@ def _l2(x: np.ndarray) -> np.ndarray:
 
 
 def test_metrics_from_ranks_by_hand():
-    m = metrics_from_ranks(np.array([0, 3, 12]), 4)
+    m = metrics_fromranks_of(np.array([0, 3, 12]), 4)
     assert set(m) == set(METRIC_KEYS)
     assert m["recall@10"] == pytest.approx(2 / 4)
     assert m["recall@50"] == pytest.approx(3 / 4)
@@ -72,11 +61,11 @@ def test_metrics_from_ranks_by_hand():
 
 
 def test_metrics_from_ranks_first_hit_outside_top10_and_none_ranked():
-    m = metrics_from_ranks(np.array([14, 60]), 3)
+    m = metrics_fromranks_of(np.array([14, 60]), 3)
     assert m["recall@10"] == 0.0 and m["ndcg@10"] == 0.0 and m["hit@10"] == 0.0
     assert m["recall@50"] == pytest.approx(1 / 3)
     assert m["mrr"] == pytest.approx(1 / 15)
-    empty = metrics_from_ranks(np.array([], dtype=np.int64), 2)
+    empty = metrics_fromranks_of(np.array([], dtype=np.int64), 2)
     assert empty == {"recall@10": 0.0, "recall@50": 0.0, "ndcg@10": 0.0, "mrr": 0.0, "hit@10": 0.0}
 
 
@@ -89,17 +78,17 @@ def test_metrics_from_ranks_agrees_with_ranking_metrics(seed):
     ranking = [ids[i] for i in np.argsort(-scores, kind="stable")]
     relevant = {ids[i] for i in relevant_rows}
     expected = ranking_metrics(ranking, relevant)
-    got = metrics_from_ranks(_ranks(scores, relevant_rows), len(relevant))
+    got = metrics_fromranks_of(ranks_of(scores, relevant_rows), len(relevant))
     assert got == pytest.approx(expected)
 
 
 def test_ranks_are_sorted_and_ties_go_to_the_earlier_row():
     scores = np.array([0.5, 0.9, 0.5, 0.9, 0.1])
     # descending, stable: rows 1, 3, 0, 2, 4
-    assert _ranks(scores, np.array([3, 2])).tolist() == [1, 3]
-    assert _ranks(scores, np.array([4, 0, 1])).tolist() == [0, 2, 4]
+    assert ranks_of(scores, np.array([3, 2])).tolist() == [1, 3]
+    assert ranks_of(scores, np.array([4, 0, 1])).tolist() == [0, 2, 4]
     flat = np.zeros(6)
-    assert _ranks(flat, np.array([5, 1])).tolist() == [1, 5]
+    assert ranks_of(flat, np.array([5, 1])).tolist() == [1, 5]
 
 
 def _result(factors: np.ndarray, relevant: list[int], fold: int = 0, room: str = "Bedroom",
@@ -123,7 +112,7 @@ def test_score_results_by_hand_and_scale_invariant():
     # visual ranks rows 3, 4 at positions 3 and 4 (0-based); learned puts them first
     out = score_results([r], only_visual)
     assert out.shape == (1, len(METRIC_KEYS))
-    assert dict(zip(METRIC_KEYS, out[0])) == pytest.approx(metrics_from_ranks(np.array([3, 4]), 2))
+    assert dict(zip(METRIC_KEYS, out[0])) == pytest.approx(metrics_fromranks_of(np.array([3, 4]), 2))
     assert dict(zip(METRIC_KEYS, out[0]))["mrr"] == pytest.approx(1 / 4)
     assert score_results([r], only_learned)[0].tolist() == [1.0, 1.0, 1.0, 1.0, 1.0]
     doubled = ScoringWeights(**{k: 2 * x for k, x in only_visual.to_dict().items()})
@@ -549,12 +538,12 @@ def _mrr(proj: RegionProjection, products, queries, positives) -> float:
     for q, pos in zip(queries, positives):
         s = proj.scores(q, projected)
         assert s.shape == (products.shape[0],)
-        rr.append(metrics_from_ranks(_ranks(s, pos), len(pos))["mrr"])
+        rr.append(metrics_fromranks_of(ranks_of(s, pos), len(pos))["mrr"])
     return float(np.mean(rr))
 
 
 def _chance_mrr(rng, n_products, positives, draws=200) -> float:
-    return float(np.mean([metrics_from_ranks(_ranks(rng.random(n_products), pos), len(pos))["mrr"]
+    return float(np.mean([metrics_fromranks_of(ranks_of(rng.random(n_products), pos), len(pos))["mrr"]
                           for pos in positives for _ in range(draws // len(positives) + 1)]))
 
 

@@ -11,7 +11,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from evaluation.protocol import BASELINES, EvaluationConfig, SceneResult, rank_fold, score_results
+from evaluation.config import BASELINES, EvaluationConfig
+from evaluation.folds import rank_fold
+from evaluation.scoring import SceneResult, score_results
 from scene_assets.encoders import FakeEncoder
 from scene_assets.learned import LabelPriors, LearnedScorer, RegionProjection
 from scene_assets.matching import Recommender

@@ -9,15 +9,25 @@ from pipelines.export.resources import SceneInbox
 from pipelines.metadata import markdown_table
 from pipelines.resources import ProjectStorage
 from scene_assets.export import export_batch, read_batch_manifest
-from scene_assets.ranking import ScoringWeights
+from scene_assets.ranking import RankingConfig, ScoringWeights
 from scene_assets.recommender_bundle import load_recommender
 
 
 class ExportConfig(dg.Config):
     k: int = Field(default=10, description="Products per scene.")
-    diversity: str = Field(default="mmr", description="mmr, category_cap or none.")
     weights_path: str = Field(default="", description="Scoring weights JSON (e.g. the sweep's best); empty: defaults.")
+    fusion: str = Field(**RankingConfig.field_help("fusion"))
+    diversity: str = Field(**RankingConfig.field_help("diversity"))
+    mmr_lambda: float = Field(**RankingConfig.field_help("mmr_lambda"))
+    category_cap: int = Field(**RankingConfig.field_help("category_cap"))
+    collapse_variants: bool = Field(**RankingConfig.field_help("collapse_variants"))
     gallery: bool = Field(default=True, description="Also write the static HTML gallery with thumbnails.")
+
+    def ranking(self) -> RankingConfig:
+        """The ranking these settings ask for (validated against RankingConfig's limits)."""
+        return RankingConfig(weights=ScoringWeights.from_file(self.weights_path) if self.weights_path else None,
+                             fusion=self.fusion, diversity=self.diversity, mmr_lambda=self.mmr_lambda,
+                             category_cap=self.category_cap, collapse_variants=self.collapse_variants)
 
 
 @dg.asset(
@@ -39,8 +49,8 @@ def scene_recommendations(
 ) -> dg.MaterializeResult:
     batch = context.partition_key
     manifest = read_batch_manifest(scene_inbox.manifest_path(batch))
-    weights = ScoringWeights.from_file(config.weights_path) if config.weights_path else None
-    recommender, bundle = load_recommender(scene_index["path"], weights=weights)
+    ranking = config.ranking()
+    recommender, bundle = load_recommender(scene_index["path"], weights=ranking.weights)
     out_dir = storage.path("exports", "batches", batch)
     result = export_batch(
         recommender,
@@ -51,7 +61,7 @@ def scene_recommendations(
         k=config.k,
         index_version=bundle["version"],
         gallery=config.gallery,
-        recommend_kwargs={"diversity": None if config.diversity == "none" else config.diversity},
+        recommend_kwargs=ranking.recommend_options(),
     )
     for failure in result.failures.iter_rows(named=True):
         context.log.warning(f"skipped {failure['scene_path']}: {failure['reason']}")

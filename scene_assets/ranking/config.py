@@ -115,7 +115,7 @@ class RankingConfig(BaseModel):
         "were given, else the weights.")
     diversity: Diversity = Field(
         default="mmr", description="Diversity of the top k: mmr (maximal marginal relevance over the product "
-        "vectors), category_cap (at most category_cap per category) or None.")
+        "vectors), category_cap (at most category_cap per category) or none.")
     mmr_lambda: float = Field(default=0.7, ge=0.0, le=1.0, description="MMR trade-off: 1 = relevance only, "
                               "0 = novelty only.")
     category_cap: int = Field(default=3, ge=1, le=100, description="Products per category with "
@@ -145,19 +145,9 @@ class RankingConfig(BaseModel):
                     out[limit] = getattr(meta, limit)
         return out
 
-    @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "RankingConfig":
-        """JSON or YAML: the re-rank options and ``weights``; a file holding only weights (flat, as the
-        weight sweep writes them) sets the weights."""
-        data = dict(read_mapping_file(path))
-        try:
-            if set(data) - set(cls.model_fields):
-                return cls(weights=ScoringWeights.from_dict(data))
-            return cls(**data)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: {exc}") from exc
-
-    def to_dict(self) -> dict[str, Any]:
-        out = self.model_dump(exclude={"weights"})
-        out["weights"] = None if self.weights is None else self.weights.to_dict()
-        return out
+    def recommend_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``Recommender.recommend``: the fusion choice, the weights when given, and
+        the re-rank options."""
+        return {"fusion": self.fusion, "diversity": self.diversity, "mmr_lambda": self.mmr_lambda,
+                "category_cap": self.category_cap, "collapse_variants": self.collapse_variants} | (
+                    {"weights": self.weights} if self.weights is not None else {})
