@@ -71,10 +71,10 @@ def summarize(results: Sequence[SceneResult], config: EvaluationConfig, products
     headline: dict[str, Any] = {"n_scenes": len(results)}
     for j, k in enumerate(METRIC_KEYS):
         headline[k] = round(float(per_scene[:, j].mean()), 4)
-    group_hits = group_hits(results, system_scores, groups)
+    system_hits = group_hits(results, system_scores, groups)
     for g in EVALUATION_GROUPS:
-        headline[f"hit@10.{g}"] = round(float(np.mean(group_hits[g])), 4) if group_hits[g] else None
-        headline[f"n_scenes.{g}"] = len(group_hits[g])
+        headline[f"hit@10.{g}"] = round(float(np.mean(system_hits[g])), 4) if system_hits[g] else None
+        headline[f"n_scenes.{g}"] = len(system_hits[g])
     room_ok = np.array([r.predicted_room == r.room_type for r in results], dtype=float)
     headline["room_type_accuracy"] = round(float(room_ok.mean()), 4)
 

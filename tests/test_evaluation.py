@@ -48,7 +48,7 @@ def _l2(x: np.ndarray) -> np.ndarray:
 
 
 def test_metrics_from_ranks_by_hand():
-    m = metrics_fromranks_of(np.array([0, 3, 12]), 4)
+    m = metrics_from_ranks(np.array([0, 3, 12]), 4)
     assert set(m) == set(METRIC_KEYS)
     assert m["recall@10"] == pytest.approx(2 / 4)
     assert m["recall@50"] == pytest.approx(3 / 4)
@@ -61,11 +61,11 @@ def test_metrics_from_ranks_by_hand():
 
 
 def test_metrics_from_ranks_first_hit_outside_top10_and_none_ranked():
-    m = metrics_fromranks_of(np.array([14, 60]), 3)
+    m = metrics_from_ranks(np.array([14, 60]), 3)
     assert m["recall@10"] == 0.0 and m["ndcg@10"] == 0.0 and m["hit@10"] == 0.0
     assert m["recall@50"] == pytest.approx(1 / 3)
     assert m["mrr"] == pytest.approx(1 / 15)
-    empty = metrics_fromranks_of(np.array([], dtype=np.int64), 2)
+    empty = metrics_from_ranks(np.array([], dtype=np.int64), 2)
     assert empty == {"recall@10": 0.0, "recall@50": 0.0, "ndcg@10": 0.0, "mrr": 0.0, "hit@10": 0.0}
 
 
@@ -78,7 +78,7 @@ def test_metrics_from_ranks_agrees_with_ranking_metrics(seed):
     ranking = [ids[i] for i in np.argsort(-scores, kind="stable")]
     relevant = {ids[i] for i in relevant_rows}
     expected = ranking_metrics(ranking, relevant)
-    got = metrics_fromranks_of(ranks_of(scores, relevant_rows), len(relevant))
+    got = metrics_from_ranks(ranks_of(scores, relevant_rows), len(relevant))
     assert got == pytest.approx(expected)
 
 
@@ -112,7 +112,7 @@ def test_score_results_by_hand_and_scale_invariant():
     # visual ranks rows 3, 4 at positions 3 and 4 (0-based); learned puts them first
     out = score_results([r], only_visual)
     assert out.shape == (1, len(METRIC_KEYS))
-    assert dict(zip(METRIC_KEYS, out[0])) == pytest.approx(metrics_fromranks_of(np.array([3, 4]), 2))
+    assert dict(zip(METRIC_KEYS, out[0])) == pytest.approx(metrics_from_ranks(np.array([3, 4]), 2))
     assert dict(zip(METRIC_KEYS, out[0]))["mrr"] == pytest.approx(1 / 4)
     assert score_results([r], only_learned)[0].tolist() == [1.0, 1.0, 1.0, 1.0, 1.0]
     doubled = ScoringWeights(**{k: 2 * x for k, x in only_visual.to_dict().items()})
@@ -538,12 +538,12 @@ def _mrr(proj: RegionProjection, products, queries, positives) -> float:
     for q, pos in zip(queries, positives):
         s = proj.scores(q, projected)
         assert s.shape == (products.shape[0],)
-        rr.append(metrics_fromranks_of(ranks_of(s, pos), len(pos))["mrr"])
+        rr.append(metrics_from_ranks(ranks_of(s, pos), len(pos))["mrr"])
     return float(np.mean(rr))
 
 
 def _chance_mrr(rng, n_products, positives, draws=200) -> float:
-    return float(np.mean([metrics_fromranks_of(ranks_of(rng.random(n_products), pos), len(pos))["mrr"]
+    return float(np.mean([metrics_from_ranks(ranks_of(rng.random(n_products), pos), len(pos))["mrr"]
                           for pos in positives for _ in range(draws // len(positives) + 1)]))
 
 
