@@ -53,19 +53,8 @@ from scene_assets.ranking.config import Diversity, FusionChoice, RankingConfig, 
 from scene_assets.ranking.factors import FACTORS, ProductFactors, as_list, column, factor_matrix, visual
 from scene_assets.ranking.fusion import Fusion, choose_fusion
 from scene_assets.recommendation import CatalogScores, PreparedScene, Recommendation, RecommendationResult
-from scene_assets.regions import (
-    RegionConfig,
-    SceneRegions,
-    center_and_normalize,
-    compute_regions,
-    single_threaded,
-)
-from scene_assets.scene_analysis import (
-    DEFAULT_TEMPERATURE,
-    ROOM_TYPES,
-    analyze_scene,
-    prompt_vectors,
-)
+from scene_assets.regions import RegionConfig, SceneRegions, center_and_normalize, compute_regions, single_threaded
+from scene_assets.scene_analysis import DEFAULT_TEMPERATURE, ROOM_TYPES, analyze_scene, prompt_vectors
 
 log = logging.getLogger(__name__)
 
@@ -264,34 +253,15 @@ class Recommender:
     def _attach_learned(self, learned: Any, *, replace: bool) -> None:
         """Attach a :class:`scene_assets.learned.LearnedScorer`: its projection feeds the ``learned``
         factor (when its input dim is the index's), its label priors the ``prior`` factor, its room
-        classifier the room posterior and its calibrator the confidence. ``replace=False`` keeps a
-        room classifier / calibrator set before. Rebinds attributes only (views share the rest)."""
+        classifier the room posterior and its calibrator the confidence (``ProductFactors.for_learned``).
+        ``replace=False`` keeps a room classifier / calibrator set before. Rebinds attributes only
+        (views share the rest)."""
         if replace:
             self.room_classifier = self.room_classes = self.calibrator = None
         self.learned = learned
         self.fusion = choose_fusion(self._given_weights, learned)
-        learned_products = prior_per_room = None
-        proj = getattr(learned, "projection", None)
-        if proj is not None:
-            if proj.query_map.shape[0] != self.index.d:
-                log.warning("learned projection expects %d-d vectors; the index holds %d-d %s vectors - "
-                            "learned factor disabled", proj.query_map.shape[0], self.index.d, self.space)
-            else:
-                vecs = self.stored_vectors()
-                if vecs is None:
-                    log.warning("index cannot reconstruct product vectors - learned factor disabled")
-                else:
-                    # half precision at rest, like the text matrix
-                    learned_products = proj.transform_products(vecs).astype(np.float16)
-        priors = getattr(learned, "priors", None)
-        if priors is not None:
-            eye = np.eye(len(ROOM_TYPES))
-            per_room = np.stack([
-                priors.product_prior(list(self.product_ids), list(self._category), eye[r], ROOM_TYPES)
-                for r in range(len(ROOM_TYPES))], axis=1)
-            prior_per_room = per_room.astype(np.float32)  # n x R
-        self.products = self.products.with_learned(proj if learned_products is not None else None,
-                                                   learned_products, prior_per_room)
+        self.products = self.products.for_learned(learned, self.product_ids, self._category, self.index.d, self.space,
+                                                  self.stored_vectors)
         if getattr(learned, "room_classifier", None) is not None and self.room_classifier is None:
             self.room_classifier = learned.room_classifier
             self.room_classes = list(learned.room_classifier.classes_)
@@ -445,10 +415,6 @@ class Recommender:
     # -- factors --------------------------------------------------------------------------
 
     # -- filters and factors --------------------------------------------------------------
-    def _allowed_mask(self, include_categories, exclude_categories, room) -> np.ndarray | None:
-        return reranking.allowed_mask(self._category, self._group, self.products.room_member, include_categories,
-                                      exclude_categories, room)
-
     def _factor_matrix(self, scene: PreparedScene, rows: np.ndarray, visual_cos: np.ndarray) -> np.ndarray:
         return factor_matrix(self.products, scene, rows, visual_cos, projected_text=self._uses_projected_text())
 
@@ -492,7 +458,8 @@ class Recommender:
         timings = dict(scene.timings_ms)
 
         t0 = time.perf_counter()
-        allowed = self._allowed_mask(include_categories, exclude_categories, room)
+        allowed = reranking.allowed_mask(self._category, self._group, self.products.room_member, include_categories,
+                                         exclude_categories, room)
         n_allowed = int(allowed.sum()) if allowed is not None else len(self.product_ids)
         prk = int(per_region_k or self.per_region_k)
         search_ms = rerank_ms = 0.0

@@ -33,6 +33,7 @@ Each factor scores a (scene, product) pair in [0, 1]; 0.5 means "no evidence".
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -43,7 +44,9 @@ from scene_assets import vocabulary as vocab
 from scene_assets.scene_analysis import ROOM_TYPES, STYLES, softmax, vocabulary_lab
 
 if TYPE_CHECKING:
-    from scene_assets.matching import PreparedScene
+    from scene_assets.recommendation import PreparedScene
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -228,10 +231,32 @@ class ProductFactors:
             text_matrix = text_matrix.astype(np.float16)
         return cls(member, sizes, C, has_pixel, non_pixel_value, A, styles, text_matrix, text_mask)
 
-    def with_learned(self, projection: Any, learned_products: np.ndarray | None,
-                     prior_per_room: np.ndarray | None) -> "ProductFactors":
-        return dataclasses.replace(self, projection=projection, learned_products=learned_products,
-                                   prior_per_room=prior_per_room)
+    def for_learned(self, learned: Any, product_ids: Sequence[str], categories: Sequence[str], index_dim: int,
+                    space: str, stored_vectors: Callable[[], np.ndarray | None]) -> "ProductFactors":
+        """These factors with the inputs of ``learned`` (a ``LearnedScorer``, or None): the products
+        under its projection (when its input dim is the index's ``index_dim``; ``stored_vectors()``:
+        the index's vectors) and its label priors per room."""
+        learned_products = prior_per_room = None
+        proj = getattr(learned, "projection", None)
+        if proj is not None:
+            if proj.query_map.shape[0] != index_dim:
+                log.warning("learned projection expects %d-d vectors; the index holds %d-d %s vectors - "
+                            "learned factor disabled", proj.query_map.shape[0], index_dim, space)
+            else:
+                vecs = stored_vectors()
+                if vecs is None:
+                    log.warning("index cannot reconstruct product vectors - learned factor disabled")
+                else:
+                    # half precision at rest, like the text matrix
+                    learned_products = proj.transform_products(vecs).astype(np.float16)
+        priors = getattr(learned, "priors", None)
+        if priors is not None:
+            eye = np.eye(len(ROOM_TYPES))
+            per_room = np.stack([priors.product_prior(list(product_ids), list(categories), eye[r], ROOM_TYPES)
+                                 for r in range(len(ROOM_TYPES))], axis=1)
+            prior_per_room = per_room.astype(np.float32)  # n x R
+        return dataclasses.replace(self, projection=proj if learned_products is not None else None,
+                                   learned_products=learned_products, prior_per_room=prior_per_room)
 
 
 def _product_styles(product_ids, attribute, text_matrix, text_mask, style_logits) -> np.ndarray:
