@@ -122,7 +122,8 @@ def test_training_rows_positives_negatives_and_order_independence():
     assert X.shape == (len(results) * (4 + 25), len(names)) and y.sum() == 4 * len(results)
     for i, r in enumerate(results):
         rows = X[(g == i) & (y == 1)]
-        np.testing.assert_array_equal(np.sort(rows[:, 0]), np.sort(r.factors[r.relevant_rows, 0]))
+        np.testing.assert_array_equal(np.sort(rows[:, names.index("visual")]),
+                                      np.sort(column(r.factors, "visual")[r.relevant_rows]))
     # the same rows whatever the order of the scenes (seeded by scene id)
     X2, y2, _ = training_rows(results[::-1], cfg, names)
     key = lambda X, y: sorted(map(tuple, np.column_stack([X, y]).round(6)))  # noqa: E731
