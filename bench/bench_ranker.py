@@ -31,10 +31,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluation.dataset import load_labeled_dataset  # noqa: E402
-from evaluation.protocol import product_features, product_text_vectors  # noqa: E402
+from evaluation.folds import product_features, product_text_vectors  # noqa: E402
 from scene_assets.encoders import build_encoder  # noqa: E402
 from scene_assets.learned import LearnedScorer  # noqa: E402
-from scene_assets.matching import LEARNED_DEFAULT_WEIGHTS, Recommender, ScoringWeights  # noqa: E402
+from scene_assets.matching import Recommender  # noqa: E402
+from scene_assets.ranking import LEARNED_DEFAULT_WEIGHTS, ScoringWeights  # noqa: E402
 
 
 def percentiles(values: list[float]) -> tuple[float, float]:

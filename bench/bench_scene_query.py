@@ -34,8 +34,8 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.protocol import product_features as product_trunk_features  # noqa: E402
-from evaluation.protocol import product_text_vectors  # noqa: E402
+from evaluation.folds import product_features as product_trunk_features  # noqa: E402
+from evaluation.folds import product_text_vectors  # noqa: E402
 from scene_assets.catalog import load_catalog  # noqa: E402
 from scene_assets.encoders import DefaultOptions, EncoderSpec, build_encoder  # noqa: E402
 from scene_assets.enrichment import enrich_catalog  # noqa: E402

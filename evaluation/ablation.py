@@ -32,26 +32,18 @@ import polars as pl
 
 from evaluation.dataset import LabeledDataset
 from evaluation.metrics import bootstrap_interval
-from evaluation.protocol import (
-    METRIC_KEYS,
-    EvaluationConfig,
-    FoldRun,
-    SceneResult,
-    _fold_calibrators,
-    _folds,
-    fit_fold,
-    rank_fold,
-    score_fold,
-    scenes_for,
-    summarize,
-)
-from scene_assets.matching import FACTORS, PreparedScene, Recommender, ScoringWeights
+from evaluation.config import METRIC_KEYS, EvaluationConfig
+from evaluation.folds import FoldRun, fit_fold, rank_fold, scenes_for, score_fold, split_folds
+from evaluation.report import summarize
+from evaluation.scoring import SceneResult, fold_calibrators
+from scene_assets.matching import Recommender
 from scene_assets.progress import track
-from scene_assets.ranker import RankerConfig
+from scene_assets.ranking import FACTORS, RankerConfig, ScoringWeights
+from scene_assets.recommendation import PreparedScene
 
 __all__ = ["AblationResult", "Variant", "default_variants", "format_ablation", "run_ablation"]
 
-# columns of the table (headline keys of evaluation.protocol.summarize)
+# columns of the table (headline keys of evaluation.report.summarize)
 TABLE_KEYS = ("recall@10", "recall@50", "ndcg@10", "mrr", "hit@10", "hit@10.chair", "hit@10.sofa", "hit@10.table",
               "room_type_accuracy", "ece")
 INTERVAL_KEYS = ("recall@10", "recall@50", "ndcg@10", "mrr", "room_type_accuracy")
@@ -179,7 +171,7 @@ class _Scored:
         if config.regions not in self.runs:
             scenes = scenes_for(config, self.scenes)
             ids = self.dataset.scene_ids
-            parts = _folds(ids, config.folds, config.seed)
+            parts = split_folds(ids, config.folds, config.seed)
             runs = []
             for f, test in enumerate(track(parts, "ablation folds", unit="fold")):
                 t0 = time.perf_counter()
@@ -237,7 +229,7 @@ def score_variants(variants: Sequence[Variant], fold_results: Callable[[Variant]
                 _, outer = rank_fold(outer, train_rows, cfg.ranker)
             results += outer
         results.sort(key=lambda r: r.scene_id)
-        summary = summarize(results, cfg, products, _fold_calibrators(results, cfg), encoder_fingerprint)
+        summary = summarize(results, cfg, products, fold_calibrators(results, cfg), encoder_fingerprint)
         summary["config"] = cfg.to_dict() | {"in_sample_ranker_rows": v.in_sample}
         summaries[v.name] = summary
         head = summary["headline"]
@@ -268,7 +260,7 @@ def ablate(dataset: LabeledDataset, config: EvaluationConfig | None = None, *, v
            progress: Callable[[str], None] | None = None) -> AblationResult:
     """:func:`run_ablation` on ``dataset``'s own catalog (built like ``evaluate`` builds it), the
     scenes prepared once; ``variants`` default to :func:`default_variants` of ``config``."""
-    from evaluation.protocol import build_recommender, prepare_scenes
+    from evaluation.folds import build_recommender, prepare_scenes
     from scene_assets.encoders import build_encoder
 
     config = config or EvaluationConfig()

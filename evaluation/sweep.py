@@ -1,6 +1,6 @@
 """Weight sweeps over the re-ranking factors, on out-of-fold factor matrices (no Dagster imports).
 
-Every configuration is scored from the cross-validated :class:`~evaluation.protocol.SceneResult`
+Every configuration is scored from the cross-validated :class:`~evaluation.scoring.SceneResult`
 factor matrices (no scene is recomputed). Selection is honest: for each fold f, the configuration
 with the best mean objective on the *other* folds is picked and its fold-f metrics are reported
 (``nested``), so the sweep's own number is a held-out estimate of "sweep, then use the winner".
@@ -9,13 +9,14 @@ The configuration recommended for use is the best on all folds together.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from evaluation.protocol import METRIC_KEYS, SceneResult, score_results
-from scene_assets.matching import FACTORS, ScoringWeights
+from evaluation.config import METRIC_KEYS
+from evaluation.scoring import SceneResult, score_results
+from scene_assets.ranking import ScoringWeights
 from scene_assets.progress import track
 
 __all__ = ["SweepResult", "random_weight_grid", "run_sweep"]
@@ -100,6 +101,3 @@ def run_sweep(results: Sequence[SceneResult], configs: Sequence[ScoringWeights],
         nested = {}
     return SweepResult(list(configs), mean, per_fold, folds, objective, best, nested, chosen)
 
-
-def weights_from_mapping(d: Mapping[str, float]) -> ScoringWeights:
-    return ScoringWeights(**{k: float(v) for k, v in d.items() if k in FACTORS})

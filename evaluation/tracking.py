@@ -145,7 +145,7 @@ class MlflowLogger:
     def log_sweep(self, sweep, *, run_name: str, base_params: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> tuple[str, list[str]]:
         """Parent run (best configuration, nested held-out estimate) with one child per configuration;
         ``base_params`` (encoder, dataset hash, protocol) are repeated on every child."""
-        from evaluation.protocol import METRIC_KEYS
+        from evaluation.config import METRIC_KEYS
 
         parent = self.start_run(run_name, tags={"kind": "weight_sweep"} | dict(tags or {}))
         children = []

@@ -155,7 +155,7 @@ def _provider(args: argparse.Namespace):
     with the scorer in --learned DIR or, by default, the latest learned_scorer materialization;
     --no-learned: no scorer. A scorer fitted on another encoder is refused (BundleError)."""
     from faces.providers import LATEST, DirectoryBundleProvider, MaterializedBundleProvider
-    from scene_assets.matching import ScoringWeights
+    from scene_assets.ranking import ScoringWeights
 
     weights = ScoringWeights.from_file(args.weights) if args.weights else None
     if args.index:
@@ -292,7 +292,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from evaluation.dataset import DatasetError, load_labeled_dataset
-    from evaluation.protocol import EvaluationConfig, SplitError, evaluate, format_table, same_data
+    from evaluation.config import EvaluationConfig
+    from evaluation.protocol import SplitError, same_data
 
     if args.mlflow:  # a tracking URI that cannot work fails now, not after the evaluation
         from scene_assets.database_urls import check_postgres_driver
@@ -318,45 +319,47 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             return 2
         print("\n" + "!" * 78 + "\nWARNING: training and scoring on the SAME dataset - these figures are NOT held "
               "out\nand overstate quality. Use them only to debug.\n" + "!" * 78 + "\n", file=sys.stderr)
-    try:
-        report = evaluate(dataset, train=train, config=config, cache_dir=Path(args.cache_dir),
-                          allow_same_dataset=args.allow_same_dataset,
-                          progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
-    except SplitError as exc:
-        print(f"scene-matcher: error: {exc}", file=sys.stderr)
-        return 2
-    print(format_table(report))
-    if args.sweep:
-        from evaluation.sweep import random_weight_grid, run_sweep
+    from evaluation.report import format_table
+    from evaluation.run import run_evaluation, run_weight_sweep
 
-        sweep = run_sweep(report.results, random_weight_grid(config.weights, args.sweep, config.seed))
-        best = sweep.best
-        print(f"\nweight sweep: {len(sweep.configs)} configurations on the out-of-fold scores; best ndcg@10 "
-              f"{sweep.mean[sweep.best_index, 2]:.3f} (the evaluated weights: {sweep.mean[0, 2]:.3f}; choosing on the "
-              f"other folds and scoring the held-out one: {sweep.nested.get('ndcg@10', float('nan')):.3f})")
-        print("best weights: " + ", ".join(f"{k}={v:g}" for k, v in best.to_dict().items() if v))
+    tracking = None
     if args.mlflow:
         from evaluation.tracking import MlflowLogger
 
         uri = settings.mlflow_tracking_uri()
         tracking = MlflowLogger.local(uri, args.mlflow, settings.mlflow_artifact_root())
-        import tempfile
+    import tempfile
 
-        from evaluation.reporting import write_gallery, write_plots
-
-        with tempfile.TemporaryDirectory() as tmp:
-            artifacts = write_plots(report, Path(tmp))
-            artifacts.append(write_gallery(report, dataset, Path(tmp) / "gallery").parent)
-            run_id = tracking.log_evaluation(report, run_name=f"cli-evaluate-{dataset.root.name}", artifacts=artifacts)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:  # plots and gallery, logged with the MLflow run
+            run = run_evaluation(dataset, train=train, config=config, cache_dir=Path(args.cache_dir),
+                                 out_dir=Path(tmp) if tracking else None, tracking=tracking,
+                                 run_name=f"cli-evaluate-{dataset.root.name}", allow_same_dataset=args.allow_same_dataset,
+                                 progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    except SplitError as exc:
+        print(f"scene-matcher: error: {exc}", file=sys.stderr)
+        return 2
+    report = run.report
+    print(format_table(report))
+    if args.sweep:
+        base = {"encoder": report.metrics["encoder"], "dataset_hash": dataset.fingerprint, "protocol": report.protocol,
+                "evaluation_run_id": run.mlflow_run_id}
+        swept = run_weight_sweep(report.results, config.weights, size=args.sweep, seed=config.seed, tracking=tracking,
+                                 run_name=f"cli-sweep-{dataset.root.name}", base_params=base)
+        sweep = swept.sweep
+        best = sweep.best
+        print(f"\nweight sweep: {len(sweep.configs)} configurations on the out-of-fold scores; best ndcg@10 "
+              f"{sweep.mean[sweep.best_index, 2]:.3f} (the evaluated weights: {sweep.mean[0, 2]:.3f}; choosing on the "
+              f"other folds and scoring the held-out one: {sweep.nested.get('ndcg@10', float('nan')):.3f})")
+        print("best weights: " + ", ".join(f"{k}={v:g}" for k, v in best.to_dict().items() if v))
+    if tracking is not None:
         from scene_assets.database_urls import redact_password
 
         shown = redact_password(uri)  # a PostgreSQL URL may hold a password
-        print(f"\nMLflow: evaluation run {run_id} in experiment {args.mlflow!r} at {shown}")
+        print(f"\nMLflow: evaluation run {run.mlflow_run_id} in experiment {args.mlflow!r} at {shown}")
         if args.sweep:
-            base = {"encoder": report.metrics["encoder"], "dataset_hash": dataset.fingerprint, "protocol": report.protocol,
-                    "evaluation_run_id": run_id, "objective": sweep.objective}
-            parent, children = tracking.log_sweep(sweep, run_name=f"cli-sweep-{dataset.root.name}", base_params=base)
-            print(f"MLflow: sweep parent run {parent} with {len(children)} child runs (mlflow ui --backend-store-uri {shown})")
+            print(f"MLflow: sweep parent run {swept.mlflow_parent_run_id} with {len(swept.mlflow_child_run_ids)} child "
+                  f"runs (mlflow ui --backend-store-uri {shown})")
     if args.save_model and report.learned is not None:
         report.learned.save(args.save_model)
         print(f"\nlearned scorer (fitted on the training dataset) saved to {args.save_model}")

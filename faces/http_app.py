@@ -23,7 +23,6 @@ The declared content type of an upload is ignored: Pillow sniffs the bytes.
 # create_app with per-app limits (``le=settings.max_k``), and FastAPI can only see those when the
 # annotations are evaluated where they are written.
 import contextlib
-import copy
 import hashlib
 import json
 import logging
@@ -58,7 +57,8 @@ from scene_assets.images import (
     open_rgb,
 )
 from scene_assets.memory import limit_malloc_arenas, release_free_memory
-from scene_assets.matching import FACTORS, Recommender, ScoringWeights
+from scene_assets.matching import Recommender
+from scene_assets.ranking import FACTORS, ScoringWeights
 from scene_assets.recommender_bundle import LoadedRecommender
 from scene_assets.scene_analysis import ROOM_TYPES
 
@@ -248,17 +248,12 @@ def _request_weights(text: str | None) -> dict[str, float] | None:
     return out
 
 
-def _with_weights(recommender: Recommender, overrides: dict[str, float]) -> Recommender:
-    """A per-request view of the served recommender scoring with its weights, ``overrides`` replacing
-    the factors they name; like ``--weights``, explicit weights ask for the hand-weighted mix (the
-    learned scorer's fusion ranker, if any, is not used). A shallow copy: it shares the index and the
-    product arrays, and the served recommender is never changed, so concurrent requests cannot see
-    each other's weights. Raises ValueError when every weight ends up 0."""
-    weights = ScoringWeights(**(recommender.weights.to_dict() | overrides))
-    view = copy.copy(recommender)
-    view.weights = weights
-    view._weights_given = True
-    return view
+def _request_scoring_weights(recommender: Recommender, overrides: dict[str, float]) -> ScoringWeights:
+    """The served weights with ``overrides`` replacing the factors they name. Passed to
+    ``Recommender.recommend(weights=...)``, which scores this request with them (the hand-weighted mix,
+    like ``--weights``) and leaves the served recommender as it is. Raises ValueError when every
+    weight ends up 0."""
+    return ScoringWeights(**(recommender.weights.to_dict() | overrides))
 
 
 def _cache_key(sha: str, version: str, params: dict[str, Any]) -> str:
@@ -714,8 +709,9 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
                                      "scene_assets.vocabulary.CATEGORIES or their groups")
         caption = caption.strip() if caption and caption.strip() else None
         overrides = _request_weights(weights)
+        recommender = served.recommender
         try:
-            recommender = served.recommender if overrides is None else _with_weights(served.recommender, overrides)
+            request_weights = None if overrides is None else _request_scoring_weights(recommender, overrides)
         except ValueError as exc:  # every weight 0
             raise HTTPException(422, f"weights: {exc}") from None
 
@@ -750,7 +746,7 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
                 try:
                     res = recommender.recommend(
                         img, k=k, caption=caption, include_categories=include or None,
-                        exclude_categories=exclude or None, room=room)
+                        exclude_categories=exclude or None, room=room, weights=request_weights)
                 except ValueError as exc:  # engine-side validation of the request
                     raise _RequestError(422, str(exc)) from exc
                 return res.to_dict()

@@ -27,7 +27,7 @@ from PIL import Image
 
 from scene_assets.indexes.store import write_atomic_bytes, write_atomic_parquet
 from scene_assets.images import open_rgb
-from scene_assets.matching import FACTORS
+from scene_assets.ranking import FACTORS
 from scene_assets.progress import track
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})

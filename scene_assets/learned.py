@@ -17,7 +17,7 @@ discipline) and stored without pickles (``.npz`` + JSON) so a bundle can be read
 
 :class:`IsotonicCalibrator` maps a re-ranking score to P(the product is in the scene).
 
-:class:`~scene_assets.ranker.FusionRanker` (optional) replaces the hand-set factor weights with a
+:class:`~scene_assets.ranking.ranker.FusionRanker` (optional) replaces the hand-set factor weights with a
 model fitted on out-of-fold factor scores of labeled scenes.
 
 :class:`LearnedScorer` bundles them with ``save`` / ``load``.
@@ -330,7 +330,7 @@ class LearnedScorer:
     calibrator: IsotonicCalibrator | None = None
     trunk_fingerprint: str | None = None  # the feature space the projection was fitted in
     info: dict[str, Any] = field(default_factory=dict)  # training dataset hash, scenes, timings
-    ranker: Any = None  # scene_assets.ranker.FusionRanker: scores candidates instead of the weights
+    ranker: Any = None  # scene_assets.ranking.ranker.FusionRanker: scores candidates instead of the weights
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -405,7 +405,7 @@ class LearnedScorer:
         cal = IsotonicCalibrator.from_dict(meta["calibrator"]) if meta.get("calibrator") else None
         ranker = None
         if meta.get("ranker"):
-            from scene_assets.ranker import FusionRanker
+            from scene_assets.ranking.ranker import FusionRanker
 
             ranker = FusionRanker.from_stored(meta["ranker"], arrays)
         return cls(projection, room, priors, cal, meta.get("trunk_fingerprint"), meta.get("info") or {}, ranker)

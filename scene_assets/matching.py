@@ -2,7 +2,7 @@
 
 :class:`Recommender` holds the encoder, the FAISS product index (+ its product ids), the enriched
 catalog and optional extras (product text vectors, the catalog mean for centring, a calibrator, a
-room classifier). ``recommend(image)`` runs
+room classifier, a learned scorer). ``recommend(image)`` runs
 
 1. **decode** (``images.open_rgb`` for paths / bytes / file objects),
 2. **regions**: one trunk pass, region vectors (``scene_assets.regions``),
@@ -12,11 +12,10 @@ room classifier). ``recommend(image)`` runs
    ``per_region_k`` each); a product's visual score is its MAX over regions (and we keep which region);
    category / room filters are applied inside the search (an ``IDSelector``) so they act *before*
    top-k,
-5. **rerank**: per-candidate factors in [0, 1] (:data:`FACTORS`), score = weighted mean with
-   :class:`ScoringWeights` - or, when the attached learned scorer holds a fusion ranker
-   (``scene_assets.ranker``) and no weights were given, the ranker's score of the factors -
-   confidence = calibrator(score) or an uncalibrated logistic squash,
-   variant collapse, diversity (MMR or a per-category cap), top ``k``.
+5. **rank** (``scene_assets.ranking``): per-candidate factors in [0, 1] (``ranking.factors``), one
+   score by the fusion ``ranking.fusion.choose_fusion`` picks (weighted mean, or the learned
+   scorer's fusion ranker), confidence = calibrator(score) or an uncalibrated logistic squash,
+   then variant collapse, diversity (MMR or a per-category cap), top ``k`` (``ranking.rerank``).
 
 Vector spaces. ``space="joint"``: the index holds the encoder's joint image embeddings (384-d for the
 default encoder) and regions are projected with the encoder's head. ``space="trunk"``: the index holds
@@ -25,45 +24,19 @@ lost while the head is untrained. Either space may be centred on the catalog mea
 the mean of the L2-normalised product vectors; index vectors must then be
 ``normalize(normalize(v) - mean)``, which :meth:`Recommender.from_vectors` does).
 
-Factors (each in [0, 1]):
-
-* ``visual``: ``(cos + 1) / 2`` of the best region.
-* ``text``: ``(cos + 1) / 2`` between the caption's text vector and the product's text vector; without
-  a caption, between the projected region vectors and the product text vector *if* the encoder's
-  projection is trained; otherwise 0.5 (no evidence).
-* ``room_fit``: P(fit) = sum over rooms of P(room) * [room in the product's rooms] (``room_hints`` of
-  the product, else ``CATEGORY_ROOMS`` of its category), as a lift L over P(fit) under a uniform
-  room posterior, squashed to L/(1+L): 0.5 for products that fit every room or when the room is
-  unknown (a raw P(fit) would just favour generic categories), 0 for products that fit none of the
-  likely rooms, towards 1 for room-specific products in their room.
-* ``style``: lift of the product's style distribution (from its text vector / style words) under the
-  scene's style posterior, squashed to L/(1+L): 0.5 when either side is uninformative.
-* ``color``: how well the product's colours sit in the scene palette: each pixel colour matched by the
-  palette share within a Lab kernel (full at 15 % share); neutral colours (black, white, grey, ...)
-  always at least 0.7; averaged over the product's colours; 0.5 when it names none.
-* ``material``: a small style -> material-family affinity table, centred so an uninformative style
-  posterior gives 0.5.
-* ``size``: size_class vs room type (a large wardrobe in a bathroom is unlikely), expected over the
-  room posterior.
-* ``learned``: ``(cos + 1) / 2`` of the best region under the region->product projection learned
-  from labeled scenes (``scene_assets.learned``); 0.5 without a learned scorer.
-* ``prior``: how often the product (backed off to its category) appears in labeled training scenes
-  of the scene's likely room, as a lift over the catalog average squashed to L/(1+L); 0.5 without
-  one.
+A recommender is not changed once built: :meth:`Recommender.with_learned` returns a view with another
+learned scorer attached, sharing the index and the per-product arrays.
 
 No Dagster imports.
 """
 
 from __future__ import annotations
 
-import json
+import copy
 import logging
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any, Literal
 
 import faiss
@@ -74,195 +47,27 @@ from scene_assets.indexes import flat
 from scene_assets.indexes.flat_spec import choose_index_spec
 from scene_assets.indexes.ids import assign_ids
 from scene_assets.indexes.searcher import VectorSearcher, as_searcher, open_index
-from scene_assets import vocabulary as vocab
-from scene_assets.regions import (
-    RegionConfig,
-    SceneRegions,
-    center_and_normalize,
-    compute_regions,
-    single_threaded,
-)
-from scene_assets.scene_analysis import (
-    DEFAULT_TEMPERATURE,
-    ROOM_TYPES,
-    STYLES,
-    SceneAnalysis,
-    analyze_scene,
-    prompt_vectors,
-    softmax,
-    vocabulary_lab,
-)
+from scene_assets.ranking import rerank as reranking
+from scene_assets.ranking.catalog import ProductInfo, align_text_vectors, catalog_attributes
+from scene_assets.ranking.config import Diversity, FusionChoice, RankingConfig, ScoringWeights
+from scene_assets.ranking.factors import FACTORS, ProductFactors, as_list, column, factor_matrix, visual
+from scene_assets.ranking.fusion import Fusion, choose_fusion
+from scene_assets.recommendation import CatalogScores, PreparedScene, Recommendation, RecommendationResult
+from scene_assets.regions import RegionConfig, SceneRegions, center_and_normalize, compute_regions, single_threaded
+from scene_assets.scene_analysis import DEFAULT_TEMPERATURE, ROOM_TYPES, analyze_scene, prompt_vectors
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "CatalogScores",
-    "FACTORS",
-    "LEARNED_DEFAULT_WEIGHTS",
-    "MATERIAL_STYLE_AFFINITY",
-    "NEUTRAL_COLORS",
-    "PreparedScene",
-    "ROOM_SIZE_FIT",
-    "Recommendation",
-    "RecommendationResult",
-    "Recommender",
-    "ScoringWeights",
-    "build_product_index",
-    "catalog_mean",
-]
+__all__ = ["Recommender", "build_product_index", "catalog_mean"]
 
-FACTORS: tuple[str, ...] = ("visual", "text", "room_fit", "style", "color", "material", "size", "learned", "prior")
 Space = Literal["joint", "trunk"]
-Diversity = Literal["mmr", "category_cap"] | None
-
-# Colours that go with anything: they never clash with a palette.
-NEUTRAL_COLORS: frozenset[str] = frozenset(
-    {"black", "white", "grey", "silver", "ivory", "cream", "beige", "clear"}
-)
-_NEUTRAL_FLOOR = 0.7
-_MULTICOLOUR_VALUE = 0.6
-_COLOR_SIGMA_LAB = 15.0  # Lab kernel width: ~ the distance between neighbouring vocabulary colours
-_COLOR_SATURATION_SHARE = 0.15  # a colour covering 15 % of the scene is fully matched
-
-# Fit of a product's size class in a room: (small, medium, large, xlarge).
-_SIZE_CLASSES: tuple[str, ...] = ("small", "medium", "large", "xlarge")
-ROOM_SIZE_FIT: dict[str, tuple[float, float, float, float]] = {
-    "Bedroom": (1.0, 1.0, 1.0, 1.0),
-    "Dining": (1.0, 1.0, 1.0, 0.8),
-    "Living Room": (1.0, 1.0, 1.0, 1.0),
-    "Kitchen": (1.0, 1.0, 0.9, 0.8),
-    "Baby Children Room": (1.0, 1.0, 0.9, 0.7),
-    "Outdoor": (1.0, 1.0, 1.0, 0.9),
-    "Home Office": (1.0, 1.0, 1.0, 0.7),
-    "Hallway": (1.0, 1.0, 0.7, 0.4),
-    "Laundry": (1.0, 1.0, 0.8, 0.5),
-    "Bathroom": (1.0, 0.9, 0.5, 0.2),
-}
-assert tuple(ROOM_SIZE_FIT) == ROOM_TYPES
-
-# How well a material family suits a design style (0..1). Small on purpose: a hint, not a rule.
-_MATERIAL_FAMILIES: tuple[str, ...] = (
-    "wood", "natural fibre", "metal", "ceramic", "textile", "leather", "stone", "plastic", "glass", "paper",
-)
-MATERIAL_STYLE_AFFINITY: dict[str, tuple[float, ...]] = {
-    #                     wood fibre metal cer  text leath stone plast glass paper
-    "contemporary":       (0.6, 0.4, 0.8, 0.6, 0.6, 0.7, 0.7, 0.6, 0.8, 0.5),
-    "traditional":        (0.9, 0.5, 0.5, 0.7, 0.8, 0.8, 0.6, 0.2, 0.5, 0.4),
-    "minimalist":         (0.7, 0.4, 0.7, 0.7, 0.5, 0.5, 0.7, 0.6, 0.7, 0.5),
-    "scandinavian":       (1.0, 0.7, 0.5, 0.7, 0.8, 0.5, 0.5, 0.5, 0.6, 0.6),
-    "industrial":         (0.7, 0.3, 1.0, 0.5, 0.4, 0.8, 0.8, 0.3, 0.6, 0.3),
-    "rustic":             (1.0, 0.8, 0.6, 0.7, 0.7, 0.7, 0.8, 0.1, 0.4, 0.4),
-    "bohemian":           (0.8, 1.0, 0.5, 0.8, 0.9, 0.6, 0.4, 0.2, 0.5, 0.5),
-    "mid-century modern": (0.9, 0.5, 0.6, 0.6, 0.7, 0.8, 0.4, 0.6, 0.6, 0.4),
-    "coastal":            (0.8, 0.9, 0.4, 0.7, 0.8, 0.4, 0.5, 0.3, 0.7, 0.4),
-}
-assert tuple(MATERIAL_STYLE_AFFINITY) == STYLES
-
-# Style words of product text (vocabulary.STYLE_WORDS) that name one of the scene styles.
-_STYLE_WORD_TO_STYLE: dict[str, str] = {
-    "modern": "contemporary", "contemporary": "contemporary", "sleek": "contemporary",
-    "traditional": "traditional", "classic": "traditional", "carved": "traditional",
-    "minimalist": "minimalist", "scandinavian": "scandinavian", "industrial": "industrial",
-    "rustic": "rustic", "farmhouse": "rustic", "distressed": "rustic", "vintage": "rustic",
-    "antique": "traditional", "boho": "bohemian", "bohemian": "bohemian", "tribal": "bohemian",
-    "fringed": "bohemian", "braided": "bohemian", "coastal": "coastal",
-}
+_RERANK_DEFAULTS = RankingConfig()
 
 # Uncalibrated confidence = logistic(slope * (score - mid)). A placeholder until a calibrator is set:
 # on the IKEA development scenes the top-10 scores average ~0.67 at a precision@10 of ~0.07, so the
 # midpoint sits above typical top scores (-> ~0.2) rather than pretending 0.5+ for a 7 % hit rate.
 _DEFAULT_SIGMOID_MID = 0.8
 _DEFAULT_SIGMOID_SLOPE = 12.0
-
-
-# --------------------------------------------------------------------------------------------
-# weights
-# --------------------------------------------------------------------------------------------
-
-
-def read_mapping_file(path: str | os.PathLike) -> Mapping[str, Any]:
-    """A JSON or YAML (by suffix) file that must hold a mapping; errors name the file."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
-        data = yaml.safe_load(text) or {}
-    else:
-        data = json.loads(text)
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: expected a mapping, got {type(data).__name__}")
-    return data
-
-
-@dataclass(frozen=True)
-class ScoringWeights:
-    """Weights of the re-ranking factors; the score is their weighted mean (so it stays in [0, 1]).
-
-    Hand-set defaults, checked coarsely on the IKEA development scenes (bench/bench_scene_query.py,
-    one factor at a time next to visual): visual similarity leads; caption text (+.008 R@10 there) and
-    room fit (helps once the room posterior is informative: +.027 R@50 with the true room) come
-    next; style, colour, material and size only break ties - at 0.05-0.1 each of them cost recall
-    on those scenes (colour harmony and size priors are weak evidence for *which* product is in the
-    photo). Learned weights should replace these."""
-
-    visual: float = 1.0
-    text: float = 0.2
-    room_fit: float = 0.1
-    style: float = 0.01
-    color: float = 0.01
-    material: float = 0.01
-    size: float = 0.01
-    learned: float = 0.0
-    prior: float = 0.0
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"ScoringWeights.{f.name} must be a finite number >= 0, got {v!r}")
-            object.__setattr__(self, f.name, float(v))
-        if self.total() <= 0:
-            raise ValueError("ScoringWeights: at least one weight must be > 0")
-
-    def total(self) -> float:
-        return float(sum(getattr(self, f) for f in FACTORS))
-
-    def vector(self) -> np.ndarray:
-        return np.array([getattr(self, f) for f in FACTORS], dtype=np.float64)
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ScoringWeights":
-        d = dict(d)
-        for key in ("scoring_weights", "weights"):
-            if set(d) == {key} and isinstance(d[key], Mapping):
-                d = dict(d[key])
-        unknown = set(d) - set(FACTORS)
-        if unknown:
-            raise ValueError(f"unknown scoring weight(s) {sorted(unknown)}; known: {list(FACTORS)}")
-        return cls(**{k: float(v) for k, v in d.items()})
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "ScoringWeights":
-        """JSON or YAML file holding the weights (flat, or under a ``weights`` / ``scoring_weights``
-        key); weights it does not name keep their defaults."""
-        return cls.from_dict(read_mapping_file(path))
-
-    def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
-
-
-# Weights used once a learned scorer is attached (and no weights were given): the best nDCG@10 of an
-# 80-point sweep on the out-of-fold scores of the IKEA development split (5-fold CV), rounded to the
-# more recall-friendly of two near-ties. The label prior scored below zero weight there and style /
-# material / size only broke ties, so they start at 0; the weight_sweep asset re-tunes all of them.
-LEARNED_DEFAULT_WEIGHTS: dict[str, float] = {
-    "visual": 0.5, "text": 0.0, "room_fit": 0.2, "style": 0.0, "color": 0.02, "material": 0.0, "size": 0.0,
-    "learned": 1.0, "prior": 0.0,
-}
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,124 +100,8 @@ def build_product_index(
 
 
 # --------------------------------------------------------------------------------------------
-# results
-# --------------------------------------------------------------------------------------------
-
-
-def _r(x: float, nd: int = 4) -> float:
-    return float(round(float(x), nd))
-
-
-@dataclass
-class Recommendation:
-    rank: int
-    product_id: str
-    title: str | None
-    category: str
-    product_type: str | None
-    score: float
-    confidence: float
-    visual_similarity: float  # raw cosine of the best region
-    factors: dict[str, float]
-    region: dict[str, Any]  # {"index", "label", "box": [x0, y0, x1, y1]} in image pixels
-    variants: list[str] = field(default_factory=list)  # collapsed variant SKUs
-    image_path: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "rank": self.rank,
-            "product_id": self.product_id,
-            "title": self.title,
-            "category": self.category,
-            "product_type": self.product_type,
-            "score": _r(self.score),
-            "confidence": _r(self.confidence),
-            "visual_similarity": _r(self.visual_similarity),
-            "factors": {k: _r(v) for k, v in self.factors.items()},
-            "region": self.region,
-            "variants": list(self.variants),
-            "image_path": self.image_path,
-        }
-
-
-@dataclass
-class RecommendationResult:
-    items: list[Recommendation]
-    scene: SceneAnalysis
-    regions: SceneRegions
-    timings_ms: dict[str, float]
-    calibrated: bool
-    weights: ScoringWeights
-    params: dict[str, Any]
-    candidates: int  # products scored after filters (before collapse/diversity/top-k)
-
-    @property
-    def product_ids(self) -> list[str]:
-        return [it.product_id for it in self.items]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "items": [it.to_dict() for it in self.items],
-            "scene": self.scene.to_dict(),
-            "regions": {k: v for k, v in self.regions.to_dict().items() if k != "regions"}
-            | {"count": len(self.regions)},
-            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
-            "calibrated": self.calibrated,
-            "confidence_method": self.params.get("confidence_method"),
-            "weights": self.weights.to_dict(),
-            "params": {k: v for k, v in self.params.items() if k != "confidence_method"},
-            "candidates": self.candidates,
-        }
-
-
-@dataclass
-class PreparedScene:
-    """Everything about one scene that does not depend on the candidate products."""
-
-    image: Any
-    regions: SceneRegions
-    queries: np.ndarray  # N x d query vectors in the index space (centred/normalised)
-    analysis: SceneAnalysis
-    room_probs: np.ndarray  # R (possibly overridden by the caller's room)
-    style_probs: np.ndarray  # S
-    caption_vector: np.ndarray | None
-    timings_ms: dict[str, float]
-
-
-@dataclass
-class CatalogScores:
-    """Scores of every indexed product for one scene (``Recommender.score_catalog``)."""
-
-    product_ids: np.ndarray  # object array, index order
-    scores: np.ndarray
-    visual_cosine: np.ndarray
-    factors: np.ndarray  # n x len(FACTORS)
-    best_region: np.ndarray  # n, index into regions
-    scene: PreparedScene
-
-    def ranked(self) -> tuple[np.ndarray, np.ndarray]:
-        order = np.argsort(-self.scores, kind="stable")
-        return self.product_ids[order], self.scores[order]
-
-
-# --------------------------------------------------------------------------------------------
 # recommender
 # --------------------------------------------------------------------------------------------
-
-
-def _as_str(v: Any) -> str | None:
-    if v is None:
-        return None
-    s = str(v)
-    return s if s else None
-
-
-def _list(v: Any) -> list[str]:
-    if v is None:
-        return []
-    if isinstance(v, str):
-        return [v]
-    return [str(x) for x in v if x is not None]
 
 
 class Recommender:
@@ -428,12 +117,15 @@ class Recommender:
     encoder's text space. ``product_vectors``: the stored index vectors in ``product_ids`` order
     (used for MMR and ``score_catalog``; otherwise reconstructed from the index when needed).
     ``calibrator``: callable score -> probability, or an object with ``predict_proba`` (Platt) /
-    ``predict`` (isotonic); set later with :meth:`set_calibrator`. ``search_threads``: FAISS
+    ``predict`` (isotonic); set later with :meth:`set_calibrator`. ``weights``: the weights of the
+    weighted fusion, given explicitly (they then win over a learned scorer's fusion ranker, see
+    ``ranking.fusion.choose_fusion``); None: the defaults. ``search_threads``: FAISS
     OpenMP threads during a query (1 by default: 30 region queries against a flat index of thousands
     are not worth a second thread on small machines, and an idle-spinning pool slows the next torch
     pass - measured 17 ms -> 5 ms per search on 2 cores; None = leave FAISS' setting). The numpy
     parts of a query likewise run with one BLAS thread (``regions.single_threaded``).
     """
+
 
     def __init__(
         self,
@@ -461,8 +153,8 @@ class Recommender:
         self.encoder = encoder
         self.index = index = as_searcher(index)
         self.space: Space = space
-        self._weights_given = weights is not None
-        self.weights = weights or ScoringWeights()
+        self._given_weights = weights
+        self.fusion: Fusion = choose_fusion(weights, None)
         self.region_config = region_config or RegionConfig()
         self.per_region_k = int(per_region_k)
         self.search_threads = search_threads
@@ -489,18 +181,10 @@ class Recommender:
             if pv.shape != (n, index.d):
                 raise ValueError(f"product_vectors shape {pv.shape} != ({n}, {index.d})")
             self._product_vectors = pv
-        self._build_product_table(catalog)
-        self._text_matrix, self._text_mask = self._align_text_vectors(text_vectors)
-        self._product_styles = self._build_product_styles()
+        self._build_product_table(catalog, text_vectors)
         self.learned = None
-        self._learned_products: np.ndarray | None = None
-        self._prior_per_room: np.ndarray | None = None
         if learned is not None:
-            self.set_learned(learned, replace=False)
-        if self._text_matrix is not None:
-            # Half precision at rest: cosines of unit vectors move by < 1e-3, and a 100k-product
-            # catalog keeps 73 MiB less resident; rows are widened to float32 when scored.
-            self._text_matrix = self._text_matrix.astype(np.float16)
+            self._attach_learned(learned, replace=False)
 
     # -- construction helpers -------------------------------------------------------------
     @classmethod
@@ -540,172 +224,59 @@ class Recommender:
             kwargs["catalog_mean"] = np.asarray(manifest["catalog_mean"], dtype=np.float32)
         return cls(encoder, index, pids, catalog, **kwargs)
 
-    def _build_product_table(self, catalog: pl.DataFrame | None) -> None:
-        n = len(self.product_ids)
-        cols = ("product_id", "title", "product_type", "category", "colors", "materials", "size_class",
-                "variant_group", "room_hints", "style_words", "image_path", "parsed_product_type")
-        rows: dict[str, dict[str, Any]] = {}
-        if catalog is not None and catalog.height:
-            if "product_id" not in catalog.columns:
-                raise ValueError("catalog needs a product_id column")
-            present = [c for c in cols if c in catalog.columns]
-            for rec in catalog.select(present).iter_rows(named=True):
-                rows[str(rec["product_id"])] = rec
-        missing = [pid for pid in self.product_ids if pid not in rows]
-        if missing:
-            log.warning("%d indexed products are not in the catalog (scored as category 'other'), e.g. %s",
-                        len(missing), missing[:3])
-        get = lambda pid, c: rows.get(pid, {}).get(c)  # noqa: E731
-        self._title = [_as_str(get(p, "title")) for p in self.product_ids]
-        self._ptype = [_as_str(get(p, "product_type")) or _as_str(get(p, "parsed_product_type"))
-                       for p in self.product_ids]
-        self._image_path = [_as_str(get(p, "image_path")) for p in self.product_ids]
-        cats = []
-        for p in self.product_ids:
-            c = _as_str(get(p, "category")) or vocab.OTHER_CATEGORY
-            cats.append(c if c in vocab.CATEGORY_ROOMS else vocab.OTHER_CATEGORY)
-        self._category = np.asarray(cats, dtype=object)
-        self._group = np.asarray([vocab.CATEGORY_GROUP.get(c, "other") for c in cats], dtype=object)
-        self._variant_group = np.asarray(
-            [_as_str(get(p, "variant_group")) or p for p in self.product_ids], dtype=object)
+    def _build_product_table(self, catalog: pl.DataFrame | None, text_vectors) -> None:
+        attribute = catalog_attributes(self.product_ids, catalog)
+        info = ProductInfo.build(self.product_ids, attribute)
+        self._title, self._ptype, self._image_path = info.title, info.product_type, info.image_path
+        self._category, self._group, self._variant_group = info.category, info.group, info.variant_group
+        text_matrix, text_mask = align_text_vectors(self.product_ids, text_vectors)
+        self.products = ProductFactors.build(self.product_ids, attribute, list(info.category), text_matrix, text_mask,
+                                             self._style_logits)
 
-        # room membership (n x R)
-        room_index = {r: i for i, r in enumerate(ROOM_TYPES)}
-        M = np.zeros((n, len(ROOM_TYPES)), dtype=np.float64)
-        for i, p in enumerate(self.product_ids):
-            hints = [h for h in _list(get(p, "room_hints")) if h in room_index]
-            rooms = hints or vocab.CATEGORY_ROOMS.get(cats[i], ROOM_TYPES)
-            for r in rooms:
-                M[i, room_index[r]] = 1.0
-        self._room_member = M
-
-        # size class (n,), -1 = unknown
-        size_index = {s: i for i, s in enumerate(_SIZE_CLASSES)}
-        self._size_idx = np.asarray([size_index.get(_as_str(get(p, "size_class")) or "", -1)
-                                     for p in self.product_ids], dtype=np.int64)
-
-        # colours: n x K pixel-colour membership (rows sum to 1 where any), plus flags
-        names, _ = vocabulary_lab()
-        color_index = {c: i for i, c in enumerate(names)}
-        C = np.zeros((n, len(names)), dtype=np.float64)
-        has_pixel = np.zeros(n, dtype=bool)
-        non_pixel_value = np.full(n, 0.5)  # products naming no pixel colour
-        for i, p in enumerate(self.product_ids):
-            colours = _list(get(p, "colors"))
-            px = [c for c in colours if c in color_index]
-            if px:
-                has_pixel[i] = True
-                for c in px:
-                    C[i, color_index[c]] = 1.0
-                C[i] /= C[i].sum()
-            elif "multicolour" in colours:
-                non_pixel_value[i] = _MULTICOLOUR_VALUE
-            elif "clear" in colours:
-                non_pixel_value[i] = _NEUTRAL_FLOOR
-        self._color_matrix = C
-        self._has_pixel_color = has_pixel
-        self._non_pixel_value = non_pixel_value
-
-        # materials: n x F family membership; affinity per style n x S (NaN row = no materials)
-        fam_index = {f: i for i, f in enumerate(_MATERIAL_FAMILIES)}
-        aff = np.asarray([MATERIAL_STYLE_AFFINITY[s] for s in STYLES], dtype=np.float64)  # S x F
-        A = np.full((n, len(STYLES)), np.nan)
-        for i, p in enumerate(self.product_ids):
-            fams = {vocab.MATERIAL_FAMILY.get(m) for m in _list(get(p, "materials"))} - {None}
-            idx = [fam_index[f] for f in fams if f in fam_index]
-            if idx:
-                A[i] = aff[:, idx].max(axis=1)
-        self._material_affinity = A
-        self._style_words = [_list(get(p, "style_words")) for p in self.product_ids]
-
-    def _align_text_vectors(self, text_vectors) -> tuple[np.ndarray | None, np.ndarray | None]:
-        if text_vectors is None:
-            return None, None
-        if isinstance(text_vectors, tuple):
-            ids, mat = text_vectors
-            mat = np.asarray(mat, dtype=np.float32)
-            if len(ids) == len(self.product_ids) and all(a == b for a, b in zip(ids, self.product_ids)):
-                # Already in index order (a saved bundle): normalise in place, no per-product copy;
-                # all-zero rows mark products without a text vector.
-                norms = np.linalg.norm(mat, axis=1)
-                mask = norms > 0
-                mat /= np.where(mask, norms, 1.0)[:, None]
-                return mat, mask
-            mapping = {str(pid): mat[i] for i, pid in enumerate(ids)}
-        else:
-            mapping = text_vectors
-        if not mapping:
-            return None, None
-        dim = len(next(iter(mapping.values())))
-        T = np.zeros((len(self.product_ids), dim), dtype=np.float32)
-        mask = np.zeros(len(self.product_ids), dtype=bool)
-        for i, pid in enumerate(self.product_ids):
-            v = mapping.get(pid)
-            if v is not None:
-                v = np.asarray(v, dtype=np.float32)
-                nv = float(np.linalg.norm(v))
-                if nv > 0:
-                    T[i] = v / nv
-                    mask[i] = True
-        return T, mask
-
-    def _build_product_styles(self) -> np.ndarray:
-        """n x S style distribution of each product: from its text vector (softmax over style
-        prompts) mixed with the styles its style words name; uniform when neither says anything."""
-        n, S = len(self.product_ids), len(STYLES)
-        Q = np.full((n, S), 1.0 / S)
-        if self._text_matrix is not None:
-            style_vecs = prompt_vectors(self.encoder)["styles"]
-            if style_vecs.shape[1] == self._text_matrix.shape[1]:
-                q = softmax((self._text_matrix @ style_vecs.T) / self.temperature, axis=1)
-                Q[self._text_mask] = q[self._text_mask]
-        style_index = {s: i for i, s in enumerate(STYLES)}
-        for i, words in enumerate(self._style_words):
-            hits = {_STYLE_WORD_TO_STYLE[w] for w in words if w in _STYLE_WORD_TO_STYLE}
-            if hits:
-                onehot = np.zeros(S)
-                for h in hits:
-                    onehot[style_index[h]] = 1.0 / len(hits)
-                Q[i] = 0.5 * Q[i] + 0.5 * onehot
-        return Q
+    def _style_logits(self, text_matrix: np.ndarray) -> np.ndarray | None:
+        """Tempered similarities of product text vectors to the style prompts (None: other dims)."""
+        style_vecs = prompt_vectors(self.encoder)["styles"]
+        if style_vecs.shape[1] != text_matrix.shape[1]:
+            return None
+        return (text_matrix @ style_vecs.T) / self.temperature
 
     # -- learned parts --------------------------------------------------------------------
-    def set_learned(self, learned: Any, *, replace: bool = True) -> None:
-        """Attach a :class:`scene_assets.learned.LearnedScorer` (None detaches): its projection
-        feeds the ``learned`` factor (when its input dim is the index's), its label priors the
-        ``prior`` factor, its room classifier the room posterior and its calibrator the confidence.
-        ``replace=False`` keeps a room classifier / calibrator set before."""
+    def with_learned(self, learned: Any) -> "Recommender":
+        """A view of this recommender with ``learned`` attached (None: none) in place of its learned
+        scorer, room classifier and calibrator; it shares the index and the per-product arrays, and
+        this recommender is left as it is (evaluation folds score through such views)."""
+        view = copy.copy(self)
+        view._attach_learned(learned, replace=True)
+        return view
+
+    def _attach_learned(self, learned: Any, *, replace: bool) -> None:
+        """Attach a :class:`scene_assets.learned.LearnedScorer`: its projection feeds the ``learned``
+        factor (when its input dim is the index's), its label priors the ``prior`` factor, its room
+        classifier the room posterior and its calibrator the confidence (``ProductFactors.for_learned``).
+        ``replace=False`` keeps a room classifier / calibrator set before. Rebinds attributes only
+        (views share the rest)."""
         if replace:
             self.room_classifier = self.room_classes = self.calibrator = None
-        if not self._weights_given:
-            self.weights = ScoringWeights(**LEARNED_DEFAULT_WEIGHTS) if learned is not None else ScoringWeights()
         self.learned = learned
-        self._learned_products = None
-        self._prior_per_room = None
-        proj = getattr(learned, "projection", None)
-        if proj is not None:
-            if proj.query_map.shape[0] != self.index.d:
-                log.warning("learned projection expects %d-d vectors; the index holds %d-d %s vectors - "
-                            "learned factor disabled", proj.query_map.shape[0], self.index.d, self.space)
-            else:
-                vecs = self.stored_vectors()
-                if vecs is None:
-                    log.warning("index cannot reconstruct product vectors - learned factor disabled")
-                else:
-                    # half precision at rest, like the text matrix
-                    self._learned_products = proj.transform_products(vecs).astype(np.float16)
-        priors = getattr(learned, "priors", None)
-        if priors is not None:
-            eye = np.eye(len(ROOM_TYPES))
-            per_room = np.stack([
-                priors.product_prior(list(self.product_ids), list(self._category), eye[r], ROOM_TYPES)
-                for r in range(len(ROOM_TYPES))], axis=1)
-            self._prior_per_room = per_room.astype(np.float32)  # n x R
+        self.fusion = choose_fusion(self._given_weights, learned)
+        self.products = self.products.for_learned(learned, self.product_ids, self._category, self.index.d, self.space,
+                                                  self.stored_vectors)
         if getattr(learned, "room_classifier", None) is not None and self.room_classifier is None:
             self.room_classifier = learned.room_classifier
             self.room_classes = list(learned.room_classifier.classes_)
         if getattr(learned, "calibrator", None) is not None and self.calibrator is None:
             self.calibrator = learned.calibrator
+
+    @property
+    def weights(self) -> ScoringWeights:
+        """The weights of the weighted fusion (given, else the defaults for the learned scorer)."""
+        return self.fusion.weights
+
+    @property
+    def ranker(self) -> Any:
+        """The learned scorer's fusion ranker when it scores the candidates (see ``choose_fusion``)."""
+        return self.fusion.ranker
+
 
     # -- calibration ----------------------------------------------------------------------
     def set_calibrator(self, calibrator: Any) -> None:
@@ -798,26 +369,7 @@ class Recommender:
                              caption_vec, timings)
 
     def _uses_projected_text(self) -> bool:
-        return self._text_matrix is not None and self.encoder.image_text_aligned
-
-    # -- filters --------------------------------------------------------------------------
-    def _allowed_mask(self, include_categories, exclude_categories, room) -> np.ndarray | None:
-        def match(names) -> np.ndarray:
-            names = {names} if isinstance(names, str) else set(names)
-            unknown = names - set(vocab.CATEGORIES) - set(vocab.CATEGORY_GROUP.values())
-            if unknown:
-                raise ValueError(f"unknown categories {sorted(unknown)}; use keys of vocabulary.CATEGORIES "
-                                 "or their groups")
-            return np.isin(self._category, list(names)) | np.isin(self._group, list(names))
-
-        mask = np.ones(len(self.product_ids), dtype=bool)
-        if include_categories:
-            mask &= match(include_categories)
-        if exclude_categories:
-            mask &= ~match(exclude_categories)
-        if room is not None:
-            mask &= self._room_member[:, ROOM_TYPES.index(room)] > 0
-        return None if mask.all() else mask
+        return self.products.text_matrix is not None and self.encoder.image_text_aligned
 
     # -- search ---------------------------------------------------------------------------
     def _rows_of(self, int_ids: np.ndarray) -> np.ndarray:
@@ -844,96 +396,10 @@ class Recommender:
         return uniq, scores[first], region[first]
 
     # -- factors --------------------------------------------------------------------------
+
+    # -- filters and factors --------------------------------------------------------------
     def _factor_matrix(self, scene: PreparedScene, rows: np.ndarray, visual_cos: np.ndarray) -> np.ndarray:
-        n = rows.shape[0]
-        F = np.full((n, len(FACTORS)), 0.5)
-        F[:, 0] = np.clip((visual_cos + 1.0) / 2.0, 0.0, 1.0)
-
-        # text
-        if self._text_matrix is not None:
-            T = self._text_matrix[rows].astype(np.float32)
-            has = self._text_mask[rows]
-            sim = None
-            if scene.caption_vector is not None:
-                sim = T @ scene.caption_vector
-            elif self._uses_projected_text() and scene.regions.joint is not None \
-                    and scene.regions.joint.shape[1] == T.shape[1]:
-                sim = (T @ scene.regions.joint.T).max(axis=1)
-            if sim is not None:
-                F[:, 1] = np.where(has, np.clip((sim + 1.0) / 2.0, 0.0, 1.0), 0.5)
-
-        # room fit: lift of P(the product belongs in the scene's room) over the same probability
-        # under an uninformative (uniform) room posterior, squashed L/(1+L): 0 when it fits none of
-        # the likely rooms, 0.5 for products that fit every room or when nothing is known about the
-        # room, towards 1 for room-specific products in their room (a bed in a bedroom).
-        member = self._room_member[rows]
-        lift = (member @ scene.room_probs) / np.maximum(member.mean(axis=1), 1e-9)
-        F[:, 2] = lift / (1.0 + lift)
-
-        # style: lift of the product's style distribution under the scene posterior, L/(1+L)
-        lift = len(STYLES) * (self._product_styles[rows] @ scene.style_probs)
-        F[:, 3] = lift / (1.0 + lift)
-
-        # colour harmony
-        F[:, 4] = self._color_factor(scene, rows)
-
-        # material: affinity under the scene's styles, centred on the style-average
-        A = self._material_affinity[rows]
-        has_mat = ~np.isnan(A[:, 0])
-        if has_mat.any():
-            Am = A[has_mat]
-            F[has_mat, 5] = np.clip(0.5 + Am @ scene.style_probs - Am.mean(axis=1), 0.0, 1.0)
-
-        # size vs room
-        fit = np.asarray([ROOM_SIZE_FIT[r] for r in ROOM_TYPES], dtype=np.float64)  # R x 4
-        expected = scene.room_probs @ fit  # 4
-        sidx = self._size_idx[rows]
-        F[:, 6] = np.where(sidx >= 0, expected[np.maximum(sidx, 0)], float(expected.mean()))
-
-        # learned region->product similarity
-        if self._learned_products is not None:
-            q = self.learned.projection.transform_queries(scene.queries)
-            sim = (q @ self._learned_products[rows].astype(np.float32).T).max(axis=0)
-            F[:, 7] = np.clip((sim + 1.0) / 2.0, 0.0, 1.0)
-
-        # label prior: lift over the catalog-average prior for this scene's room posterior
-        if self._prior_per_room is not None:
-            prior_all = self._prior_per_room @ scene.room_probs.astype(np.float32)
-            lift = prior_all[rows] / max(float(prior_all.mean()), 1e-12)
-            F[:, 8] = lift / (1.0 + lift)
-        return F
-
-    def _color_factor(self, scene: PreparedScene, rows: np.ndarray) -> np.ndarray:
-        names, lab = vocabulary_lab()
-        idx = {c: i for i, c in enumerate(names)}
-        shares = np.zeros(len(names))
-        for pc in scene.analysis.palette:
-            if pc.name in idx:
-                shares[idx[pc.name]] += pc.share
-        d2 = ((lab[:, None, :] - lab[None, :, :]) ** 2).sum(-1)
-        kernel = np.exp(-d2 / (2 * _COLOR_SIGMA_LAB ** 2))
-        match = np.clip((kernel @ shares) / _COLOR_SATURATION_SHARE, 0.0, 1.0)
-        neutral = np.array([c in NEUTRAL_COLORS for c in names])
-        match = np.where(neutral, np.maximum(match, _NEUTRAL_FLOOR), match)
-        C = self._color_matrix[rows]
-        return np.where(self._has_pixel_color[rows], C @ match, self._non_pixel_value[rows])
-
-    @property
-    def ranker(self) -> Any:
-        """The learned scorer's fusion ranker when it scores the candidates: attached and no weights
-        were given explicitly (explicit weights ask for the hand-weighted mix)."""
-        ranker = getattr(self.learned, "ranker", None)
-        return None if self._weights_given else ranker
-
-    def _score(self, F: np.ndarray, scene: PreparedScene) -> np.ndarray:
-        """The ranker's score of each row of ``F`` (see :mod:`scene_assets.ranker`: a function of the
-        row and the scene only, so candidates score as they do in the whole-catalog evaluation), else
-        the weighted mean of the factors."""
-        ranker = self.ranker
-        if ranker is not None:
-            return ranker.score(F, scene.room_probs)
-        w = self.weights.vector()
-        return F @ w / w.sum()
+        return factor_matrix(self.products, scene, rows, visual_cos, projected_text=self._uses_projected_text())
 
     # -- public API -----------------------------------------------------------------------
     def recommend(
@@ -945,29 +411,38 @@ class Recommender:
         include_categories: Sequence[str] | str | None = None,
         exclude_categories: Sequence[str] | str | None = None,
         room: str | None = None,
-        diversity: Diversity = "mmr",
-        collapse_variants: bool = True,
-        mmr_lambda: float = 0.7,
-        category_cap: int = 3,
+        diversity: Diversity = _RERANK_DEFAULTS.diversity,
+        collapse_variants: bool = _RERANK_DEFAULTS.collapse_variants,
+        mmr_lambda: float = _RERANK_DEFAULTS.mmr_lambda,
+        category_cap: int = _RERANK_DEFAULTS.category_cap,
         per_region_k: int | None = None,
         region_config: RegionConfig | None = None,
+        weights: ScoringWeights | None = None,
+        fusion: FusionChoice = "auto",
     ) -> RecommendationResult:
         """Top-``k`` products for a scene (PIL image, path, or encoded bytes); see module docstring.
 
         ``include_categories`` / ``exclude_categories`` name vocabulary categories or their groups;
         ``room`` (one of ROOM_TYPES) keeps only products that belong in that room and replaces the
         predicted room posterior. Filters act inside the search, so ``k`` results come back
-        whenever that many products pass them."""
+        whenever that many products pass them. The re-rank options have the limits of
+        :class:`~scene_assets.ranking.config.RankingConfig`. ``weights``: weights for this request (in
+        place of the recommender's); ``fusion``: weights, ranker or auto (``ranking.fusion.choose_fusion``)."""
         if k < 1:
             raise ValueError("k must be >= 1")
         if diversity not in ("mmr", "category_cap", None):
             raise ValueError(f"diversity must be 'mmr', 'category_cap' or None, got {diversity!r}")
+        options = RankingConfig(diversity=diversity, collapse_variants=collapse_variants, mmr_lambda=mmr_lambda,
+                                category_cap=category_cap)
+        scoring = (self.fusion if weights is None and fusion == "auto"
+                   else choose_fusion(weights or self._given_weights, self.learned, fusion))
         t_start = time.perf_counter()
         scene = self.prepare_scene(image, caption=caption, room=room, region_config=region_config)
         timings = dict(scene.timings_ms)
 
         t0 = time.perf_counter()
-        allowed = self._allowed_mask(include_categories, exclude_categories, room)
+        allowed = reranking.allowed_mask(self._category, self._group, self.products.room_member, include_categories,
+                                         exclude_categories, room)
         n_allowed = int(allowed.sum()) if allowed is not None else len(self.product_ids)
         prk = int(per_region_k or self.per_region_k)
         search_ms = rerank_ms = 0.0
@@ -982,9 +457,7 @@ class Recommender:
             t0 = time.perf_counter()
             n_candidates = int(rows.shape[0])
             with single_threaded():
-                items = self._rerank(scene, rows, vis, reg, k=k, diversity=diversity,
-                                     collapse_variants=collapse_variants, mmr_lambda=mmr_lambda,
-                                     category_cap=category_cap)
+                items = self._rerank(scene, rows, vis, reg, k=k, fusion=scoring, options=options)
             rerank_ms += (time.perf_counter() - t0) * 1000
             exhausted = prk >= n_allowed or prk >= self.index.ntotal
             if len(items) >= k or exhausted:
@@ -994,57 +467,30 @@ class Recommender:
         timings["rerank"] = rerank_ms
         timings["total"] = (time.perf_counter() - t_start) * 1000
         params = {
-            "k": k, "caption": caption, "include_categories": _list(include_categories) or None,
-            "exclude_categories": _list(exclude_categories) or None, "room": room,
+            "k": k, "caption": caption, "include_categories": as_list(include_categories) or None,
+            "exclude_categories": as_list(exclude_categories) or None, "room": room,
             "diversity": diversity, "collapse_variants": collapse_variants,
             "mmr_lambda": mmr_lambda if diversity == "mmr" else None,
             "category_cap": category_cap if diversity == "category_cap" else None,
             "per_region_k": prk, "space": self.space, "centered": self.catalog_mean is not None,
-            "fusion": "weights" if self.ranker is None else f"ranker ({self.ranker.kind})",
+            "fusion": scoring.label,
             "region_config": (region_config or self.region_config).to_dict(),
             "confidence_method": ("calibrator" if self.calibrated else
                                   f"logistic(score; mid={_DEFAULT_SIGMOID_MID}, slope={_DEFAULT_SIGMOID_SLOPE})"),
         }
         return RecommendationResult(items, scene.analysis, scene.regions, timings, self.calibrated,
-                                    self.weights, params, n_candidates)
+                                    scoring.weights, params, n_candidates)
 
-    def _rerank(self, scene, rows, vis, reg, *, k, diversity, collapse_variants, mmr_lambda, category_cap):
+    def _rerank(self, scene: PreparedScene, rows: np.ndarray, vis: np.ndarray, reg: np.ndarray, *, k: int,
+                fusion: Fusion, options: RankingConfig) -> list[Recommendation]:
         if rows.shape[0] == 0:
             return []
         F = self._factor_matrix(scene, rows, vis)
-        score = self._score(F, scene)
-        order = np.argsort(-score, kind="stable")
-        variants: dict[int, list[str]] = {}
-        if collapse_variants:
-            keep, seen = [], {}
-            for j in order:
-                g = self._variant_group[rows[j]]
-                if g in seen:
-                    variants[seen[g]].append(self.product_ids[rows[j]])
-                    continue
-                seen[g] = j
-                variants[j] = []
-                keep.append(j)
-            order = np.asarray(keep, dtype=np.int64)
-        if diversity == "category_cap":
-            # at most `category_cap` per category; if that leaves fewer than k (e.g. a filter keeps
-            # one category), the best capped-out products fill the remaining slots
-            counts: dict[str, int] = {}
-            keep, overflow = [], []
-            for j in order:
-                c = self._category[rows[j]]
-                if counts.get(c, 0) < category_cap:
-                    counts[c] = counts.get(c, 0) + 1
-                    keep.append(j)
-                    if len(keep) >= k:
-                        break
-                else:
-                    overflow.append(j)
-            chosen = sorted(keep + overflow[: max(0, k - len(keep))], key=lambda j: -score[j])
-        elif diversity == "mmr":
-            chosen = self._mmr(rows, score, order, k, mmr_lambda)
-        else:
-            chosen = list(order[:k])
+        score = fusion.score(F, scene.room_probs)
+        chosen, variants = reranking.rerank(
+            score, k=k, variant_group=self._variant_group[rows], category=self._category[rows],
+            vectors_of=lambda positions: self._vectors_for(rows[positions]), diversity=options.diversity,
+            collapse=options.collapse_variants, mmr_lambda=options.mmr_lambda, cap=options.category_cap)
         conf = self.confidence(score[chosen]) if chosen else np.zeros(0)
         out = []
         for rank, (j, c) in enumerate(zip(chosen, conf), start=1):
@@ -1059,9 +505,9 @@ class Recommender:
                 score=float(score[j]),
                 confidence=float(c),
                 visual_similarity=float(vis[j]),
-                factors={f: float(F[j, i]) for i, f in enumerate(FACTORS)},
+                factors={f: float(v) for f, v in zip(FACTORS, F[j])},
                 region={"index": ri, "label": scene.regions.labels[ri], "box": scene.regions.box(ri)},
-                variants=variants.get(j, []),
+                variants=[self.product_ids[rows[v]] for v in variants.get(int(j), [])],
                 image_path=self._image_path[r],
             ))
         return out
@@ -1083,30 +529,6 @@ class Recommender:
         if self._product_vectors is not None:
             return self._product_vectors[rows]
         return self.index.reconstruct(self._int_ids[rows])
-
-    def _mmr(self, rows, score, order, k, lam) -> list[int]:
-        pool = np.asarray(order[: max(5 * k, 50)], dtype=np.int64)
-        if pool.size <= 1:
-            return list(pool[:k])
-        V = self._vectors_for(rows[pool])
-        if V is None:
-            log.warning("index cannot reconstruct vectors; MMR falls back to plain ranking")
-            return list(pool[:k])
-        V = V / np.maximum(np.linalg.norm(V, axis=1, keepdims=True), 1e-12)
-        sim = V @ V.T
-        rel = score[pool]
-        chosen = [0]
-        max_sim = sim[0].copy()
-        available = np.ones(pool.size, dtype=bool)
-        available[0] = False
-        while len(chosen) < min(k, pool.size):
-            mmr = lam * rel - (1.0 - lam) * max_sim
-            mmr[~available] = -np.inf
-            nxt = int(np.argmax(mmr))
-            chosen.append(nxt)
-            available[nxt] = False
-            max_sim = np.maximum(max_sim, sim[nxt])
-        return [int(pool[i]) for i in chosen]
 
     def score_catalog(
         self,
@@ -1138,11 +560,11 @@ class Recommender:
         all_rows = np.arange(n)
         if rerank:
             F = self._factor_matrix(scene, all_rows, vis)
-            scores = self._score(F, scene)
+            scores = self.fusion.score(F, scene.room_probs)
         else:
             F = np.full((n, len(FACTORS)), np.nan)
-            F[:, 0] = np.clip((vis + 1.0) / 2.0, 0.0, 1.0)
-            scores = F[:, 0].copy()
+            column(F, "visual")[:] = visual(vis)
+            scores = column(F, "visual").copy()
         return CatalogScores(self.product_ids, scores, vis, F, best_region, scene)
 
     def rank_all(self, image, *, caption: str | None = None, room: str | None = None, rerank: bool = True,
@@ -1150,16 +572,6 @@ class Recommender:
         """``(product_ids, scores)`` of every indexed product, best first."""
         return self.score_catalog(image, caption=caption, room=room, rerank=rerank,
                                   region_config=region_config).ranked()
-
-    def rank_all_many(self, images: Sequence[Any], *, captions: Sequence[str | None] | None = None,
-                      **kwargs: Any) -> list[tuple[np.ndarray, np.ndarray]]:
-        captions = list(captions) if captions is not None else [None] * len(images)
-        return [self.rank_all(im, caption=c, **kwargs) for im, c in zip(images, captions)]
-
-    def recommend_many(self, images: Sequence[Any], *, captions: Sequence[str | None] | None = None,
-                       **kwargs: Any) -> list[RecommendationResult]:
-        captions = list(captions) if captions is not None else [None] * len(images)
-        return [self.recommend(im, caption=c, **kwargs) for im, c in zip(images, captions)]
 
 
 def _wants_2d(model: Any) -> bool:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from scene_assets.matching import FACTORS
+from scene_assets.ranking import FACTORS
 
 from faces.cli import build_parser, main
 
@@ -152,7 +152,7 @@ def test_every_provider_branch(branch: str, with_weights: bool, tmp_path: Path, 
     picks (pipelines/serving.py states the policy)."""
     from faces.providers import DirectoryBundleProvider, MaterializedBundleProvider
     from scene_assets.learned import LearnedScorer
-    from scene_assets.matching import ScoringWeights
+    from scene_assets.ranking import ScoringWeights
 
     named = LearnedScorer.load(scorer_dir).fingerprint()
     # A scorer materialized in the instance: what the default picks, and what the other branches must not.

@@ -18,21 +18,10 @@ import pytest
 
 from evaluation.dataset import DatasetError, evaluation_group, load_labeled_dataset
 from evaluation.metrics import ranking_metrics
-from evaluation.protocol import (
-    BASELINES,
-    DEFAULT_EVALUATION_WEIGHTS,
-    METRIC_KEYS,
-    EvaluationConfig,
-    SceneResult,
-    SplitError,
-    _ranks,
-    evaluate,
-    format_table,
-    load_results,
-    metrics_from_ranks,
-    save_results,
-    score_results,
-)
+from evaluation.config import BASELINES, DEFAULT_EVALUATION_WEIGHTS, METRIC_KEYS, EvaluationConfig
+from evaluation.protocol import SplitError, evaluate
+from evaluation.report import format_table, load_results, save_results
+from evaluation.scoring import SceneResult, metrics_from_ranks, ranks_of, score_results
 from evaluation.sweep import _CHOICES, SWEPT_FACTORS, random_weight_grid, run_sweep
 from scene_assets.learned import (
     IsotonicCalibrator,
@@ -43,7 +32,7 @@ from scene_assets.learned import (
     fit_region_projection,
     fit_room_classifier,
 )
-from scene_assets.matching import FACTORS, ScoringWeights
+from scene_assets.ranking import FACTORS, ScoringWeights
 from scene_assets.scene_analysis import ROOM_TYPES
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
@@ -89,17 +78,17 @@ def test_metrics_from_ranks_agrees_with_ranking_metrics(seed):
     ranking = [ids[i] for i in np.argsort(-scores, kind="stable")]
     relevant = {ids[i] for i in relevant_rows}
     expected = ranking_metrics(ranking, relevant)
-    got = metrics_from_ranks(_ranks(scores, relevant_rows), len(relevant))
+    got = metrics_from_ranks(ranks_of(scores, relevant_rows), len(relevant))
     assert got == pytest.approx(expected)
 
 
 def test_ranks_are_sorted_and_ties_go_to_the_earlier_row():
     scores = np.array([0.5, 0.9, 0.5, 0.9, 0.1])
     # descending, stable: rows 1, 3, 0, 2, 4
-    assert _ranks(scores, np.array([3, 2])).tolist() == [1, 3]
-    assert _ranks(scores, np.array([4, 0, 1])).tolist() == [0, 2, 4]
+    assert ranks_of(scores, np.array([3, 2])).tolist() == [1, 3]
+    assert ranks_of(scores, np.array([4, 0, 1])).tolist() == [0, 2, 4]
     flat = np.zeros(6)
-    assert _ranks(flat, np.array([5, 1])).tolist() == [1, 5]
+    assert ranks_of(flat, np.array([5, 1])).tolist() == [1, 5]
 
 
 def _result(factors: np.ndarray, relevant: list[int], fold: int = 0, room: str = "Bedroom",
@@ -549,12 +538,12 @@ def _mrr(proj: RegionProjection, products, queries, positives) -> float:
     for q, pos in zip(queries, positives):
         s = proj.scores(q, projected)
         assert s.shape == (products.shape[0],)
-        rr.append(metrics_from_ranks(_ranks(s, pos), len(pos))["mrr"])
+        rr.append(metrics_from_ranks(ranks_of(s, pos), len(pos))["mrr"])
     return float(np.mean(rr))
 
 
 def _chance_mrr(rng, n_products, positives, draws=200) -> float:
-    return float(np.mean([metrics_from_ranks(_ranks(rng.random(n_products), pos), len(pos))["mrr"]
+    return float(np.mean([metrics_from_ranks(ranks_of(rng.random(n_products), pos), len(pos))["mrr"]
                           for pos in positives for _ in range(draws // len(positives) + 1)]))
 
 
@@ -923,7 +912,7 @@ def _ablation_folds(leaky: bool = False) -> list[tuple[list[SceneResult], list[S
 
 def test_ablation_rows_deltas_and_tables(tmp_path):
     from evaluation.ablation import Variant, format_ablation, score_variants, without_factors, write_ablation
-    from scene_assets.ranker import RankerConfig
+    from scene_assets.ranking import RankerConfig
 
     ref = EvaluationConfig(folds=3, bootstrap_resamples=200,
                            ranker=RankerConfig(max_iter=30, negatives_per_scene=20))
@@ -981,7 +970,7 @@ def test_ablation_rows_deltas_and_tables(tmp_path):
 
 def test_without_factors_zeroes_weights_and_excludes_features():
     from evaluation.ablation import default_variants, without_factors
-    from scene_assets.ranker import RankerConfig
+    from scene_assets.ranking import RankerConfig
 
     cfg = EvaluationConfig(ranker=RankerConfig(exclude=("size",)))
     off = without_factors(cfg, ["learned", "color"])
@@ -1003,7 +992,7 @@ def test_ablation_logged_as_parent_and_children(tmp_path):
 
     from evaluation.ablation import Variant, score_variants
     from evaluation.tracking import MlflowLogger
-    from scene_assets.ranker import RankerConfig
+    from scene_assets.ranking import RankerConfig
 
     ref = EvaluationConfig(folds=3, bootstrap_resamples=50, ranker=RankerConfig(max_iter=10, negatives_per_scene=10))
     variants = [Variant("learned ranker", ref, "reference"),

@@ -16,7 +16,7 @@ import mlflow
 import pytest
 
 from pipelines.evaluation.resources import LabeledData, MlflowTracking
-from scene_assets.matching import ScoringWeights
+from scene_assets.ranking import ScoringWeights
 from scene_assets.settings import PROJECT_ROOT
 
 SAMPLE = PROJECT_ROOT / "data" / "sample"

@@ -1,4 +1,4 @@
-"""The learned fusion ranker (scene_assets.ranker): numpy trees equal sklearn's, the training rows,
+"""The learned fusion ranker (scene_assets.ranking.ranker): numpy trees equal sklearn's, the training rows,
 storage in the learned scorer, and the recommender ranking candidates exactly as the evaluation
 ranks the whole catalog. Synthetic data and the fake encoder only: fast."""
 
@@ -11,11 +11,22 @@ import numpy as np
 import polars as pl
 import pytest
 
-from evaluation.protocol import BASELINES, EvaluationConfig, SceneResult, rank_fold, score_results
+from evaluation.config import BASELINES, EvaluationConfig
+from evaluation.folds import rank_fold
+from evaluation.scoring import SceneResult, score_results
 from scene_assets.encoders import FakeEncoder
 from scene_assets.learned import LabelPriors, LearnedScorer, RegionProjection
-from scene_assets.matching import FACTORS, LEARNED_DEFAULT_WEIGHTS, Recommender, ScoringWeights
-from scene_assets.ranker import (
+from scene_assets.matching import Recommender
+from scene_assets.ranking import (
+    FACTORS,
+    LEARNED_DEFAULT_WEIGHTS,
+    RankingConfig,
+    ScoringWeights,
+    choose_fusion,
+    column,
+    weighted_scores,
+)
+from scene_assets.ranking.ranker import (
     FusionRanker,
     RankerConfig,
     TreeEnsemble,
@@ -111,7 +122,8 @@ def test_training_rows_positives_negatives_and_order_independence():
     assert X.shape == (len(results) * (4 + 25), len(names)) and y.sum() == 4 * len(results)
     for i, r in enumerate(results):
         rows = X[(g == i) & (y == 1)]
-        np.testing.assert_array_equal(np.sort(rows[:, 0]), np.sort(r.factors[r.relevant_rows, 0]))
+        np.testing.assert_array_equal(np.sort(rows[:, names.index("visual")]),
+                                      np.sort(column(r.factors, "visual")[r.relevant_rows]))
     # the same rows whatever the order of the scenes (seeded by scene id)
     X2, y2, _ = training_rows(results[::-1], cfg, names)
     key = lambda X, y: sorted(map(tuple, np.column_stack([X, y]).round(6)))  # noqa: E731
@@ -271,3 +283,62 @@ def test_explicit_weights_replace_the_ranker(small_world):
     unranked = dataclasses.replace(small_world["learned"], ranker=None)
     assert Recommender.from_vectors(small_world["enc"], small_world["catalog"], small_world["pids"],
                                     small_world["vecs"], learned=unranked).ranker is None
+
+
+def test_with_learned_is_a_view_and_leaves_the_recommender_as_it_is(small_world):
+    plain = Recommender.from_vectors(small_world["enc"], small_world["catalog"], small_world["pids"],
+                                     small_world["vecs"], space="joint", center=True,
+                                     region_config=RegionConfig(short_side=64, max_long_side=128, grids=(2,)))
+    learned = small_world["learned"]
+    view = plain.with_learned(learned)
+    assert view is not plain and view.learned is learned and view.ranker is learned.ranker
+    assert view.calibrator is learned.calibrator and view.products.prior_per_room is not None
+    # the recommender it came from is untouched; the per-product arrays and the index are shared
+    assert plain.learned is None and plain.ranker is None and plain.calibrator is None
+    assert plain.products.prior_per_room is None and plain.products.learned_products is None
+    assert plain.weights == ScoringWeights() and view.weights == ScoringWeights(**LEARNED_DEFAULT_WEIGHTS)
+    assert view.index is plain.index and view.products.room_member is plain.products.room_member
+    back = view.with_learned(None)
+    assert back.learned is None and back.calibrator is None and view.learned is learned
+    scene = plain.prepare_scene(small_world["scene"])
+    np.testing.assert_array_equal(back.score_catalog(None, scene=scene).scores,
+                                  plain.score_catalog(None, scene=scene).scores)
+
+
+def test_fusion_is_chosen_per_request(small_world):
+    rec = _rec(small_world, per_region_k=4)
+    assert rec.recommend(small_world["scene"], k=3).params["fusion"] == "ranker (hgb)"
+    by_weights = rec.recommend(small_world["scene"], k=3, fusion="weights")
+    assert by_weights.params["fusion"] == "weights" and by_weights.weights == ScoringWeights(**LEARNED_DEFAULT_WEIGHTS)
+    mine = ScoringWeights(visual=1.0, text=0.0, room_fit=0.0, style=0.0, color=0.0, material=0.0, size=0.0)
+    res = rec.recommend(small_world["scene"], k=3, weights=mine)
+    assert res.params["fusion"] == "weights" and res.weights == mine
+    assert [it.score for it in res.items] == pytest.approx([it.factors["visual"] for it in res.items])
+    assert rec.ranker is not None  # a request does not change the recommender
+    with pytest.raises(ValueError, match="fusion ranker"):
+        choose_fusion(None, None, "ranker")
+    with pytest.raises(ValueError, match="mmr_lambda"):
+        rec.recommend(small_world["scene"], k=3, mmr_lambda=1.5)
+
+
+def test_ranking_config_limits_and_help():
+    cfg = RankingConfig(weights={"visual": 2.0}, diversity="none")
+    assert cfg.weights == ScoringWeights(visual=2.0) and cfg.diversity is None
+    assert cfg.recommend_options() == {"fusion": "auto", "diversity": None, "mmr_lambda": 0.7, "category_cap": 3,
+                                       "collapse_variants": True, "weights": ScoringWeights(visual=2.0)}
+    for bad in ({"mmr_lambda": -0.1}, {"category_cap": 0}, {"fusion": "best"}, {"diversity": "random"},
+                {"weights": {"visual": -1.0}}, {"k": 3}):
+        with pytest.raises(ValueError):
+            RankingConfig(**bad)
+    assert RankingConfig.field_help("mmr_lambda") | {"description": ""} == {"default": 0.7, "description": "",
+                                                                             "ge": 0.0, "le": 1.0}
+    with pytest.raises(Exception):
+        RankingConfig().mmr_lambda = 0.5  # frozen
+
+
+def test_factor_columns_by_name():
+    F = np.arange(2 * len(FACTORS), dtype=np.float64).reshape(2, len(FACTORS))
+    assert column(F, "visual").tolist() == [0.0, len(FACTORS)]
+    assert column(F, "prior").tolist() == [len(FACTORS) - 1.0, 2 * len(FACTORS) - 1.0]
+    assert weighted_scores(F, ScoringWeights(visual=1.0, text=0, room_fit=0, style=0, color=0, material=0,
+                                             size=0)).tolist() == [0.0, len(FACTORS)]

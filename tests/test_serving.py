@@ -25,7 +25,8 @@ from PIL import Image, ImageDraw
 from prometheus_client.parser import text_string_to_metric_families
 
 from scene_assets.encoders import FakeEncoder
-from scene_assets.matching import FACTORS, Recommender
+from scene_assets.matching import Recommender
+from scene_assets.ranking import FACTORS
 from scene_assets.regions import RegionConfig
 from scene_assets.scene_analysis import ROOM_TYPES
 from faces.http_app import RecommenderProvider, ServingSettings, create_app

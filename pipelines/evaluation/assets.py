@@ -8,29 +8,18 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from evaluation.config import DEFAULT_RANKER, METRIC_KEYS, RANKER_BY_DEFAULT, EvaluationConfig
 from evaluation.dataset import load_labeled_dataset
-from evaluation.protocol import (
-    DEFAULT_RANKER,
-    RANKER_BY_DEFAULT,
-    EvaluationConfig,
-    METRIC_KEYS,
-    calibration_pairs,
-    evaluate,
-    fit_learned,
-    format_table,
-    load_results,
-    prepare_scenes,
-    restrict_to_index,
-    save_results,
-)
-from evaluation.reporting import table_rows, write_gallery, write_plots
-from evaluation.sweep import random_weight_grid, run_sweep
+from evaluation.folds import restrict_to_index
+from evaluation.protocol import fit_serving_scorer
+from evaluation.report import format_table, load_results
+from evaluation.reporting import table_rows
+from evaluation.run import run_evaluation, run_weight_sweep
 from pipelines.evaluation.resources import LabeledData, MlflowTracking
 from pipelines.metadata import markdown_table
 from pipelines.resources import CatalogSource, ProjectStorage
-from scene_assets.learned import IsotonicCalibrator, ProjectionConfig
-from scene_assets.matching import ScoringWeights
-from scene_assets.ranker import RankerConfig, fit_ranker
+from scene_assets.learned import ProjectionConfig
+from scene_assets.ranking import RankerConfig, ScoringWeights
 from scene_assets.recommender_bundle import load_recommender
 
 
@@ -93,23 +82,17 @@ def scene_evaluation(
         use_captions=config.use_captions, projection=ProjectionConfig(epochs=config.projection_epochs, seed=config.seed),
         ranker=ranker)
     recommender, bundle = load_recommender(scene_index["path"])
-    report = evaluate(dataset, train=train, config=eval_config, recommender=recommender,
-                      cache_dir=storage.path("cache", "evaluation"), progress=context.log.info)
+    out_dir = storage.path("evaluation", context.run_id)
+    tracking = mlflow_tracking.logger()
+    run = run_evaluation(
+        dataset, train=train, config=eval_config, recommender=recommender, cache_dir=storage.path("cache", "evaluation"),
+        out_dir=out_dir, tracking=tracking, run_name=f"evaluation-{context.run_id[:8]}",
+        extra_params={"index_version": bundle["version"], "dagster_run_id": context.run_id},
+        tags={"dagster_run_id": context.run_id, "index_version": bundle["version"]},
+        gallery_scenes=config.gallery_scenes, progress=context.log.info)
+    report, run_id, results_path = run.report, run.mlflow_run_id, run.results_path
     for sid, reason in report.skipped_scenes[:20]:
         context.log.warning(f"scene {sid} skipped: {reason}")
-
-    out_dir = storage.path("evaluation", context.run_id)
-    results_path = save_results(out_dir / "results.npz", report.results, report.product_ids)
-    artifacts = write_plots(report, out_dir)
-    artifacts.append(write_gallery(report, dataset, out_dir / "gallery", n=config.gallery_scenes).parent)
-    (out_dir / "table.txt").write_text(format_table(report) + "\n", encoding="utf-8")
-    artifacts.append(out_dir / "table.txt")
-
-    tracking = mlflow_tracking.logger()
-    run_id = tracking.log_evaluation(
-        report, run_name=f"evaluation-{context.run_id[:8]}", artifacts=artifacts,
-        extra_params={"index_version": bundle["version"], "dagster_run_id": context.run_id},
-        tags={"dagster_run_id": context.run_id, "index_version": bundle["version"]})
     url = mlflow_tracking.run_url(tracking.experiment_id, run_id)
     context.log.info("\n" + format_table(report))
     headline = _float_metadata({k: report.metrics[k] for k in (*METRIC_KEYS, "hit@10.chair", "hit@10.sofa",
@@ -156,22 +139,22 @@ def weight_sweep(
     started = time.perf_counter()
     results, _ = load_results(Path(scene_evaluation["results_path"]))
     base = ScoringWeights.from_dict(scene_evaluation["config"]["weights"])
-    configs = random_weight_grid(base, config.size, config.seed)
-    sweep = run_sweep(results, configs, objective=config.objective)
     tracking = mlflow_tracking.logger()
     base_params = {"encoder": scene_evaluation["encoder"], "dataset_hash": scene_evaluation["dataset_fingerprint"],
                    "protocol": scene_evaluation["protocol"], "index_version": scene_evaluation["index_version"],
-                   "evaluation_run_id": scene_evaluation["mlflow_run_id"], "objective": config.objective}
-    parent, children = tracking.log_sweep(sweep, run_name=f"weight-sweep-{context.run_id[:8]}", base_params=base_params,
-                                          tags={"dagster_run_id": context.run_id})
+                   "evaluation_run_id": scene_evaluation["mlflow_run_id"]}
+    run = run_weight_sweep(results, base, size=config.size, seed=config.seed, objective=config.objective,
+                           tracking=tracking, run_name=f"weight-sweep-{context.run_id[:8]}", base_params=base_params,
+                           tags={"dagster_run_id": context.run_id})
+    sweep, parent, children = run.sweep, run.mlflow_parent_run_id, run.mlflow_child_run_ids
     j = METRIC_KEYS.index(config.objective)
     top = pl.DataFrame(sweep.rows()).sort(config.objective, descending=True)
     return dg.Output(
         {"best_weights": sweep.best.to_dict(), "mlflow_parent_run_id": parent, "experiment_id": tracking.experiment_id,
          "objective": config.objective, "best": {k: float(sweep.mean[sweep.best_index, i]) for i, k in enumerate(METRIC_KEYS)},
-         "nested_heldout": sweep.nested, "n_configs": len(configs)},
+         "nested_heldout": sweep.nested, "n_configs": len(sweep.configs)},
         metadata={
-            "n_configs": len(configs),
+            "n_configs": len(sweep.configs),
             "objective": config.objective,
             f"best_{config.objective}": float(sweep.mean[sweep.best_index, j]),
             f"evaluation_default_{config.objective}": float(sweep.mean[0, j]),
@@ -237,19 +220,13 @@ def learned_scorer(
                                                                   "ranker", "room_classifier", "regions") if k in cfg})
     recommender, bundle = load_recommender(scene_index["path"])
     dataset = restrict_to_index(load_labeled_dataset(train_dir), recommender)
-    scenes = prepare_scenes(recommender, dataset, eval_config.use_captions)
-    scorer = fit_learned(recommender, dataset, scenes, dataset.scene_ids, eval_config)
-    # ranker: on the evaluation's out-of-fold factor matrices (each scene scored by models that never saw its
-    # labels - what the ranker must learn from); calibrator: on the evaluation's out-of-fold scores of the
-    # same fusion (the fold rankers' scores, or the weights) - never in-sample scores
+    # projection, room classifier, priors: on all training scenes; ranker and calibrator: on the evaluation's
+    # out-of-fold results (each scene scored by models that never saw its labels)
     results, _ = load_results(Path(scene_evaluation["results_path"]))
-    if eval_config.ranker is not None:
-        if any(r.scores is None for r in results):
-            raise ValueError(f"{scene_evaluation['results_path']}: the evaluation used a ranker but stored no ranker "
-                             "scores to calibrate on; re-materialize scene_evaluation")
-        scorer.ranker = fit_ranker(results, eval_config.ranker)
-    w = eval_config.weights.vector() / eval_config.weights.total()
-    scorer.calibrator = IsotonicCalibrator.fit(*calibration_pairs(results, w, eval_config.calibration_top_k))
+    try:
+        scorer = fit_serving_scorer(recommender, dataset, results, eval_config)
+    except ValueError as exc:
+        raise ValueError(f"{scene_evaluation['results_path']}: {exc}; re-materialize scene_evaluation") from exc
     scorer.info |= {"dataset": str(dataset.root), "index_version": bundle["version"],
                     "evaluation_run_id": scene_evaluation["mlflow_run_id"], "weights": eval_config.weights.to_dict()}
     fingerprint = scorer.fingerprint()

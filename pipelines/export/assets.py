@@ -10,18 +10,28 @@ from pipelines.metadata import markdown_table
 from pipelines.resources import ProjectStorage
 from pipelines.serving import latest_learned_dir
 from scene_assets.export import export_batch, read_batch_manifest
-from scene_assets.matching import ScoringWeights
+from scene_assets.ranking import RankingConfig, ScoringWeights
 from scene_assets.recommender_bundle import load_served
 
 
 class ExportConfig(dg.Config):
     k: int = Field(default=10, description="Products per scene.")
-    diversity: str = Field(default="mmr", description="mmr, category_cap or none.")
     weights_path: str = Field(default="", description="Scoring weights JSON (e.g. the sweep's best); empty: defaults.")
+    fusion: str = Field(**RankingConfig.field_help("fusion"))
+    diversity: str = Field(**RankingConfig.field_help("diversity"))
+    mmr_lambda: float = Field(**RankingConfig.field_help("mmr_lambda"))
+    category_cap: int = Field(**RankingConfig.field_help("category_cap"))
+    collapse_variants: bool = Field(**RankingConfig.field_help("collapse_variants"))
     gallery: bool = Field(default=True, description="Also write the static HTML gallery with thumbnails.")
     use_learned: bool = Field(default=True, description="Attach the latest learned_scorer materialization, if any, "
                               "as `scene-matcher recommend` and `serve` do (pipelines/serving.py: one policy); a "
                               "scorer fitted on another encoder fails the run. false: rank without one.")
+
+    def ranking(self) -> RankingConfig:
+        """The ranking these settings ask for (validated against RankingConfig's limits)."""
+        return RankingConfig(weights=ScoringWeights.from_file(self.weights_path) if self.weights_path else None,
+                             fusion=self.fusion, diversity=self.diversity, mmr_lambda=self.mmr_lambda,
+                             category_cap=self.category_cap, collapse_variants=self.collapse_variants)
 
 
 @dg.asset(
@@ -44,9 +54,9 @@ def scene_recommendations(
 ) -> dg.MaterializeResult:
     batch = context.partition_key
     manifest = read_batch_manifest(scene_inbox.manifest_path(batch))
-    weights = ScoringWeights.from_file(config.weights_path) if config.weights_path else None
+    ranking = config.ranking()
     scorer = latest_learned_dir(context.instance) if config.use_learned else None
-    loaded = load_served(scene_index["path"], weights=weights, learned=None if scorer is None else scorer[0],
+    loaded = load_served(scene_index["path"], weights=ranking.weights, learned=None if scorer is None else scorer[0],
                          learned_fingerprint=None if scorer is None else scorer[1])
     out_dir = storage.path("exports", "batches", batch)
     result = export_batch(
@@ -58,7 +68,7 @@ def scene_recommendations(
         k=config.k,
         index_version=loaded.version,
         gallery=config.gallery,
-        recommend_kwargs={"diversity": None if config.diversity == "none" else config.diversity},
+        recommend_kwargs=ranking.recommend_options(),
     )
     for failure in result.failures.iter_rows(named=True):
         context.log.warning(f"skipped {failure['scene_path']}: {failure['reason']}")

@@ -1,6 +1,6 @@
 """Learned fusion of the re-ranking factors: a ranker over per-(scene, product) scores (no Dagster imports).
 
-The hand-set :class:`~scene_assets.matching.ScoringWeights` mix the factors linearly with one weight
+The hand-set :class:`~scene_assets.ranking.config.ScoringWeights` mix the factors linearly with one weight
 each. :class:`FusionRanker` learns the mix from labeled scenes instead: a pointwise classifier
 ("is this product in this scene?") over the factor scores, a few cheap derived features and the
 scene's room posterior, trained on labeled products (positives) against products drawn from the
@@ -33,6 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+
+from scene_assets.ranking.factors import FACTORS, column
+from scene_assets.scene_analysis import ROOM_TYPES
 
 __all__ = [
     "FusionRanker",
@@ -103,18 +106,10 @@ class RankerConfig:
 # --------------------------------------------------------------------------------------------
 
 
-def _factors() -> tuple[str, ...]:
-    from scene_assets.matching import FACTORS
-
-    return FACTORS
-
-
 def ranker_feature_names(exclude: Sequence[str] = (), room_features: bool = False) -> list[str]:
     """Columns of :func:`ranker_features`: the factors not excluded, two derived ones (visual x
     learned agreement, the prior's log-odds), and the room posterior when ``room_features``."""
-    from scene_assets.scene_analysis import ROOM_TYPES
-
-    names = [f for f in _factors() if f not in exclude]
+    names = [f for f in FACTORS if f not in exclude]
     if "visual" in names and "learned" in names:
         names.append("visual*learned")
     if "prior" in names:
@@ -128,20 +123,17 @@ def ranker_features(F: np.ndarray, room_probs: np.ndarray, names: Sequence[str])
     """``n x len(names)`` features for ``F`` (``n x len(FACTORS)`` factor scores of n products in one
     scene) and the scene's room posterior (over ``ROOM_TYPES``). Row i depends on product i and the
     scene only."""
-    factors = _factors()
     F = np.asarray(F, dtype=np.float32)
     n = F.shape[0]
     out = np.empty((n, len(names)), dtype=np.float32)
     room_probs = np.asarray(room_probs, dtype=np.float32)
-    from scene_assets.scene_analysis import ROOM_TYPES
-
     for j, name in enumerate(names):
-        if name in factors:
-            out[:, j] = F[:, factors.index(name)]
+        if name in FACTORS:
+            out[:, j] = column(F, name)
         elif name == "visual*learned":
-            out[:, j] = F[:, factors.index("visual")] * F[:, factors.index("learned")]
+            out[:, j] = column(F, "visual") * column(F, "learned")
         elif name == "logit(prior)":
-            p = np.clip(F[:, factors.index("prior")], 1e-4, 1 - 1e-4)
+            p = np.clip(column(F, "prior"), 1e-4, 1 - 1e-4)
             out[:, j] = np.log(p / (1 - p))
         elif name.startswith("room="):
             out[:, j] = room_probs[ROOM_TYPES.index(name.removeprefix("room="))]
