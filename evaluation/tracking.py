@@ -176,6 +176,26 @@ class MlflowLogger:
         return parent, children
 
     # -- ablation -----------------------------------------------------------------------------
+    def log_learned_scorer(self, scorer, directory: Path, *, params: Mapping[str, Any],
+                           evaluation_metrics: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> str:
+        """One run for a learned scorer fitted for serving: ``params`` plus the fusion ranker's features,
+        the cross-validated ``evaluation_metrics`` it was chosen on and the ranker's own figures as
+        metrics, and the saved scorer folder as the ``learned_scorer`` artifact."""
+        run_id = self.start_run(f"learned-scorer-{scorer.fingerprint()[:8]}",
+                                tags={"kind": "learned_scorer"} | dict(tags or {}))
+        ranker = scorer.ranker
+        numbers = {k: v for k, v in evaluation_metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        try:
+            self.log(run_id, params=dict(params) | ({"ranker_features": ranker.feature_names} if ranker is not None else {}),
+                     metrics=numbers | ({f"ranker.{k}": v for k, v in ranker.info.items() if isinstance(v, (int, float))}
+                                        if ranker is not None else {}))
+            self.log_artifact(run_id, directory, "learned_scorer")
+        except Exception:
+            self.finish(run_id, "FAILED")
+            raise
+        self.finish(run_id)
+        return run_id
+
     def log_ablation(self, result, *, run_name: str, base_params: Mapping[str, Any], artifacts: Sequence[Path] = (),
                      tags: Mapping[str, str] | None = None) -> tuple[str, list[str]]:
         """Parent run (the table as markdown + CSV artifacts, the reference's metrics) with one child

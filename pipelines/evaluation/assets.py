@@ -49,10 +49,16 @@ def _float_metadata(values: dict) -> dict:
     return {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-@dg.asset(
-    group_name="evaluation",
-    ins={"scene_index": dg.AssetIn(input_manager_key="model_io_manager")},
-    io_manager_key="model_io_manager",
+def _evaluation_asset(*inputs: str, **kwargs):
+    """An evaluation asset: its inputs and its output are small Python objects (paths, run ids, metrics)
+    kept by the model IO manager, the data itself lives in files and MLflow."""
+    return dg.asset(group_name="evaluation",
+                    ins={name: dg.AssetIn(input_manager_key="model_io_manager") for name in inputs},
+                    io_manager_key="model_io_manager", **kwargs)
+
+
+@_evaluation_asset(
+    "scene_index",
     description="Scores the materialized scene index on a labeled dataset: every scene ranks the whole catalog; "
     "learned parts are fitted on training scenes only (cross-validation folds, or the training dataset). Logs "
     "an MLflow run (params, metrics, reliability and recall@k plots, best/worst scene gallery) and keeps the "
@@ -121,10 +127,8 @@ def scene_evaluation(
     )
 
 
-@dg.asset(
-    group_name="evaluation",
-    ins={"scene_evaluation": dg.AssetIn(input_manager_key="model_io_manager")},
-    io_manager_key="model_io_manager",
+@_evaluation_asset(
+    "scene_evaluation",
     description="Weight sweep over the re-ranking factors on the evaluation's out-of-fold scores: an MLflow parent "
     "run with one nested child per configuration (params repeated on each); the best configuration on all folds "
     "is recorded on the parent, and the held-out estimate of 'pick the best on the other folds' is reported.",
@@ -169,10 +173,8 @@ def weight_sweep(
     )
 
 
-@dg.asset(
-    group_name="evaluation",
-    ins={"weight_sweep": dg.AssetIn(input_manager_key="model_io_manager")},
-    io_manager_key="model_io_manager",
+@_evaluation_asset(
+    "weight_sweep",
     description="The sweep's best scoring weights as a JSON file the recommender reads "
     "(`scene-matcher recommend --weights PATH`, the export job's weights_path).",
     kinds={"json"},
@@ -189,13 +191,9 @@ def scoring_weights(context: dg.AssetExecutionContext, weight_sweep: dict, stora
     )
 
 
-@dg.asset(
-    group_name="evaluation",
-    ins={
-        "scene_index": dg.AssetIn(input_manager_key="model_io_manager"),
-        "scene_evaluation": dg.AssetIn(input_manager_key="model_io_manager"),
-    },
-    io_manager_key="model_io_manager",
+@_evaluation_asset(
+    "scene_index",
+    "scene_evaluation",
     description="The learned parts of the scorer for serving: region->product projection, room-type classifier and "
     "label priors fitted on ALL scenes of the training dataset (the evaluation's cross-validation measured how "
     "well this recipe generalises), the fusion ranker fitted on the evaluation's out-of-fold factor scores (when the "
@@ -233,20 +231,14 @@ def learned_scorer(
     directory = storage.path("models", "learned", fingerprint)
     scorer.save(directory)
     tracking = mlflow_tracking.logger()
-    run_id = tracking.start_run(f"learned-scorer-{fingerprint[:8]}", tags={"kind": "learned_scorer",
-                                                                           "dagster_run_id": context.run_id})
-    tracking.log(run_id, params={"fingerprint": fingerprint, "dataset_hash": dataset.fingerprint,
-                                 "training_scenes": len(dataset.scene_ids), "encoder": bundle["encoder_fingerprint"],
-                                 "projection": eval_config.projection.to_dict(),
-                                 "evaluation_run_id": scene_evaluation["mlflow_run_id"], "fusion": eval_config.fusion}
-                 | ({"ranker": eval_config.ranker.to_dict(), "ranker_features": scorer.ranker.feature_names}
-                    if scorer.ranker is not None else {}),
-                 metrics={k: v for k, v in scene_evaluation["metrics"].items()
-                          if isinstance(v, (int, float)) and not isinstance(v, bool)}
-                 | ({f"ranker.{k}": v for k, v in scorer.ranker.info.items() if isinstance(v, (int, float))}
-                    if scorer.ranker is not None else {}))
-    tracking.log_artifact(run_id, directory, "learned_scorer")
-    tracking.finish(run_id)
+    run_id = tracking.log_learned_scorer(
+        scorer, directory,
+        params={"fingerprint": fingerprint, "dataset_hash": dataset.fingerprint,
+                "training_scenes": len(dataset.scene_ids), "encoder": bundle["encoder_fingerprint"],
+                "projection": eval_config.projection.to_dict(),
+                "evaluation_run_id": scene_evaluation["mlflow_run_id"], "fusion": eval_config.fusion}
+        | ({"ranker": eval_config.ranker.to_dict()} if scorer.ranker is not None else {}),
+        evaluation_metrics=scene_evaluation["metrics"], tags={"dagster_run_id": context.run_id})
     return dg.Output(
         {"path": str(directory), "fingerprint": fingerprint},
         metadata={
