@@ -201,6 +201,14 @@ def _print_recommendations(result: dict, image: str, info: dict) -> None:
 def cmd_recommend(args: argparse.Namespace) -> int:
     from scene_assets.images import open_rgb
 
+    from scene_assets.ranking.config import RankingConfig
+
+    try:  # the typed config the export job and /match use, with the same limits
+        ranking = RankingConfig(fusion=args.fusion, diversity=args.diversity, mmr_lambda=args.mmr_lambda,
+                                category_cap=args.category_cap, collapse_variants=args.collapse_variants)
+    except ValueError as exc:
+        print(f"scene-matcher: error: {exc}", file=sys.stderr)
+        return 2
     provider = _provider(args)
     try:  # before loading models: a bad path should not cost seconds of start-up
         image = open_rgb(Path(args.image))
@@ -215,6 +223,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         include_categories=_split(args.include),
         exclude_categories=_split(args.exclude),
         room=args.room,
+        **ranking.recommend_options(),
     ).to_dict()
     result["index"] = {**loaded.info, "version": loaded.version}
     if args.json:
@@ -406,6 +415,8 @@ def _evaluate_ablation(args: argparse.Namespace, dataset, train, config) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from scene_assets.ranking.config import RankingConfig
+
     parser = argparse.ArgumentParser(
         prog="scene-matcher",
         description="Recommend catalog products that fit an interior scene photo (Dagster + FAISS + MLflow).",
@@ -471,6 +482,18 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--exclude", action="append", help="never these categories (comma-separated, repeatable)")
     recommend.add_argument("--room", help="force the room type (and keep only products that belong there)")
     recommend.add_argument("--json", action="store_true", help="machine-readable output")
+    ranking_defaults = RankingConfig()
+    recommend.add_argument("--fusion", choices=["auto", "weights", "ranker"], default=ranking_defaults.fusion,
+                           help=RankingConfig.field_help("fusion")["description"])
+    recommend.add_argument("--diversity", choices=["mmr", "category_cap", "none"],
+                           default=ranking_defaults.diversity or "none",
+                           help=RankingConfig.field_help("diversity")["description"])
+    recommend.add_argument("--mmr-lambda", type=float, default=ranking_defaults.mmr_lambda,
+                           help=RankingConfig.field_help("mmr_lambda")["description"])
+    recommend.add_argument("--category-cap", type=int, default=ranking_defaults.category_cap,
+                           help=RankingConfig.field_help("category_cap")["description"])
+    recommend.add_argument("--no-collapse-variants", dest="collapse_variants", action="store_false",
+                           help="list every variant of a product (default: keep the best of each variant group)")
     recommender_options(recommend)
     recommend.set_defaults(func=cmd_recommend)
 

@@ -59,7 +59,8 @@ from scene_assets.images import (
 )
 from scene_assets.matching import Recommender
 from scene_assets.memory import limit_malloc_arenas
-from scene_assets.ranking import FACTORS, ScoringWeights
+from scene_assets.ranking import FACTORS, RankingConfig, ScoringWeights
+from scene_assets.ranking.config import FusionChoice
 from scene_assets.scene_analysis import ROOM_TYPES
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,14 @@ _MAX_WEIGHTS_CHARS = 1000
 _CATEGORY_NAMES: frozenset[str] = frozenset(vocab.CATEGORIES) | frozenset(vocab.CATEGORY_GROUP.values())
 # Literal over the room vocabulary: FastAPI validates it (422 otherwise) and lists it in OpenAPI.
 RoomName = Literal[ROOM_TYPES]  # type: ignore[valid-type]
+_RANKING_DEFAULTS = RankingConfig()
+
+
+def _form_limits(name: str) -> dict:
+    """A /match form field's description and numeric limits, taken from RankingConfig (so FastAPI
+    answers 422 and documents the same bounds the engine enforces)."""
+    help_ = RankingConfig.field_help(name)
+    return {"description": help_["description"], **{k: help_[k] for k in ("ge", "le") if k in help_}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,6 +326,17 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
                         f"finite number in [0, {MAX_REQUEST_WEIGHT:g}], not all 0. Named factors replace the served "
                         "weights, the others keep them; given weights use the weighted mix, not the learned "
                         "ranker.")] = None,
+        fusion: Annotated[FusionChoice, Form(
+            description=RankingConfig.field_help("fusion")["description"])] = _RANKING_DEFAULTS.fusion,
+        diversity: Annotated[Literal["mmr", "category_cap", "none"], Form(
+            description=RankingConfig.field_help("diversity")["description"])] = _RANKING_DEFAULTS.diversity or "none",
+        mmr_lambda: Annotated[float, Form(
+            **_form_limits("mmr_lambda"))] = _RANKING_DEFAULTS.mmr_lambda,
+        category_cap: Annotated[int, Form(
+            **_form_limits("category_cap"))] = _RANKING_DEFAULTS.category_cap,
+        collapse_variants: Annotated[bool, Form(
+            description=RankingConfig.field_help("collapse_variants")["description"])] = (
+                _RANKING_DEFAULTS.collapse_variants),
     ) -> JSONResponse:
         t0 = time.perf_counter()
         served = runtime.served  # one read: a reload during this request does not mix versions
@@ -336,6 +356,11 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
             request_weights = None if overrides is None else _request_scoring_weights(recommender, overrides)
         except ValueError as exc:  # every weight 0
             raise HTTPException(422, f"weights: {exc}") from None
+        try:  # the same typed config, with the same limits, as the CLI and the export job
+            ranking = RankingConfig(weights=request_weights, fusion=fusion, diversity=diversity, mmr_lambda=mmr_lambda,
+                                    category_cap=category_cap, collapse_variants=collapse_variants)
+        except ValueError as exc:
+            raise HTTPException(422, f"ranking options: {exc}") from None
 
         url = image_url.strip() if image_url and image_url.strip() else None
         if url is not None:
@@ -354,7 +379,8 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
             raise _RequestError(400, f"{label}: empty image (0 bytes)")
 
         params = {"k": k, "caption": caption, "include_categories": sorted(include) or None,
-                  "exclude_categories": sorted(exclude) or None, "room": room, "weights": overrides}
+                  "exclude_categories": sorted(exclude) or None, "room": room, "weights": overrides,
+                  "ranking": ranking.model_dump(exclude={"weights"})}
         key = _cache_key(hashlib.sha256(data).hexdigest(), served.version, params)
         result = runtime.cache_get(key)
         cached = result is not None
@@ -368,7 +394,7 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
                 try:
                     res = recommender.recommend(
                         img, k=k, caption=caption, include_categories=include or None,
-                        exclude_categories=exclude or None, room=room, weights=request_weights)
+                        exclude_categories=exclude or None, room=room, **ranking.recommend_options())
                 except ValueError as exc:  # engine-side validation of the request
                     raise _RequestError(422, str(exc)) from exc
                 return res.to_dict()

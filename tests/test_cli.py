@@ -200,3 +200,38 @@ def test_ui_without_a_dagster_script_beside_the_interpreter(tmp_path: Path, dags
     assert main(["ui", "--port", "3999"]) == 0
     (command,) = calls
     assert command[1:] == ["dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", "3999"]
+
+
+def test_recommend_ranking_options_reach_the_engine(tmp_path: Path, monkeypatch, capsys):
+    """--fusion / --diversity / --mmr-lambda / --category-cap / --no-collapse-variants become one
+    RankingConfig (the export job's and /match's) and reach Recommender.recommend unchanged."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from faces import cli
+
+    image = tmp_path / "scene.png"
+    Image.new("RGB", (32, 24), (200, 180, 160)).save(image)
+    seen: dict = {}
+
+    class RecordingRecommender:
+        def recommend(self, img, **kwargs):
+            seen.update(kwargs)
+            return SimpleNamespace(to_dict=lambda: {"items": []})
+
+    provider = SimpleNamespace(load=lambda: SimpleNamespace(recommender=RecordingRecommender(), info={}, version="v"))
+    monkeypatch.setattr(cli, "_provider", lambda args: provider)
+    assert main(["recommend", str(image), "--json", "--diversity", "category_cap", "--category-cap", "2",
+                 "--mmr-lambda", "0.4", "--fusion", "weights", "--no-collapse-variants"]) == 0
+    assert {k: seen[k] for k in ("fusion", "diversity", "mmr_lambda", "category_cap", "collapse_variants")} == {
+        "fusion": "weights", "diversity": "category_cap", "mmr_lambda": 0.4, "category_cap": 2,
+        "collapse_variants": False}
+    assert json.loads(capsys.readouterr().out)["index"]["version"] == "v"
+
+
+@pytest.mark.parametrize("option, value", [("--mmr-lambda", "1.5"), ("--category-cap", "0")])
+def test_recommend_ranking_options_outside_their_limits_are_one_line_errors(option: str, value: str, capsys):
+    assert main(["recommend", "scene.jpg", option, value]) == 2
+    err = capsys.readouterr().err
+    assert option.lstrip("-").replace("-", "_") in err and "Traceback" not in err

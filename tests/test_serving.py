@@ -411,6 +411,27 @@ def test_bad_weights_are_422_saying_why(client, weights, needle):
     assert detail.startswith("weights: ") and needle in detail
 
 
+def test_ranking_options_per_request(client):
+    default = _post(client, k="6").json()
+    capped = _post(client, k="6", diversity="category_cap", category_cap="1", collapse_variants="false")
+    assert capped.status_code == 200, capped.text
+    body = capped.json()
+    assert body["cached"] is False  # the ranking options are part of the cache key
+    categories = [item["category"] for item in body["items"]]
+    # one per category while enough categories remain (capped-out products only fill the list at the end)
+    n_distinct = len(set(categories))
+    assert len(set(categories[:n_distinct])) == n_distinct
+    assert _post(client, k="6").json()["items"] == default["items"]  # the served defaults are untouched
+
+
+@pytest.mark.parametrize("field, value", [("mmr_lambda", "1.5"), ("category_cap", "0"), ("diversity", "sparkle"),
+                                          ("fusion", "magic")])
+def test_bad_ranking_options_are_422(client, field, value):
+    r = _post(client, **{field: value})
+    assert r.status_code == 422, r.text
+    assert field in r.text
+
+
 def test_image_url_disabled_is_400(client):
     r = client.post("/match", data={"image_url": "https://example.com/scene.jpg"})
     assert r.status_code == 400 and "disabled" in r.json()["detail"]
@@ -452,8 +473,12 @@ def test_openapi_documents_match_form(client):
     ref = op["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
     form = schema["components"]["schemas"][ref.rsplit("/", 1)[-1]]
     assert set(form["properties"]) == {"image", "caption", "k", "include_categories", "exclude_categories",
-                                       "room", "image_url", "weights"}
+                                       "room", "image_url", "weights", "fusion", "diversity", "mmr_lambda",
+                                       "category_cap", "collapse_variants"}
     assert "[0, 10]" in form["properties"]["weights"]["description"]
+    # the re-rank options carry RankingConfig's limits, so the schema documents what the engine enforces
+    assert (form["properties"]["mmr_lambda"]["minimum"], form["properties"]["mmr_lambda"]["maximum"]) == (0, 1)
+    assert (form["properties"]["category_cap"]["minimum"], form["properties"]["category_cap"]["maximum"]) == (1, 100)
     assert form["properties"]["k"]["maximum"] == 20 and form["properties"]["k"]["minimum"] == 1
     room_enum = [s for s in form["properties"]["room"]["anyOf"] if "enum" in s][0]["enum"]
     assert room_enum == list(ROOM_TYPES)
