@@ -39,7 +39,7 @@ from evaluation.scoring import SceneResult, fold_calibrators
 from scene_assets.matching import Recommender
 from scene_assets.progress import track
 from scene_assets.ranking import FACTORS, RankerConfig, ScoringWeights
-from scene_assets.recommendation import PreparedScene
+from scene_assets.prepared_scene import PreparedScene
 
 __all__ = ["AblationResult", "Variant", "default_variants", "format_ablation", "run_ablation"]
 

@@ -23,7 +23,7 @@ from scene_assets.learned import LabelPriors, LearnedScorer, fit_region_projecti
 from scene_assets.matching import Recommender
 from scene_assets.progress import track
 from scene_assets.ranking import FusionRanker, RankerConfig, ScoringWeights, column, fit_ranker
-from scene_assets.recommendation import PreparedScene
+from scene_assets.prepared_scene import PreparedScene
 from scene_assets.scene_analysis import ROOM_TYPES, classifier_probs
 
 __all__ = ["FoldRun", "build_recommender", "cross_validate", "fit_fold", "fit_learned", "label_popularity",

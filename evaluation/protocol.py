@@ -61,7 +61,7 @@ from evaluation.scoring import SceneResult, calibration_pairs, fold_calibrators
 from scene_assets.learned import IsotonicCalibrator, LearnedScorer
 from scene_assets.matching import Recommender
 from scene_assets.ranking import fit_ranker
-from scene_assets.recommendation import PreparedScene
+from scene_assets.prepared_scene import PreparedScene
 
 __all__ = ["SplitError", "evaluate", "fit_serving_scorer", "same_data"]
 

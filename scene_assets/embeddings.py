@@ -22,6 +22,7 @@ import polars as pl
 
 from scene_assets.encoders import FeatureMapEncoder
 from scene_assets.indexes.store import write_atomic_parquet
+from scene_assets.indexes.vectors import vector_matrix
 from scene_assets.locking import exclusive
 
 VECTOR_COLUMNS = ("product_id", "content_hash", "fingerprint", "vector")
@@ -73,13 +74,6 @@ def vectors_frame(product_ids, content_hashes, fingerprint: str, vectors: np.nda
             else pl.Series([], dtype=pl.Array(pl.Float32(), max(vectors.shape[-1], 1))),
         }
     )
-
-
-def vector_matrix(frame: pl.DataFrame) -> np.ndarray:
-    if frame.height == 0:
-        return np.zeros((0, 0), dtype=np.float32)
-    # A writable copy: Arrow-backed arrays are read-only and torch refuses to wrap those.
-    return np.array(frame["vector"].to_numpy(), dtype=np.float32).reshape(frame.height, -1)
 
 
 def read_vectors(path: Path) -> pl.DataFrame | None:

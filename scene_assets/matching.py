@@ -52,7 +52,8 @@ from scene_assets.ranking.catalog import ProductInfo, align_text_vectors, catalo
 from scene_assets.ranking.config import Diversity, FusionChoice, RankingConfig, ScoringWeights
 from scene_assets.ranking.factors import FACTORS, ProductFactors, as_list, column, factor_matrix, visual
 from scene_assets.ranking.fusion import Fusion, choose_fusion
-from scene_assets.recommendation import CatalogScores, PreparedScene, Recommendation, RecommendationResult
+from scene_assets.prepared_scene import PreparedScene
+from scene_assets.recommendation import CatalogScores, Recommendation, RecommendationResult
 from scene_assets.regions import RegionConfig, SceneRegions, center_and_normalize, compute_regions, single_threaded
 from scene_assets.scene_analysis import DEFAULT_TEMPERATURE, ROOM_TYPES, analyze_scene, prompt_vectors
 

@@ -1,19 +1,21 @@
 """What the recommender returns: ranked :class:`Recommendation` items of a :class:`RecommendationResult`,
-the :class:`PreparedScene` everything is scored against, and :class:`CatalogScores` of a whole
-catalog (evaluation). No Dagster imports."""
+and :class:`CatalogScores` of a whole catalog (evaluation). No Dagster imports."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scene_assets.ranking.config import ScoringWeights
+from scene_assets.prepared_scene import PreparedScene
 from scene_assets.regions import SceneRegions
 from scene_assets.scene_analysis import SceneAnalysis
 
-__all__ = ["CatalogScores", "PreparedScene", "Recommendation", "RecommendationResult"]
+if TYPE_CHECKING:
+    from scene_assets.ranking.config import ScoringWeights
+
+__all__ = ["CatalogScores", "Recommendation", "RecommendationResult"]
 
 
 def _r(x: float, nd: int = 4) -> float:
@@ -80,20 +82,6 @@ class RecommendationResult:
             "params": {k: v for k, v in self.params.items() if k != "confidence_method"},
             "candidates": self.candidates,
         }
-
-
-@dataclass
-class PreparedScene:
-    """Everything about one scene that does not depend on the candidate products."""
-
-    image: Any
-    regions: SceneRegions
-    queries: np.ndarray  # N x d query vectors in the index space (centred/normalised)
-    analysis: SceneAnalysis
-    room_probs: np.ndarray  # R (possibly overridden by the caller's room)
-    style_probs: np.ndarray  # S
-    caption_vector: np.ndarray | None
-    timings_ms: dict[str, float]
 
 
 @dataclass

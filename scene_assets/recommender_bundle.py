@@ -34,11 +34,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from scene_assets.embeddings import vector_matrix, vectors_frame
+from scene_assets.embeddings import vectors_frame
 from scene_assets.encoders import EncoderSpec, build_encoder
 from scene_assets.indexes import flat_files
 from scene_assets.indexes.flat_build import MEMBERS_FILE, IndexBuildReport, build_or_update_index
 from scene_assets.indexes.store import write_atomic, write_atomic_bytes, write_atomic_parquet
+from scene_assets.indexes.vectors import vector_matrix
 from scene_assets.matching import Recommender, catalog_mean
 from scene_assets.ranking import ScoringWeights
 from scene_assets.regions import center_and_normalize

@@ -14,7 +14,8 @@ import numpy as np
 import polars as pl
 
 from scene_assets.indexes import errors, flat, flat_files
-from scene_assets.embeddings import read_vectors, update_vector_file, vector_matrix, vectors_frame
+from scene_assets.embeddings import read_vectors, update_vector_file, vectors_frame
+from scene_assets.indexes.vectors import vector_matrix
 from scene_assets.indexes.flat_build import build_or_update_index
 from scene_assets.settings import PROJECT_ROOT
 

@@ -14,7 +14,8 @@ import pytest
 from pipelines.runner import run_main_job
 from scene_assets.indexes import flat, flat_files
 from scene_assets.indexes.ids import product_int_id
-from scene_assets.embeddings import read_vectors, vector_matrix
+from scene_assets.embeddings import read_vectors
+from scene_assets.indexes.vectors import vector_matrix
 from scene_assets.encoders import FakeEncoder
 from scene_assets.recommender_bundle import load_recommender
 from scene_assets.regions import center_and_normalize

@@ -7,7 +7,7 @@ import polars as pl
 
 from scene_assets.indexes import flat_files
 from scene_assets.indexes.errors import VectorIndexError
-from scene_assets.embeddings import vector_matrix
+from scene_assets.indexes.vectors import vector_matrix
 
 def _result(check_name: str, problems: list[str], count: int) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from scene_assets.embeddings import vector_matrix
+from scene_assets.indexes.vectors import vector_matrix
 from scene_assets.indexes import flat, flat_files
 from scene_assets.indexes.errors import VectorIndexError
 from scene_assets.indexes.flat_spec import choose_index_spec

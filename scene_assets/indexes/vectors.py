@@ -6,8 +6,17 @@ from collections.abc import Sequence
 
 import faiss
 import numpy as np
+import polars as pl
 
 ADD_CHUNK = 65_536
+
+
+def vector_matrix(frame: pl.DataFrame) -> np.ndarray:
+    """The ``vector`` column of a vector set (``embeddings.py``'s Parquet files) as an (n, dim) float32 matrix."""
+    if frame.height == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    # A writable copy: Arrow-backed arrays are read-only and torch refuses to wrap those.
+    return np.array(frame["vector"].to_numpy(), dtype=np.float32).reshape(frame.height, -1)
 
 
 def as_matrix(vectors: np.ndarray, dim: int | None, what: str) -> np.ndarray:

@@ -44,7 +44,7 @@ from scene_assets import vocabulary as vocab
 from scene_assets.scene_analysis import ROOM_TYPES, STYLES, softmax, vocabulary_lab
 
 if TYPE_CHECKING:
-    from scene_assets.recommendation import PreparedScene
+    from scene_assets.prepared_scene import PreparedScene
 
 log = logging.getLogger(__name__)
 
