@@ -1,6 +1,7 @@
 """What an evaluation run does (:class:`EvaluationConfig`) and the evaluation's defaults (no Dagster
 imports). ``weights`` are the ranking's :class:`~scene_assets.ranking.ScoringWeights`; ``ranker`` is
-the recipe of the learned fusion (None: the weighted fusion)."""
+the recipe of the learned fusion (None: the weighted fusion); ``ranking`` and ``served_k`` are the
+re-rank options and the list length of the served-path row (what ``/match`` and the export return)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from scene_assets.ranking import (
     FACTORS,
     LEARNED_DEFAULT_WEIGHTS,
     RankerConfig,
+    RankingConfig,
     ScoringWeights,
     read_mapping_file,
 )
@@ -54,18 +56,36 @@ class EvaluationConfig:
     ranker: RankerConfig | None = field(default_factory=lambda: DEFAULT_RANKER if RANKER_BY_DEFAULT else None)
     room_classifier: bool = True  # False: zero-shot room posterior (no classifier fitted on labels)
     regions: bool = True  # False: the whole image is the only query (projection fitted on it alone)
+    # the served-path row: each held-out scene ranked by Recommender.recommend_prepared, top served_k,
+    # with these re-rank options (their weights and fusion are the ones above: weights / ranker)
+    served_k: int = 50
+    ranking: RankingConfig = field(default_factory=RankingConfig)
+
+    def __post_init__(self) -> None:
+        if self.served_k < 1:
+            raise ValueError("served_k must be >= 1")
+        if self.ranking.weights is not None or self.ranking.fusion != "auto":
+            raise ValueError("ranking sets the re-rank options only: the weights are `weights`, the fusion `ranker`")
 
     def to_dict(self) -> dict[str, Any]:
         return {"weights": self.weights.to_dict(), "folds": self.folds, "seed": self.seed,
                 "use_captions": self.use_captions, "projection": self.projection.to_dict(),
                 "calibration_top_k": self.calibration_top_k, "bootstrap_resamples": self.bootstrap_resamples,
                 "ranker": None if self.ranker is None else self.ranker.to_dict(),
-                "room_classifier": self.room_classifier, "regions": self.regions}
+                "room_classifier": self.room_classifier, "regions": self.regions, "served_k": self.served_k,
+                "ranking": self.ranking.model_dump(exclude={"weights", "fusion"})}
 
     @property
     def fusion(self) -> str:
         """How the factors are combined: ``"weights"`` or ``"ranker:<model>"``."""
         return "weights" if self.ranker is None else f"ranker:{self.ranker.model}"
+
+    def served_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``Recommender.recommend_prepared`` for the served row: the re-rank
+        options of ``ranking``, this evaluation's weights, and its fusion (the ranker when one is
+        configured - what ``/match`` picks under fusion=auto for a scorer holding one)."""
+        fusion = "weights" if self.ranker is None else "ranker"
+        return self.ranking.model_copy(update={"weights": self.weights, "fusion": fusion}).recommend_options()
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "EvaluationConfig":
@@ -77,6 +97,8 @@ class EvaluationConfig:
             d["weights"] = ScoringWeights(**(DEFAULT_EVALUATION_WEIGHTS | dict(d["weights"])))
         if "projection" in d:
             d["projection"] = ProjectionConfig(**dict(d["projection"]))
+        if "ranking" in d:
+            d["ranking"] = RankingConfig(**dict(d["ranking"]))
         if "ranker" in d:
             r = d["ranker"]
             d["ranker"] = (None if r is None or r is False else DEFAULT_RANKER if r is True

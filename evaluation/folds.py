@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from scene_assets.scene_analysis import ROOM_TYPES, classifier_probs
 
 __all__ = ["FoldRun", "build_recommender", "cross_validate", "fit_fold", "fit_learned", "label_popularity",
            "prepare_scenes", "rank_fold", "restrict_to_index", "scenes_for", "score_fold", "score_scenes",
-           "split_folds"]
+           "serve_folds", "serve_scenes", "split_folds"]
 
 
 def _key(*parts: str) -> str:
@@ -205,6 +206,32 @@ def score_scenes(rec: Recommender, dataset: LabeledDataset, scenes: Mapping[str,
         out.append(SceneResult(sid, room, fold, cs.factors.astype(np.float32),
                                np.asarray(sorted(row[p] for p in dataset.relevant[sid] if p in row), dtype=np.int64),
                                probs, {k: np.asarray(v, dtype=np.float32) for k, v in base.items()}, ranked))
+    return out
+
+
+def serve_scenes(rec: Recommender, scenes: Mapping[str, PreparedScene], scene_ids: Iterable[str],
+                 learned: LearnedScorer, config: EvaluationConfig) -> dict[str, list[str]]:
+    """scene id -> the product ids ``/match`` returns for it: each scene ranked by
+    ``Recommender.recommend_prepared`` (candidate search, fusion, variant collapse, diversity, top
+    ``config.served_k``) on the view with ``learned`` attached, its room posterior from ``learned``'s
+    room classifier as ``prepare_scene`` would give it."""
+    view = rec.with_learned(learned)
+    options = config.served_options()
+    out = {}
+    for sid in scene_ids:
+        scene = dataclasses.replace(scenes[sid], room_probs=_room_probs(learned, scenes[sid]))
+        out[sid] = view.recommend_prepared(scene, k=config.served_k, **options).product_ids
+    return out
+
+
+def serve_folds(rec: Recommender, scenes: Mapping[str, PreparedScene], runs: Sequence["FoldRun"],
+                calibrators: Mapping[int, Any], config: EvaluationConfig) -> dict[str, list[str]]:
+    """:func:`serve_scenes` for each fold's held-out scenes, by the fold's models as configured (its
+    ranker included) and its calibrator (which sets the confidence, not the order)."""
+    out: dict[str, list[str]] = {}
+    for run in runs:
+        learned = dataclasses.replace(_as_configured(run.learned, config), calibrator=calibrators.get(run.fold))
+        out |= serve_scenes(rec, scenes, run.test, learned, config)
     return out
 
 

@@ -1,8 +1,8 @@
 """The evaluation protocol: rank the whole catalog for every labeled scene, with strict splits.
 
 Per scene, every product with an image is scored by the same :class:`~scene_assets.matching.Recommender`
-the CLI and the API use (``score_catalog``: all factors for all products), so the numbers describe
-what is served. Anything learned from labels (:mod:`scene_assets.learned`: the region->product
+the CLI and the API use (``score_catalog``: all factors for all products), so the factors are the
+served ones, without the served path's candidate search and re-rank (the served row below). Anything learned from labels (:mod:`scene_assets.learned`: the region->product
 projection, the room classifier, the label priors, the confidence calibrator) is fitted on
 *training* scenes only:
 
@@ -26,6 +26,12 @@ fold's own models (fitted on all its training scenes) score the held-out fold, a
 them (``SceneResult.scores``). The calibrator then calibrates the ranker's scores, out of fold as
 before. ``evaluation.ablation`` reuses the fitted folds to score variants with parts turned off.
 
+The served path, next to it: every held-out scene also goes through
+:meth:`~scene_assets.matching.Recommender.recommend_prepared` - the candidate search, fusion, variant
+collapse, diversity and top ``served_k`` of ``/match`` and the export - on the fold's models (its
+calibrator attached), and the same metrics are computed from the list it returns
+(``served.<metric>``): what a shopper gets, so the cost of candidate retrieval and diversity shows.
+
 Baselines in the same folds: random, popularity, popularity within the labeled room type, and
 whole-image similarity; plus zero-shot regions (max over regions, no learning) and the learned
 projection alone, so a report shows where the system stands.
@@ -47,6 +53,7 @@ from pathlib import Path
 from evaluation.config import EvaluationConfig
 from evaluation.dataset import LabeledDataset
 from evaluation.folds import (
+    FoldRun,
     build_recommender,
     cross_validate,
     fit_learned,
@@ -55,6 +62,8 @@ from evaluation.folds import (
     restrict_to_index,
     scenes_for,
     score_scenes,
+    serve_folds,
+    serve_scenes,
 )
 from evaluation.report import EvaluationReport, summarize
 from evaluation.scoring import SceneResult, calibration_pairs, fold_calibrators
@@ -137,8 +146,10 @@ def evaluate(
     learned_final = None
     t0 = time.perf_counter()
     if train is None:
-        results = cross_validate(rec, dataset, scenes, config, say)
+        runs: list[FoldRun] = []
+        results = cross_validate(rec, dataset, scenes, config, say, runs=runs)
         calibrators = fold_calibrators(results, config)
+        served = serve_folds(rec, scenes, runs, calibrators, config)
         protocol = f"{config.folds}-fold cross-validation over scenes (seed {config.seed})"
     else:
         t1 = time.perf_counter()
@@ -152,11 +163,12 @@ def evaluate(
         # popularity counts are by product id, so they carry over to the scored catalog
         results = score_scenes(rec, dataset, scenes, dataset.scene_ids, learned_final, 0, pop, by_room, config.seed)
         calibrators = {0: learned_final.calibrator}
+        served = serve_scenes(rec, scenes, dataset.scene_ids, learned_final, config)
         protocol = (f"trained on {train.root} ({len(train.scene_ids)} scenes), scored on {dataset.root}"
                     + (" - SAME DATA: these figures are NOT held out" if same else ""))
     timings["fit_and_score"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    summary = summarize(results, config, rec.product_attributes(), calibrators, enc_fp)
+    summary = summarize(results, config, rec.product_attributes(), calibrators, enc_fp, served)
     timings["summarize"] = time.perf_counter() - t0
     return EvaluationReport(
         metrics=summary["headline"], intervals=summary["intervals"], baselines=summary["baselines"],

@@ -16,11 +16,19 @@ import polars as pl
 from evaluation.config import BASELINES, METRIC_KEYS, EvaluationConfig
 from evaluation.dataset import EVALUATION_GROUPS, evaluation_group
 from evaluation.metrics import bootstrap_interval, expected_calibration_error, reliability_curve
-from evaluation.scoring import SceneResult, group_hits, metrics_from_ranks, ranks_of, recall_curve, score_results
+from evaluation.scoring import (
+    SceneResult,
+    group_hits,
+    metrics_from_ranks,
+    ranks_of,
+    recall_curve,
+    score_results,
+    served_metrics,
+)
 from scene_assets.learned import LearnedScorer
 from scene_assets.ranking import FACTORS, normalized_weights
 
-__all__ = ["EvaluationReport", "format_table", "load_results", "save_results", "summarize"]
+__all__ = ["EvaluationReport", "format_table", "load_results", "save_results", "served_label", "summarize"]
 
 
 @dataclass
@@ -58,9 +66,12 @@ class EvaluationReport:
 
 
 def summarize(results: Sequence[SceneResult], config: EvaluationConfig, products: pl.DataFrame,
-              calibrators: Mapping[int, Any], encoder_fingerprint: str) -> dict[str, Any]:
+              calibrators: Mapping[int, Any], encoder_fingerprint: str,
+              served: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
     """Headline metrics, intervals, baselines, per-room breakdown, calibration, recall curves.
-    ``products``: product_type and category in the order of the factor matrices' rows."""
+    ``products``: product_id, product_type and category in the order of the factor matrices' rows.
+    ``served``: scene id -> the product ids the served path listed (``evaluation.folds.serve_scenes``),
+    reported as ``served.<metric>`` next to the whole-catalog ranking."""
     if not results:
         raise ValueError("no scene could be scored")
     w = normalized_weights(config.weights)
@@ -124,6 +135,14 @@ def summarize(results: Sequence[SceneResult], config: EvaluationConfig, products
         "predicted_room": [r.predicted_room for r in results], "fold": [r.fold for r in results],
         "n_relevant": [len(r.relevant_rows) for r in results],
     } | {k: per_scene[:, j] for j, k in enumerate(METRIC_KEYS)})
+    if served is not None:
+        served_scene, served_hits = served_metrics(results, served, products["product_id"].to_list(), groups)
+        for j, k in enumerate(METRIC_KEYS):
+            headline[f"served.{k}"] = round(float(served_scene[:, j].mean()), 4)
+            intervals[f"served.{k}"] = tuple(round(v, 4) for v in bootstrap_interval(
+                served_scene[:, j], n_resamples=config.bootstrap_resamples, seed=config.seed))
+        for g in EVALUATION_GROUPS:
+            headline[f"served.hit@10.{g}"] = round(float(np.mean(served_hits[g])), 4) if served_hits[g] else None
     headline["encoder"] = encoder_fingerprint
     headline["config"] = config.weights.to_dict()
     headline["fusion"] = config.fusion
@@ -174,24 +193,40 @@ def load_results(path: Path) -> tuple[list[SceneResult], list[str]]:
         return results, [str(p) for p in z["product_ids"]]
 
 
+def served_label(config: EvaluationConfig) -> str:
+    """The served row's name: its list length and re-rank options."""
+    r = config.ranking
+    diversity = {"mmr": f"mmr {r.mmr_lambda:g}", "category_cap": f"cap {r.category_cap}", None: "no diversity"}
+    return (f"served path (k={config.served_k}, {diversity[r.diversity]}, "
+            f"{'collapse' if r.collapse_variants else 'no collapse'})")
+
+
 def format_table(report: EvaluationReport) -> str:
     """The readable table the CLI prints."""
     m = report.metrics
     cols = list(METRIC_KEYS) + [f"hit@10.{g}" for g in EVALUATION_GROUPS]
     lines = [f"scene-matcher evaluation: {m['n_scenes']} scenes, {report.dataset['products']} products ranked per scene",
              f"protocol: {report.protocol}", f"encoder: {m['encoder']}", ""]
-    head = f"{'method':<26}" + "".join(f"{c:>13}" for c in cols)
+    served = served_label(report.config) if "served.recall@10" in m and report.config is not None else None
+    width = max(26, len(served or "") + 2)
+    head = f"{'method':<{width}}" + "".join(f"{c:>13}" for c in cols)
     lines += [head, "-" * len(head)]
 
     def fmt(v):
         return f"{v:13.3f}" if isinstance(v, (int, float)) and v is not None else f"{'-':>13}"
 
+    def interval_row(prefix: str) -> str:
+        return f"{'  95% interval':<{width}}" + "".join(
+            f"{f'{report.intervals[prefix + c][0]:.3f}-{report.intervals[prefix + c][1]:.3f}':>13}"
+            if prefix + c in report.intervals else f"{'':>13}" for c in cols)
+
     for name, vals in report.baselines.items():
-        lines.append(f"{name:<26}" + "".join(fmt(vals.get(c)) for c in cols))
-    lines.append(f"{'scene-matcher':<26}" + "".join(fmt(m.get(c)) for c in cols))
-    lines.append(f"{'  95% interval':<26}" + "".join(
-        f"{f'{report.intervals[c][0]:.3f}-{report.intervals[c][1]:.3f}':>13}" if c in report.intervals else f"{'':>13}"
-        for c in cols))
+        lines.append(f"{name:<{width}}" + "".join(fmt(vals.get(c)) for c in cols))
+    lines.append(f"{'scene-matcher':<{width}}" + "".join(fmt(m.get(c)) for c in cols))
+    lines.append(interval_row(""))
+    if served is not None:
+        lines.append(f"{served:<{width}}" + "".join(fmt(m.get(f"served.{c}")) for c in cols))
+        lines.append(interval_row("served."))
     lines.append("")
     lines.append(f"room-type accuracy {m['room_type_accuracy']:.3f} "
                  f"(95% {report.intervals['room_type_accuracy'][0]:.3f}-{report.intervals['room_type_accuracy'][1]:.3f}); "

@@ -4,7 +4,7 @@ through ``scene_assets.ranking.fusion``. No Dagster imports."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +16,7 @@ from scene_assets.ranking import ScoringWeights, normalized_weights, weighted_sc
 from scene_assets.scene_analysis import ROOM_TYPES
 
 __all__ = ["SceneResult", "calibration_pairs", "fold_calibrators", "group_hits", "metrics_from_ranks", "ranks_of",
-           "recall_curve", "score_results"]
+           "recall_curve", "score_results", "served_metrics"]
 
 
 @dataclass
@@ -75,6 +75,28 @@ def score_results(results: Sequence[SceneResult], weights: ScoringWeights, *, sy
         m = metrics_from_ranks(ranks_of(s, r.relevant_rows), len(r.relevant_rows))
         out[i] = [m[k] for k in METRIC_KEYS]
     return out
+
+
+def served_metrics(results: Sequence[SceneResult], served: Mapping[str, Sequence[str]], product_ids: Sequence[str],
+                   groups: np.ndarray) -> tuple[np.ndarray, dict[str, list[float]]]:
+    """Per-scene ranking metrics (rows: ``results``, columns: METRIC_KEYS) and group hits@10 of the
+    served lists (scene id -> the product ids ``/match`` returned, best first). A labeled product is
+    retrieved only where it is listed: absent from the top k (or collapsed as another product's
+    variant) it counts as missed. A group's hit@10: a labeled product of the group among the first
+    10 listed products of that group (scenes with a labeled product of it only, as
+    :func:`group_hits`)."""
+    row = {str(p): i for i, p in enumerate(product_ids)}
+    per_scene = np.zeros((len(results), len(METRIC_KEYS)))
+    hits: dict[str, list[float]] = {g: [] for g in EVALUATION_GROUPS}
+    for i, r in enumerate(results):
+        listed = np.asarray([row[p] for p in served[r.scene_id]], dtype=np.int64)
+        m = metrics_from_ranks(np.flatnonzero(np.isin(listed, r.relevant_rows)), len(r.relevant_rows))
+        per_scene[i] = [m[k] for k in METRIC_KEYS]
+        for g in EVALUATION_GROUPS:
+            members = groups == g
+            if members[r.relevant_rows].any():
+                hits[g].append(float(np.isin(listed[members[listed]][:10], r.relevant_rows).any()))
+    return per_scene, hits
 
 
 def calibration_pairs(results: Sequence[SceneResult], weights: ScoringWeights, top_k: int

@@ -120,7 +120,8 @@ class MlflowLogger:
                 params |= {"folds": report.config.folds, "seed": report.config.seed,
                            "use_captions": report.config.use_captions, "projection": report.config.projection.to_dict(),
                            "fusion": report.config.fusion, "room_classifier": report.config.room_classifier,
-                           "regions": report.config.regions}
+                           "regions": report.config.regions, "served_k": report.config.served_k,
+                           "ranking": report.config.to_dict()["ranking"]}
                 if report.config.ranker is not None:
                     params["ranker"] = report.config.ranker.to_dict()
             metrics = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -24,6 +24,10 @@ lost while the head is untrained. Either space may be centred on the catalog mea
 the mean of the L2-normalised product vectors; index vectors must then be
 ``normalize(normalize(v) - mean)``, which :meth:`Recommender.from_vectors` does).
 
+Steps 4-5 run in :meth:`Recommender.recommend_prepared` on an already prepared scene (steps 1-3,
+:meth:`Recommender.prepare_scene`): ``recommend`` is the two in a row, and the evaluation's served
+row calls the second on its prepared scenes.
+
 A recommender is not changed once built: :meth:`Recommender.with_learned` returns a view with another
 learned scorer attached, sharing the index and the per-product arrays.
 
@@ -428,7 +432,40 @@ class Recommender:
         predicted room posterior. Filters act inside the search, so ``k`` results come back
         whenever that many products pass them. The re-rank options have the limits of
         :class:`~scene_assets.ranking.config.RankingConfig`. ``weights``: weights for this request (in
-        place of the recommender's); ``fusion``: weights, ranker or auto (``ranking.fusion.choose_fusion``)."""
+        place of the recommender's); ``fusion``: weights, ranker or auto (``ranking.fusion.choose_fusion``).
+        Prepares the scene, then ranks it with :meth:`recommend_prepared`."""
+        t_start = time.perf_counter()
+        scene = self.prepare_scene(image, caption=caption, room=room, region_config=region_config)
+        result = self.recommend_prepared(
+            scene, k=k, include_categories=include_categories, exclude_categories=exclude_categories, room=room,
+            diversity=diversity, collapse_variants=collapse_variants, mmr_lambda=mmr_lambda, category_cap=category_cap,
+            per_region_k=per_region_k, weights=weights, fusion=fusion)
+        result.timings_ms["total"] = (time.perf_counter() - t_start) * 1000
+        result.params.update(caption=caption, region_config=(region_config or self.region_config).to_dict())
+        return result
+
+    def recommend_prepared(
+        self,
+        scene: PreparedScene,
+        *,
+        k: int = 10,
+        include_categories: Sequence[str] | str | None = None,
+        exclude_categories: Sequence[str] | str | None = None,
+        room: str | None = None,
+        diversity: Diversity = _RERANK_DEFAULTS.diversity,
+        collapse_variants: bool = _RERANK_DEFAULTS.collapse_variants,
+        mmr_lambda: float = _RERANK_DEFAULTS.mmr_lambda,
+        category_cap: int = _RERANK_DEFAULTS.category_cap,
+        per_region_k: int | None = None,
+        weights: ScoringWeights | None = None,
+        fusion: FusionChoice = "auto",
+    ) -> RecommendationResult:
+        """:meth:`recommend` on a scene already prepared (:meth:`prepare_scene`): candidate search,
+        scoring, variant collapse, diversity and top ``k`` - the one implementation ``recommend``
+        runs, so the evaluation's served row ranks exactly as ``/match`` does. ``room`` is the room
+        filter only: prepare the scene with the same ``room`` for its posterior. The result's params
+        name no caption or region config (the scene's preparation decided them; ``recommend`` fills
+        them in) and ``timings_ms["total"]`` is the time since the scene was prepared."""
         if k < 1:
             raise ValueError("k must be >= 1")
         if diversity not in ("mmr", "category_cap", None):
@@ -438,9 +475,7 @@ class Recommender:
         scoring = (self.fusion if weights is None and fusion == "auto"
                    else choose_fusion(weights or self._given_weights, self.learned, fusion))
         t_start = time.perf_counter()
-        scene = self.prepare_scene(image, caption=caption, room=room, region_config=region_config)
         timings = dict(scene.timings_ms)
-
         t0 = time.perf_counter()
         allowed = reranking.allowed_mask(self._category, self._group, self.products.room_member, include_categories,
                                          exclude_categories, room)
@@ -468,14 +503,14 @@ class Recommender:
         timings["rerank"] = rerank_ms
         timings["total"] = (time.perf_counter() - t_start) * 1000
         params = {
-            "k": k, "caption": caption, "include_categories": as_list(include_categories) or None,
+            "k": k, "caption": None, "include_categories": as_list(include_categories) or None,
             "exclude_categories": as_list(exclude_categories) or None, "room": room,
             "diversity": diversity, "collapse_variants": collapse_variants,
             "mmr_lambda": mmr_lambda if diversity == "mmr" else None,
             "category_cap": category_cap if diversity == "category_cap" else None,
             "per_region_k": prk, "space": self.space, "centered": self.catalog_mean is not None,
             "fusion": scoring.label,
-            "region_config": (region_config or self.region_config).to_dict(),
+            "region_config": None,
             "confidence_method": ("calibrator" if self.calibrated else
                                   f"logistic(score; mid={_DEFAULT_SIGMOID_MID}, slope={_DEFAULT_SIGMOID_SLOPE})"),
         }
