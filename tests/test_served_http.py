@@ -20,6 +20,7 @@ import pytest
 
 from evaluation.config import EvaluationConfig
 from evaluation.dataset import load_labeled_dataset
+from evaluation.folds import prepare_scenes, serve_scenes
 from evaluation.metrics import mean_metrics, ranking_metrics
 from evaluation.protocol import evaluate
 from pipelines.serving import latest_bundle_dir
@@ -73,6 +74,12 @@ def test_served_row_is_what_the_http_server_answers(materialized_sample, tmp_pat
                                        files={"image": (Path(image).name, Path(image).read_bytes(), "image/jpeg")})
                 assert response.status_code == 200, response.text
                 answers[sid] = [item["product_id"] for item in response.json()["items"]]
+
+    # The lists themselves: the served row's lists are serve_scenes' (evaluate calls it with the fitted
+    # scorer on the scenes it prepared); the server must list the same products in the same order.
+    in_process = serve_scenes(recommender, prepare_scenes(recommender, scored, config.use_captions),
+                              scored.scene_ids, report.learned, config)
+    assert answers == in_process
 
     # A relevant product the server did not list counts as not retrieved (the metrics' definitions).
     http = mean_metrics([ranking_metrics(answers[sid], scored.relevant[sid]) for sid in scored.scene_ids])
