@@ -29,7 +29,7 @@ from scene_assets.progress import track
 from scene_assets.ranking import RankingConfig
 
 __all__ = ["DIVERSITY_KEYS", "NDCG_KEEP", "RerankSweep", "format_rerank_table", "pick_default", "rerank_grid",
-           "rerank_label", "sweep_rerank"]
+           "rerank_label", "rerank_options", "sweep_rerank"]
 
 DIVERSITY_KEYS = ("categories@10", "ils@10")  # distinct categories in the top 10; intra-list similarity
 SWEPT_METRICS = ("recall@10", "recall@50", "ndcg@10", "mrr")
