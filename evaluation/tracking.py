@@ -8,6 +8,7 @@ A nested child run is a run tagged ``mlflow.parentRunId``, which is what the MLf
 from __future__ import annotations
 
 import json
+import math
 import re
 import tempfile
 import time
@@ -242,7 +243,7 @@ class MlflowLogger:
 
         def numbers(row: Mapping[str, Any]) -> dict[str, float]:
             # the metrics only (mmr_lambda is a param); NaN (a list without a pair) left out
-            return {k: v for k, v in row.items() if isinstance(v, float) and v == v and k != "mmr_lambda"}
+            return {k: v for k, v in row.items() if isinstance(v, float) and not math.isnan(v) and k != "mmr_lambda"}
 
         try:
             for i, row in enumerate(sweep.rows):

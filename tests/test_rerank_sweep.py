@@ -15,13 +15,19 @@ from evaluation.config import EvaluationConfig
 from evaluation.dataset import load_labeled_dataset
 from evaluation.metrics import distinct_categories_at_k, intra_list_similarity
 from evaluation.protocol import evaluate
-from evaluation.rerank_sweep import format_rerank_table, pick_default, rerank_grid, rerank_label, sweep_rerank
+from evaluation.rerank_sweep import (
+    format_rerank_table,
+    pick_default,
+    rerank_grid,
+    rerank_label,
+    sweep_rerank,
+)
 from scene_assets.encoders import FakeEncoder
 from scene_assets.learned import ProjectionConfig
 from scene_assets.ranking import RankingConfig
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
-FAST = dict(projection=ProjectionConfig(epochs=3), bootstrap_resamples=50)
+FAST = {"projection": ProjectionConfig(epochs=3), "bootstrap_resamples": 50}
 COLUMNS = ("recall@10", "recall@50", "ndcg@10", "mrr", "categories@10", "ils@10", "ndcg@10_share")
 
 
