@@ -27,7 +27,7 @@ from scene_assets.ranking import FusionRanker, RankerConfig, ScoringWeights, col
 from scene_assets.prepared_scene import PreparedScene
 from scene_assets.scene_analysis import ROOM_TYPES, classifier_probs
 
-__all__ = ["FoldRun", "build_recommender", "cross_validate", "fit_fold", "fit_learned", "label_popularity",
+__all__ = ["FoldRun", "ServedFolds", "build_recommender", "cross_validate", "fit_fold", "fit_learned", "label_popularity",
            "prepare_scenes", "rank_fold", "restrict_to_index", "scenes_for", "score_fold", "score_scenes",
            "serve_folds", "serve_scenes", "split_folds"]
 
@@ -224,15 +224,33 @@ def serve_scenes(rec: Recommender, scenes: Mapping[str, PreparedScene], scene_id
     return out
 
 
+@dataclass
+class ServedFolds:
+    """What ranks every held-out scene through the served path: the recommender, the prepared scenes
+    and, per fold, its held-out scene ids with the learned parts that rank them (calibrator attached).
+    Kept with the report, so the re-rank sweep (:mod:`evaluation.rerank_sweep`) serves the same
+    scenes by the same models under other re-rank options."""
+
+    rec: Recommender
+    scenes: Mapping[str, PreparedScene]
+    folds: list[tuple[list[str], LearnedScorer]]
+
+    def serve(self, config: EvaluationConfig) -> dict[str, list[str]]:
+        """scene id -> the product ids listed with ``config``'s weights, fusion and re-rank options
+        (:func:`serve_scenes` per fold)."""
+        out: dict[str, list[str]] = {}
+        for scene_ids, learned in self.folds:
+            out |= serve_scenes(self.rec, self.scenes, scene_ids, learned, config)
+        return out
+
+
 def serve_folds(rec: Recommender, scenes: Mapping[str, PreparedScene], runs: Sequence["FoldRun"],
-                calibrators: Mapping[int, Any], config: EvaluationConfig) -> dict[str, list[str]]:
-    """:func:`serve_scenes` for each fold's held-out scenes, by the fold's models as configured (its
-    ranker included) and its calibrator (which sets the confidence, not the order)."""
-    out: dict[str, list[str]] = {}
-    for run in runs:
-        learned = dataclasses.replace(_as_configured(run.learned, config), calibrator=calibrators.get(run.fold))
-        out |= serve_scenes(rec, scenes, run.test, learned, config)
-    return out
+                calibrators: Mapping[int, Any], config: EvaluationConfig) -> ServedFolds:
+    """The served path of a cross-validation: each fold's held-out scenes with the fold's models as
+    configured (its ranker included) and its calibrator (which sets the confidence, not the order)."""
+    return ServedFolds(rec, scenes, [
+        (run.test, dataclasses.replace(_as_configured(run.learned, config), calibrator=calibrators.get(run.fold)))
+        for run in runs])
 
 
 def label_popularity(rec: Recommender, dataset: LabeledDataset, scene_ids: Sequence[str]

@@ -124,3 +124,21 @@ def mean_metrics(per_scene: Sequence[Mapping[str, float]]) -> dict[str, float]:
     if not per_scene:
         return {}
     return {key: float(np.mean([row[key] for row in per_scene])) for key in per_scene[0]}
+
+
+def distinct_categories_at_k(ranked_rows: Sequence[int], categories: np.ndarray, k: int = 10) -> float:
+    """Number of distinct categories among the top k of a ranking (``ranked_rows``: catalog rows,
+    best first; ``categories``: the category of each catalog row)."""
+    return float(np.unique(np.asarray(categories, dtype=object)[np.asarray(ranked_rows[:k], dtype=np.int64)]).size)
+
+
+def intra_list_similarity(ranked_rows: Sequence[int], vectors: np.ndarray, k: int = 10) -> float:
+    """Mean pairwise cosine similarity of the top k products' vectors (rows of ``vectors``): 1 = all
+    alike, lower = a more varied list. NaN below two products (no pair to compare)."""
+    top = np.asarray(vectors, dtype=np.float64)[np.asarray(ranked_rows[:k], dtype=np.int64)]
+    n = top.shape[0]
+    if n < 2:
+        return float("nan")
+    unit = top / np.maximum(np.linalg.norm(top, axis=1, keepdims=True), 1e-12)
+    sims = unit @ unit.T
+    return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))

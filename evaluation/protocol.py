@@ -54,6 +54,7 @@ from evaluation.config import EvaluationConfig
 from evaluation.dataset import LabeledDataset
 from evaluation.folds import (
     FoldRun,
+    ServedFolds,
     build_recommender,
     cross_validate,
     fit_learned,
@@ -63,7 +64,6 @@ from evaluation.folds import (
     scenes_for,
     score_scenes,
     serve_folds,
-    serve_scenes,
 )
 from evaluation.report import EvaluationReport, summarize
 from evaluation.scoring import SceneResult, calibration_pairs, fold_calibrators
@@ -149,7 +149,7 @@ def evaluate(
         runs: list[FoldRun] = []
         results = cross_validate(rec, dataset, scenes, config, say, runs=runs)
         calibrators = fold_calibrators(results, config)
-        served = serve_folds(rec, scenes, runs, calibrators, config)
+        serving = serve_folds(rec, scenes, runs, calibrators, config)
         protocol = f"{config.folds}-fold cross-validation over scenes (seed {config.seed})"
     else:
         t1 = time.perf_counter()
@@ -163,9 +163,10 @@ def evaluate(
         # popularity counts are by product id, so they carry over to the scored catalog
         results = score_scenes(rec, dataset, scenes, dataset.scene_ids, learned_final, 0, pop, by_room, config.seed)
         calibrators = {0: learned_final.calibrator}
-        served = serve_scenes(rec, scenes, dataset.scene_ids, learned_final, config)
+        serving = ServedFolds(rec, scenes, [(dataset.scene_ids, learned_final)])
         protocol = (f"trained on {train.root} ({len(train.scene_ids)} scenes), scored on {dataset.root}"
                     + (" - SAME DATA: these figures are NOT held out" if same else ""))
+    served = serving.serve(config)
     timings["fit_and_score"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     summary = summarize(results, config, rec.product_attributes(), calibrators, enc_fp, served)
@@ -177,4 +178,5 @@ def evaluate(
         train_dataset=None if train is None else train.describe(),
         timings_s={k: round(v, 2) for k, v in timings.items()}, skipped_scenes=dataset.skipped_scenes,
         learned=learned_final, results=results, product_ids=[str(p) for p in rec.product_ids], config=config,
+        serving=serving,
     )

@@ -15,6 +15,7 @@ import polars as pl
 
 from evaluation.config import BASELINES, METRIC_KEYS, EvaluationConfig
 from evaluation.dataset import EVALUATION_GROUPS, evaluation_group
+from evaluation.folds import ServedFolds
 from evaluation.metrics import bootstrap_interval, expected_calibration_error, reliability_curve
 from evaluation.scoring import (
     SceneResult,
@@ -49,6 +50,8 @@ class EvaluationReport:
     results: list[SceneResult] = field(default_factory=list, repr=False)  # out-of-fold factor matrices
     product_ids: list[str] = field(default_factory=list, repr=False)  # catalog order of the matrices
     config: EvaluationConfig | None = None
+    # the served path's recommender, prepared scenes and fold models (what the re-rank sweep re-serves with)
+    serving: ServedFolds | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return self.metrics | {

@@ -1,6 +1,6 @@
 """One evaluation workflow for every face: evaluate, keep the artifacts, log to MLflow, sweep the
-weights. The CLI (``scene-matcher evaluate``) and the Dagster assets (``scene_evaluation``,
-``weight_sweep``) call these instead of each wiring the steps. No Dagster imports."""
+weights, sweep the re-rank options. The CLI (``scene-matcher evaluate``) and the Dagster assets
+(``scene_evaluation``, ``weight_sweep``, ``rerank_sweep``) call these instead of each wiring the steps. No Dagster imports."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from evaluation.dataset import LabeledDataset
 from evaluation.protocol import evaluate
 from evaluation.report import EvaluationReport, format_table, save_results
 from evaluation.reporting import write_gallery, write_plots
+from evaluation.rerank_sweep import RerankSweep, sweep_rerank
 from evaluation.scoring import SceneResult
 from evaluation.sweep import SweepResult, random_weight_grid, run_sweep
 from scene_assets.matching import Recommender
@@ -23,7 +24,8 @@ from scene_assets.ranking import ScoringWeights
 if TYPE_CHECKING:  # mlflow loads only where a run is logged
     from evaluation.tracking import MlflowLogger
 
-__all__ = ["EvaluationRun", "WeightSweepRun", "run_evaluation", "run_weight_sweep"]
+__all__ = ["EvaluationRun", "RerankSweepRun", "WeightSweepRun", "run_evaluation", "run_rerank_sweep",
+           "run_weight_sweep"]
 
 
 @dataclass
@@ -86,4 +88,24 @@ def run_weight_sweep(results: Sequence[SceneResult], base: ScoringWeights, *, si
     if tracking is not None:
         run.mlflow_parent_run_id, run.mlflow_child_run_ids = tracking.log_sweep(
             sweep, run_name=run_name, base_params=dict(base_params or {}) | {"objective": objective}, tags=tags)
+    return run
+
+
+@dataclass
+class RerankSweepRun:
+    sweep: RerankSweep
+    mlflow_parent_run_id: str | None = None
+    mlflow_child_run_ids: list[str] = field(default_factory=list)
+
+
+def run_rerank_sweep(report: EvaluationReport, *, tracking: MlflowLogger | None = None,
+                     run_name: str = "rerank-sweep", base_params: Mapping[str, Any] | None = None,
+                     tags: Mapping[str, str] | None = None) -> RerankSweepRun:
+    """:func:`~evaluation.rerank_sweep.sweep_rerank` over the default grid on ``report``'s served
+    path, logged with ``tracking`` as a parent run with one child per re-rank configuration."""
+    sweep = sweep_rerank(report)
+    run = RerankSweepRun(sweep)
+    if tracking is not None:
+        run.mlflow_parent_run_id, run.mlflow_child_run_ids = tracking.log_rerank_sweep(
+            sweep, run_name=run_name, base_params=dict(base_params or {}), tags=tags)
     return run

@@ -8,6 +8,7 @@ A nested child run is a run tagged ``mlflow.parentRunId``, which is what the MLf
 from __future__ import annotations
 
 import json
+import math
 import re
 import tempfile
 import time
@@ -226,6 +227,44 @@ class MlflowLogger:
             for a in artifacts:
                 self.log_artifact(parent, a)
             self.log_json(parent, "ablation.json", {"protocol": result.protocol, "rows": result.rows})
+        except Exception:
+            self.finish(parent, "FAILED")
+            raise
+        self.finish(parent)
+        return parent, children
+
+    def log_rerank_sweep(self, sweep, *, run_name: str, base_params: Mapping[str, Any],
+                         tags: Mapping[str, str] | None = None) -> tuple[str, list[str]]:
+        """Parent run (the pure ranking's nDCG@10, the recommended re-rank options and their metrics,
+        the table as JSON) with one child per re-rank configuration (:mod:`evaluation.rerank_sweep`):
+        its options as params, its served and diversity metrics."""
+        parent = self.start_run(run_name, tags={"kind": "rerank_sweep"} | dict(tags or {}))
+        children = []
+
+        def numbers(row: Mapping[str, Any]) -> dict[str, float]:
+            # the metrics only (mmr_lambda is a param); NaN (a list without a pair) left out
+            return {k: v for k, v in row.items() if isinstance(v, float) and not math.isnan(v) and k != "mmr_lambda"}
+
+        try:
+            for i, row in enumerate(sweep.rows):
+                child = self.start_run(f"{run_name}-{i:02d}", parent_run_id=parent,
+                                       tags={"kind": "rerank_sweep_child", "config": row["config"]} | dict(tags or {}))
+                self.log(child, params=dict(base_params) | {"config_index": i, "config": row["config"],
+                                                            "diversity": row["diversity"], "mmr_lambda": row["mmr_lambda"],
+                                                            "category_cap": row["category_cap"],
+                                                            "collapse_variants": row["collapse_variants"]},
+                         metrics=numbers(row))
+                self.finish(child)
+                children.append(child)
+            chosen = sweep.chosen_index
+            self.log(parent, params=dict(base_params) | {"n_configs": len(sweep.rows), "ndcg_keep": sweep.keep,
+                                                         "served_k": sweep.served_k,
+                                                         "chosen": "none" if chosen is None else sweep.rows[chosen]["config"]},
+                     metrics={"pure.ndcg@10": sweep.pure_ndcg}
+                     | ({} if chosen is None else {f"chosen.{k}": v for k, v in numbers(sweep.rows[chosen]).items()}),
+                     tags={} if chosen is None else {"chosen_child_run_id": children[chosen]})
+            self.log_json(parent, "rerank_sweep.json", {"pure_ndcg@10": sweep.pure_ndcg, "keep": sweep.keep,
+                                                        "chosen_index": chosen, "rows": sweep.rows})
         except Exception:
             self.finish(parent, "FAILED")
             raise

@@ -329,7 +329,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print("\n" + "!" * 78 + "\nWARNING: training and scoring on the SAME dataset - these figures are NOT held "
               "out\nand overstate quality. Use them only to debug.\n" + "!" * 78 + "\n", file=sys.stderr)
     from evaluation.report import format_table
-    from evaluation.run import run_evaluation, run_weight_sweep
+    from evaluation.run import run_evaluation, run_rerank_sweep, run_weight_sweep
 
     tracking = None
     if args.mlflow:
@@ -361,6 +361,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               f"{sweep.mean[sweep.best_index, 2]:.3f} (the evaluated weights: {sweep.mean[0, 2]:.3f}; choosing on the "
               f"other folds and scoring the held-out one: {sweep.nested.get('ndcg@10', float('nan')):.3f})")
         print("best weights: " + ", ".join(f"{k}={v:g}" for k, v in best.to_dict().items() if v))
+    if args.rerank_sweep:
+        from evaluation.rerank_sweep import format_rerank_table
+
+        reranked = run_rerank_sweep(report, tracking=tracking, run_name=f"cli-rerank-sweep-{dataset.root.name}",
+                                    base_params={"encoder": report.metrics["encoder"], "dataset_hash": dataset.fingerprint,
+                                                 "protocol": report.protocol, "evaluation_run_id": run.mlflow_run_id})
+        print("\nre-rank sweep (every held-out scene served once per configuration):\n"
+              + format_rerank_table(reranked.sweep))
     if tracking is not None:
         from scene_assets.database_urls import redact_password
 
@@ -369,6 +377,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.sweep:
             print(f"MLflow: sweep parent run {swept.mlflow_parent_run_id} with {len(swept.mlflow_child_run_ids)} child "
                   f"runs (mlflow ui --backend-store-uri {shown})")
+        if args.rerank_sweep:
+            print(f"MLflow: re-rank sweep parent run {reranked.mlflow_parent_run_id} with "
+                  f"{len(reranked.mlflow_child_run_ids)} child runs")
     if args.save_model and report.learned is not None:
         report.learned.save(args.save_model)
         print(f"\nlearned scorer (fitted on the training dataset) saved to {args.save_model}")
@@ -525,6 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_.add_argument("--save-model", help="with --train-dataset: save the fitted learned scorer to this folder")
     evaluate_.add_argument("--sweep", type=int, default=0, metavar="N",
                            help="also try N weight configurations on the out-of-fold scores and print the best")
+    evaluate_.add_argument("--rerank-sweep", action="store_true",
+                           help="also serve every held-out scene once per re-rank option (diversity none / MMR lambdas "
+                                "/ category caps, variant collapse on and off) and print recall, nDCG@10, distinct "
+                                "categories@10 and intra-list similarity with the recommended default")
     evaluate_.add_argument("--mlflow", nargs="?", const="scene-matcher", metavar="EXPERIMENT",
                            help="log the run (and the sweep as a parent with child runs) to the project's MLflow store")
     evaluate_.add_argument("--allow-same-dataset", action="store_true",

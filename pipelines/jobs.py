@@ -31,8 +31,8 @@ index_job = dg.define_asset_job(
 evaluation_job = dg.define_asset_job(
     "evaluation_job",
     selection=dg.AssetSelection.groups("evaluation"),
-    description="Score the latest scene index on the labeled dataset, sweep the scoring weights, publish the best "
-    "(all logged to MLflow).",
+    description="Score the latest scene index on the labeled dataset, sweep the scoring weights, publish the best, "
+    "sweep the re-rank options (all logged to MLflow).",
 )
 
 # Sharded IVF-PQ index for catalogs past memory (docs/sharded-index.md), not in the main job: run

@@ -96,6 +96,23 @@ def test_weight_sweep_is_a_parent_with_nested_children(evaluated):
     assert "metrics.nested_heldout.ndcg_at_10" in parents.columns
 
 
+def test_rerank_sweep_logs_one_child_per_configuration(evaluated):
+    from evaluation.rerank_sweep import rerank_grid
+
+    meta = _materialization(evaluated["instance"], "rerank_sweep")
+    assert meta["n_configs"].value == len(rerank_grid()) == meta["mlflow_child_runs"].value
+    assert "categories@10" in meta["table"].value and "ils@10" in meta["table"].value
+    parents = mlflow.search_runs(experiment_names=[EXPERIMENT], filter_string="tags.kind = 'rerank_sweep'")
+    assert len(parents) == 1
+    parent = parents.iloc[0]
+    children = mlflow.search_runs(experiment_names=[EXPERIMENT],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent['run_id']}'")
+    assert len(children) == len(rerank_grid())
+    assert children["params.config"].nunique() == len(children)
+    assert (children["metrics.categories_at_10"] >= 1).all()
+    assert parent["params.chosen"] == meta["chosen_config"].value
+
+
 def test_scoring_weights_asset_is_usable_by_the_recommender(evaluated):
     meta = _materialization(evaluated["instance"], "scoring_weights")
     path = Path(meta["weights_path"].value)
