@@ -324,13 +324,13 @@ def test_fusion_is_chosen_per_request(small_world):
 def test_ranking_config_limits_and_help():
     cfg = RankingConfig(weights={"visual": 2.0}, diversity="none")
     assert cfg.weights == ScoringWeights(visual=2.0) and cfg.diversity is None
-    assert cfg.recommend_options() == {"fusion": "auto", "diversity": None, "mmr_lambda": 0.7, "category_cap": 3,
+    assert cfg.recommend_options() == {"fusion": "auto", "diversity": None, "mmr_lambda": 0.9, "category_cap": 3,
                                        "collapse_variants": True, "weights": ScoringWeights(visual=2.0)}
     for bad in ({"mmr_lambda": -0.1}, {"category_cap": 0}, {"fusion": "best"}, {"diversity": "random"},
                 {"weights": {"visual": -1.0}}, {"k": 3}):
         with pytest.raises(ValueError):
             RankingConfig(**bad)
-    assert RankingConfig.field_help("mmr_lambda") | {"description": ""} == {"default": 0.7, "description": "",
+    assert RankingConfig.field_help("mmr_lambda") | {"description": ""} == {"default": 0.9, "description": "",
                                                                              "ge": 0.0, "le": 1.0}
     with pytest.raises(Exception):
         RankingConfig().mmr_lambda = 0.5  # frozen

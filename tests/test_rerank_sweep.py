@@ -81,7 +81,7 @@ def test_sweep_has_one_row_per_configuration(report):
     configs = [RankingConfig(diversity=None), RankingConfig(), RankingConfig(diversity="category_cap", category_cap=2),
                RankingConfig(diversity=None, collapse_variants=False)]
     sweep = sweep_rerank(report, configs)
-    assert [r["config"] for r in sweep.rows] == ["none", "mmr 0.7", "cap 2", "none, no collapse"]
+    assert [r["config"] for r in sweep.rows] == ["none", "mmr 0.9", "cap 2", "none, no collapse"]
     for r in sweep.rows:
         assert set(COLUMNS) <= set(r)
         assert 0.0 <= r["recall@10"] <= r["recall@50"] <= 1.0

@@ -103,7 +103,7 @@ def test_cross_validation_reports_the_served_row(sample, encoder, tmp_path):
     assert m["served.recall@10"] <= m["served.recall@50"]
     lines = format_table(report).splitlines()
     row = next(i for i, line in enumerate(lines) if line.startswith("scene-matcher  "))
-    assert lines[row + 2].startswith("served path (k=50, mmr 0.7, collapse)")
+    assert lines[row + 2].startswith("served path (k=50, mmr 0.9, collapse)")
     assert lines[row + 3].lstrip().startswith("95% interval")
     assert json.loads(json.dumps(report.to_dict()))["served.mrr"] == m["served.mrr"]
 

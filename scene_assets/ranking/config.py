@@ -116,7 +116,9 @@ class RankingConfig(BaseModel):
     diversity: Diversity = Field(
         default="mmr", description="Diversity of the top k: mmr (maximal marginal relevance over the product "
         "vectors), category_cap (at most category_cap per category) or none.")
-    mmr_lambda: float = Field(default=0.7, ge=0.0, le=1.0, description="MMR trade-off: 1 = relevance only, "
+    # 0.9, measured: on ../shared/ikea (5-fold CV, `scene-matcher evaluate --rerank-sweep`) MMR at 0.9 keeps 97 %
+    # of the pure ranking's nDCG@10 with 6.9 distinct categories in the top 10 (4.1 without MMR); 0.7 kept 78 %.
+    mmr_lambda: float = Field(default=0.9, ge=0.0, le=1.0, description="MMR trade-off: 1 = relevance only, "
                               "0 = novelty only.")
     category_cap: int = Field(default=3, ge=1, le=100, description="Products per category with "
                               "diversity=category_cap (capped-out products fill the list when fewer than k remain).")
