@@ -75,6 +75,9 @@ def test_scoring_run_logged_with_params_metrics_and_artifacts(evaluated):
     meta = _materialization(evaluated["instance"], "scene_evaluation")
     assert meta["recall@10"].value == pytest.approx(run["metrics.recall_at_10"])
     assert run["run_id"] in meta["mlflow_run"].value
+    # ... and the served path's (what /match returns) beside them, in Dagster and in MLflow (issue #22)
+    served_metric = [c for c in run.index if c.startswith("metrics.served") and c.endswith("ndcg_at_10")]
+    assert served_metric and meta["served.ndcg@10"].value == pytest.approx(run[served_metric[0]])
 
 
 def test_weight_sweep_is_a_parent_with_nested_children(evaluated):

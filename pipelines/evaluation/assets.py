@@ -103,8 +103,10 @@ def scene_evaluation(
         context.log.warning(f"scene {sid} skipped: {reason}")
     url = mlflow_tracking.run_url(tracking.experiment_id, run_id)
     context.log.info("\n" + format_table(report))
+    # the pure ranking's figures and, as served.<metric>, what /match returns (the served path)
     headline = _float_metadata({k: report.metrics[k] for k in (*METRIC_KEYS, "hit@10.chair", "hit@10.sofa",
-                                                                 "hit@10.table", "room_type_accuracy", "ece")
+                                                                 "hit@10.table", "room_type_accuracy", "ece",
+                                                                 *(f"served.{m}" for m in METRIC_KEYS))
                                 if report.metrics.get(k) is not None})
     return dg.Output(
         {"dir": str(out_dir), "results_path": str(results_path), "mlflow_run_id": run_id,
