@@ -202,7 +202,9 @@ def test_exclude_and_group_filters(rec, scene):
 
 
 def test_room_filter_and_override(rec, scene):
-    res = rec.recommend(scene, k=5, room="Bathroom")
+    # MMR at 0.7 pinned: the assertions are about the room filter and room fit, and this tiny catalog's
+    # top 5 holds a towel only with that much diversity (the shipped default is 0.9)
+    res = rec.recommend(scene, k=5, room="Bathroom", mmr_lambda=0.7)
     assert all("Bathroom" in vocab.CATEGORY_ROOMS[it.category] for it in res.items)
     assert all(it.factors["room_fit"] >= 0.5 for it in res.items)
     towels = [it for it in res.items if it.category == "towels"]  # bathroom-specific: lift > 1
