@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from serving_process import serve  # noqa: E402
+from serving_process import match_answers  # noqa: E402
 
 HEADLINE = ("recall@10", "recall@50", "ndcg@10", "mrr")
 TOLERANCE = 0.005  # issue #22's bar
@@ -91,21 +91,6 @@ def materialize(catalog: Path, work: Path) -> Path:
         return latest_bundle_dir(instance)[0]
 
 
-def http_answers(bundle: Path, scorer_dir: Path, scenes: pl.DataFrame, k: int) -> dict[str, list[str]]:
-    """Every scene's image POSTed once to a real server on the bundle and scorer (k only, no other options)."""
-    import httpx
-
-    answers: dict[str, list[str]] = {}
-    with (serve(bundle, "--learned", str(scorer_dir), ready_timeout_s=600) as (_, base),
-          httpx.Client(base_url=base, timeout=300, trust_env=False) as client):
-        for sid, image in scenes.select("scene_id", "image_path").iter_rows():
-            response = client.post("/match", data={"k": str(k)},
-                                   files={"image": (Path(image).name, Path(image).read_bytes(), "image/jpeg")})
-            response.raise_for_status()
-            answers[sid] = [item["product_id"] for item in response.json()["items"]]
-    return answers
-
-
 def main() -> int:
     from scene_assets.settings import ikea_dataset_dir
 
@@ -153,7 +138,8 @@ def main() -> int:
         report.learned.save(scorer_dir)
 
         t = time.perf_counter()
-        answers = http_answers(bundle, scorer_dir, scored.scenes, config.served_k)
+        answers = match_answers(bundle, list(scored.scenes.select("scene_id", "image_path").iter_rows()),
+                                "--learned", str(scorer_dir), k=config.served_k, ready_timeout_s=600)
         timings["http_s"] = time.perf_counter() - t
         in_process = serve_scenes(recommender, prepare_scenes(recommender, scored, config.use_captions),
                                   scored.scene_ids, report.learned, config)

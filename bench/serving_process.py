@@ -75,6 +75,24 @@ def serve(index_dir: Path, *extra_args: str, ready_timeout_s: float = 300) -> It
             server.wait(timeout=10)
 
 
+def match_answers(index_dir: Path, scenes: list[tuple[str, str]], *extra_args: str, k: int,
+                  ready_timeout_s: float = 300, request_timeout_s: float = 300) -> dict[str, list[str]]:
+    """scene id -> the product ids a real server on ``index_dir`` (``serve`` arguments ``extra_args``)
+    lists for it: each ``(scene_id, image_path)`` POSTed once to /match with only ``k`` set."""
+    import httpx
+
+    answers: dict[str, list[str]] = {}
+    with (serve(index_dir, *extra_args, ready_timeout_s=ready_timeout_s) as (_, base),
+          httpx.Client(base_url=base, timeout=request_timeout_s, trust_env=False) as client):
+        for sid, image in scenes:
+            response = client.post("/match", data={"k": str(k)},
+                                   files={"image": (Path(image).name, Path(image).read_bytes(), "image/jpeg")})
+            if response.status_code != 200:
+                raise RuntimeError(f"/match for scene {sid} ({image}): {response.status_code} {response.text}")
+            answers[sid] = [item["product_id"] for item in response.json()["items"]]
+    return answers
+
+
 def fake_bundle(directory: Path, n_products: int = 60, dim: int = 16) -> tuple[Path, list[bytes]]:
     """A served bundle of `n_products` synthetic products with the fake encoder (no weights needed),
     and a few scene photos (JPEG bytes) made of those products' images."""

@@ -25,7 +25,8 @@ from typing import Any, Final
 import dagster as dg
 
 from pipelines.serving import NoBundleError, latest_bundle_dir, latest_learned_dir
-from scene_assets.matching import Recommender, ScoringWeights
+from scene_assets.matching import Recommender
+from scene_assets.ranking import ScoringWeights
 from scene_assets.recommender_bundle import (
     LoadedRecommender,
     bundle_version,

@@ -14,7 +14,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import httpx
 import polars as pl
 import pytest
 
@@ -28,7 +27,7 @@ from scene_assets.recommender_bundle import load_recommender
 from scene_assets.settings import PROJECT_ROOT, sample_dataset_dir
 
 sys.path.insert(0, str(PROJECT_ROOT / "bench"))
-from serving_process import serve
+from serving_process import match_answers
 
 HEADLINE = ("recall@10", "recall@50", "ndcg@10", "mrr")
 TRAINING_SCENES = 5  # of the sample's 9 scenes; the other 4 are scored
@@ -66,14 +65,9 @@ def test_served_row_is_what_the_http_server_answers(materialized_sample, tmp_pat
     scorer_dir = tmp_path / "scorer"
     report.learned.save(scorer_dir)
 
-    answers: dict[str, list[str]] = {}
-    with (serve(bundle_dir, "--learned", str(scorer_dir), ready_timeout_s=120) as (_, base),
-          httpx.Client(base_url=base, timeout=60, trust_env=False) as client):
-        for sid, image in scored.scenes.select("scene_id", "image_path").iter_rows():
-            response = client.post("/match", data={"k": str(config.served_k)},
-                                   files={"image": (Path(image).name, Path(image).read_bytes(), "image/jpeg")})
-            assert response.status_code == 200, response.text
-            answers[sid] = [item["product_id"] for item in response.json()["items"]]
+    answers = match_answers(bundle_dir, list(scored.scenes.select("scene_id", "image_path").iter_rows()),
+                            "--learned", str(scorer_dir), k=config.served_k, ready_timeout_s=120,
+                            request_timeout_s=60)
 
     # A relevant product the server did not list counts as not retrieved (the metrics' definitions).
     http = mean_metrics([ranking_metrics(answers[sid], scored.relevant[sid]) for sid in scored.scene_ids])
