@@ -11,6 +11,10 @@ not change what is fitted - the same fitted projections, room classifiers and pr
 * "whole image, no regions" fits its own folds (the projection learns from one query per scene,
   which is cheap).
 
+:func:`visual_variants` (``evaluate --ablation visual``) is the table of the visual learning itself,
+with the evaluation's own fusion: the projection trained with and without synthetic composites
+(:mod:`scene_assets.composites`), with one shared map or two, and without it; each fits its own folds.
+
 Each row carries the headline metrics with 95 % bootstrap intervals over scenes and the paired
 difference to the first (reference) variant, also with a 95 % interval (the same scenes are scored
 by both, so the paired interval is much tighter than the two separate ones).
@@ -35,13 +39,14 @@ from evaluation.metrics import bootstrap_interval
 from evaluation.config import METRIC_KEYS, EvaluationConfig
 from evaluation.folds import FoldRun, fit_fold, rank_fold, scenes_for, score_fold, split_folds
 from evaluation.report import summarize
+from scene_assets.composites import CompositePairs
 from evaluation.scoring import SceneResult, fold_calibrators
 from scene_assets.matching import Recommender
 from scene_assets.progress import track
 from scene_assets.ranking import FACTORS, RankerConfig, ScoringWeights
 from scene_assets.prepared_scene import PreparedScene
 
-__all__ = ["AblationResult", "Variant", "default_variants", "format_ablation", "run_ablation"]
+__all__ = ["AblationResult", "Variant", "default_variants", "format_ablation", "run_ablation", "visual_variants"]
 
 # columns of the table (headline keys of evaluation.report.summarize)
 TABLE_KEYS = ("recall@10", "recall@50", "ndcg@10", "mrr", "hit@10", "hit@10.chair", "hit@10.sofa", "hit@10.table",
@@ -99,6 +104,21 @@ def default_variants(config: EvaluationConfig) -> list[Variant]:
                 "no text / style / material / size factors"),
         Variant("whole image, no regions", dataclasses.replace(ranked, regions=False),
                 "the whole image is the only query (projection refitted on it)"),
+    ]
+    return rows
+
+
+def visual_variants(config: EvaluationConfig) -> list[Variant]:
+    """The reference (``config``, its own fusion) and the visual learning turned off step by step."""
+    labels_only = dataclasses.replace(config, composites=None)
+    rows = [
+        Variant("reference", config, "projection trained on labels + synthetic composites"
+                + ("" if config.composites is None else f" ({config.composites.per_scene} per scene)")),
+        Variant("- synthetic composites", labels_only, "projection trained on the labeled scenes only"),
+        Variant("- composites, two maps", dataclasses.replace(
+            labels_only, projection=dataclasses.replace(config.projection, shared_map=False)),
+            "labels only, separate region and product maps (the projection before #18)"),
+        Variant("- projection", without_factors(config, ["learned"]), "no region->product projection (learned factor)"),
     ]
     return rows
 
@@ -162,13 +182,20 @@ class _Scored:
     """Fold runs and their scored results, computed once per (regions, room classifier, in-sample)."""
 
     def __init__(self, rec: Recommender, dataset: LabeledDataset, scenes: Mapping[str, PreparedScene],
-                 say: Callable[[str], None]):
-        self.rec, self.dataset, self.scenes, self.say = rec, dataset, scenes, say
-        self.runs: dict[bool, list[FoldRun]] = {}
-        self.scored: dict[tuple[bool, bool, bool], list[tuple[list[SceneResult], list[SceneResult]]]] = {}
+                 say: Callable[[str], None], composites: CompositePairs | None = None):
+        self.rec, self.dataset, self.scenes, self.say, self.composites = rec, dataset, scenes, say, composites
+        self.runs: dict[Any, list[FoldRun]] = {}
+        self.scored: dict[Any, list[tuple[list[SceneResult], list[SceneResult]]]] = {}
+
+    @staticmethod
+    def _fitted(config: EvaluationConfig) -> tuple:
+        """What decides the fitted fold models (variants equal in it share them)."""
+        return (config.regions, repr(config.composites), repr(config.projection))
 
     def folds(self, config: EvaluationConfig) -> list[FoldRun]:
-        if config.regions not in self.runs:
+        key = self._fitted(config)
+        inner = config.ranker is not None  # a ranker learns from inner out-of-fold rows; the weights need none
+        if key not in self.runs or (inner and not self.runs[key][0].inner):
             scenes = scenes_for(config, self.scenes)
             ids = self.dataset.scene_ids
             parts = split_folds(ids, config.folds, config.seed)
@@ -176,28 +203,32 @@ class _Scored:
             for f, test in enumerate(track(parts, "ablation folds", unit="fold")):
                 t0 = time.perf_counter()
                 train = [s for g, part in enumerate(parts) if g != f for s in part]
-                runs.append(fit_fold(self.rec, self.dataset, scenes, f, train, test, config, inner=True))
+                runs.append(fit_fold(self.rec, self.dataset, scenes, f, train, test, config, inner=inner,
+                                     composites=self.composites))
                 self.say(f"fold {f + 1}/{len(parts)}{'' if config.regions else ' (whole image only)'}: models and "
                          f"{len(runs[-1].inner)} inner models fitted ({time.perf_counter() - t0:.0f}s)")
-            self.runs[config.regions] = runs
-        return self.runs[config.regions]
+            self.runs[key] = runs
+        return self.runs[key]
 
     def results(self, config: EvaluationConfig, in_sample: bool) -> list[tuple[list[SceneResult], list[SceneResult]]]:
-        key = (config.regions, config.room_classifier, in_sample)
+        key = (self._fitted(config), config.room_classifier, in_sample)
         if key not in self.scored:
             scenes = scenes_for(config, self.scenes)
-            self.scored[key] = [score_fold(self.rec, self.dataset, scenes, run, config, inner=True, in_sample=in_sample)
+            self.scored[key] = [score_fold(self.rec, self.dataset, scenes, run, config, inner=bool(run.inner),
+                                           in_sample=in_sample)
                                 for run in self.folds(config)]
         return self.scored[key]
 
 
 def run_ablation(rec: Recommender, dataset: LabeledDataset, scenes: Mapping[str, PreparedScene],
                  variants: Sequence[Variant], encoder_fingerprint: str,
-                 progress: Callable[[str], None] | None = None) -> AblationResult:
+                 progress: Callable[[str], None] | None = None,
+                 composites: CompositePairs | None = None) -> AblationResult:
     """Score every variant (the first is the reference of the paired differences) on ``scenes``
-    (prepared once, all regions; a variant's config decides what it uses)."""
+    (prepared once, all regions; a variant's config decides what it uses). ``composites``: the
+    dataset's synthetic composites, used by variants whose config asks for them."""
     say = progress or (lambda msg: None)
-    cache = _Scored(rec, dataset, scenes, say)
+    cache = _Scored(rec, dataset, scenes, say, composites)
     return score_variants(variants, lambda v: cache.results(v.config, v.in_sample), rec.product_attributes(),
                           encoder_fingerprint, say)
 
@@ -260,7 +291,7 @@ def ablate(dataset: LabeledDataset, config: EvaluationConfig | None = None, *, v
            progress: Callable[[str], None] | None = None) -> AblationResult:
     """:func:`run_ablation` on ``dataset``'s own catalog (built like ``evaluate`` builds it), the
     scenes prepared once; ``variants`` default to :func:`default_variants` of ``config``."""
-    from evaluation.folds import build_recommender, prepare_scenes
+    from evaluation.folds import build_recommender, prepare_scenes, training_composites
     from scene_assets.encoders import build_encoder
 
     config = config or EvaluationConfig()
@@ -270,7 +301,10 @@ def ablate(dataset: LabeledDataset, config: EvaluationConfig | None = None, *, v
     rec = build_recommender(encoder, dataset, Path(cache_dir), config.weights)
     scenes = prepare_scenes(rec, dataset, config.use_captions)
     say(f"catalog of {len(rec.product_ids)} products, {len(scenes)} scenes prepared ({time.perf_counter() - t0:.0f}s)")
-    result = run_ablation(rec, dataset, scenes, list(variants or default_variants(config)), encoder.fingerprint(), say)
+    variants = list(variants or default_variants(config))
+    composites = next((training_composites(rec, dataset, v.config, Path(cache_dir), say) for v in variants
+                       if v.config.composites is not None), None)
+    result = run_ablation(rec, dataset, scenes, variants, encoder.fingerprint(), say, composites)
     result.timings_s["total"] = round(time.perf_counter() - t0, 2)
     return result
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from scene_assets.composites import CompositeConfig
 from scene_assets.learned import ProjectionConfig
 from scene_assets.ranking import (
     FACTORS,
@@ -56,6 +57,9 @@ class EvaluationConfig:
     ranker: RankerConfig | None = field(default_factory=lambda: DEFAULT_RANKER if RANKER_BY_DEFAULT else None)
     room_classifier: bool = True  # False: zero-shot room posterior (no classifier fitted on labels)
     regions: bool = True  # False: the whole image is the only query (projection fitted on it alone)
+    # synthetic composites of the training scenes the projection also learns from (None: labels only);
+    # see scene_assets.composites
+    composites: CompositeConfig | None = field(default_factory=CompositeConfig)
     # the served-path row: each held-out scene ranked by Recommender.recommend_prepared, top served_k,
     # with these re-rank options (their weights and fusion are the ones above: weights / ranker)
     served_k: int = 50
@@ -73,6 +77,7 @@ class EvaluationConfig:
                 "calibration_top_k": self.calibration_top_k, "bootstrap_resamples": self.bootstrap_resamples,
                 "ranker": None if self.ranker is None else self.ranker.to_dict(),
                 "room_classifier": self.room_classifier, "regions": self.regions, "served_k": self.served_k,
+                "composites": None if self.composites is None else self.composites.to_dict(),
                 "ranking": self.ranking.model_dump(exclude={"weights", "fusion"})}
 
     @property
@@ -99,6 +104,8 @@ class EvaluationConfig:
             d["projection"] = ProjectionConfig(**dict(d["projection"]))
         if "ranking" in d:
             d["ranking"] = RankingConfig(**dict(d["ranking"]))
+        if d.get("composites") is not None and not isinstance(d["composites"], CompositeConfig):
+            d["composites"] = CompositeConfig.from_dict(d["composites"])
         if "ranker" in d:
             r = d["ranker"]
             d["ranker"] = (None if r is None or r is False else DEFAULT_RANKER if r is True

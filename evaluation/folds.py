@@ -19,6 +19,7 @@ import polars as pl
 from evaluation.config import EvaluationConfig
 from evaluation.dataset import LabeledDataset
 from evaluation.scoring import SceneResult
+from scene_assets.composites import CompositePairs, composites_key, make_composites
 from scene_assets.encoders import FeatureMapEncoder
 from scene_assets.learned import LabelPriors, LearnedScorer, fit_region_projection, fit_room_classifier
 from scene_assets.matching import Recommender
@@ -28,6 +29,7 @@ from scene_assets.prepared_scene import PreparedScene
 from scene_assets.scene_analysis import ROOM_TYPES, classifier_probs
 
 __all__ = ["FoldRun", "ServedFolds", "build_recommender", "cross_validate", "fit_fold", "fit_learned", "label_popularity",
+           "training_composites",
            "prepare_scenes", "rank_fold", "restrict_to_index", "scenes_for", "score_fold", "score_scenes",
            "serve_folds", "serve_scenes", "split_folds"]
 
@@ -120,17 +122,65 @@ def prepare_scenes(rec: Recommender, dataset: LabeledDataset, use_captions: bool
     return out
 
 
+def training_composites(rec: Recommender, dataset: LabeledDataset, config: EvaluationConfig, cache_dir: Path,
+                        progress: Callable[[str], None] | None = None) -> CompositePairs | None:
+    """Synthetic composites (``config.composites``) of every scene of ``dataset``, pasting the products
+    ``rec`` indexes; each fold then trains on those of its training scenes only
+    (:meth:`CompositePairs.for_scenes`). Cached under ``cache_dir`` by the encoder, the scenes, the
+    products and the settings. None when ``config.composites`` is None."""
+    if config.composites is None or config.composites.per_scene == 0:
+        return None
+    from scene_assets.regions import RegionConfig
+
+    enc = rec.encoder
+    fp = enc.trunk_fingerprint() if isinstance(enc, FeatureMapEncoder) else enc.fingerprint()
+    region = getattr(rec, "region_config", None) or RegionConfig()
+    indexed = set(str(p) for p in rec.product_ids)
+    products = [(p, path) for p, path in zip(dataset.products["product_id"].to_list(),
+                                             dataset.products["image_path"].to_list()) if p in indexed and path]
+    scenes = list(zip(dataset.scenes["scene_id"].to_list(), dataset.scenes["image_path"].to_list()))
+    key = composites_key(fp, [f"{s}:{p}" for s, p in scenes], [p for p, _ in products], region, config.composites)
+    path = cache_dir / f"composites_{key}.npz"
+    if path.is_file():
+        return CompositePairs.load(path)
+    pairs = make_composites(track(scenes, f"composites of {dataset.root.name}", unit="scene"), products, enc,
+                            region=region, config=config.composites)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pairs.save(path)
+    if progress:
+        progress(f"composites: {len(pairs)} pasted pairs from {len(scenes)} scenes ({pairs.seconds:.0f}s, "
+                 f"{len(pairs.skipped)} skipped)")
+    return pairs
+
+
+def _composite_pairs(rec: Recommender, composites: CompositePairs | None, scene_ids: Sequence[str],
+                     row: Mapping[str, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The composites of ``scene_ids`` as (queries in the recommender's space, catalog rows)."""
+    if composites is None or composites.space != rec.space:
+        return None, None
+    part = composites.for_scenes(scene_ids)
+    idx, rows = part.rows(row)
+    if not len(idx):
+        return None, None
+    from scene_assets.regions import center_and_normalize
+
+    return center_and_normalize(part.vectors[idx], rec.catalog_mean), rows
+
+
 def fit_learned(rec: Recommender, dataset: LabeledDataset, scenes: Mapping[str, PreparedScene],
-                scene_ids: Sequence[str], config: EvaluationConfig) -> LearnedScorer:
-    """Projection, room classifier and label priors from the labels of ``scene_ids`` only."""
+                scene_ids: Sequence[str], config: EvaluationConfig,
+                composites: CompositePairs | None = None) -> LearnedScorer:
+    """Projection, room classifier and label priors from the labels of ``scene_ids`` only (and the
+    composites made from those scenes, when ``config.composites`` is set)."""
     row = {pid: i for i, pid in enumerate(rec.product_ids)}
     rooms = dataset.rooms()
     t0 = time.perf_counter()
     stored = rec.stored_vectors()
+    pair_q, pair_rows = _composite_pairs(rec, composites if config.composites is not None else None, scene_ids, row)
     projection = fit_region_projection(
         [scenes[s].queries for s in scene_ids],
         [np.asarray(sorted(row[p] for p in dataset.relevant[s] if p in row), dtype=np.int64) for s in scene_ids],
-        stored, config.projection)
+        stored, config.projection, pair_queries=pair_q, pair_products=pair_rows)
     t_proj = time.perf_counter() - t0
     room_clf = None
     feats = [scenes[s].regions.global_average for s in scene_ids]
@@ -287,16 +337,17 @@ class FoldRun:
 
 
 def fit_fold(rec: Recommender, dataset: LabeledDataset, scenes: Mapping[str, PreparedScene], fold: int,
-             train: Sequence[str], test: Sequence[str], config: EvaluationConfig, inner: bool) -> FoldRun:
+             train: Sequence[str], test: Sequence[str], config: EvaluationConfig, inner: bool,
+             composites: CompositePairs | None = None) -> FoldRun:
     """Models of one outer fold (plus the inner folds' when ``inner``: what a ranker learns from)."""
-    learned = fit_learned(rec, dataset, scenes, train, config)
+    learned = fit_learned(rec, dataset, scenes, train, config, composites)
     run = FoldRun(fold, list(train), list(test), learned)
     if inner:
         k = config.ranker.inner_folds if config.ranker is not None else RankerConfig().inner_folds
         parts = split_folds(list(train), k, config.seed + 1000 + fold)
         for g, held in enumerate(parts):
             rest = [s for h, part in enumerate(parts) if h != g for s in part]
-            run.inner.append((held, fit_learned(rec, dataset, scenes, rest, config)))
+            run.inner.append((held, fit_learned(rec, dataset, scenes, rest, config, composites)))
     return run
 
 
@@ -336,7 +387,7 @@ def rank_fold(outer: Sequence[SceneResult], train_rows: Sequence[SceneResult], r
 
 def cross_validate(rec: Recommender, dataset: LabeledDataset, scenes: Mapping[str, PreparedScene],
                    config: EvaluationConfig, progress: Callable[[str], None] | None = None,
-                   runs: list[FoldRun] | None = None) -> list[SceneResult]:
+                   runs: list[FoldRun] | None = None, composites: CompositePairs | None = None) -> list[SceneResult]:
     """Out-of-fold results for every scene of ``dataset`` (with a ranker: nested, see the module
     docstring). ``runs``: a list the fitted folds are appended to (the ablation reuses them)."""
     ids = dataset.scene_ids
@@ -346,7 +397,7 @@ def cross_validate(rec: Recommender, dataset: LabeledDataset, scenes: Mapping[st
     for f, test in enumerate(track(folds, "cross-validation", unit="fold")):
         t0 = time.perf_counter()
         train = [s for g, part in enumerate(folds) if g != f for s in part]
-        run = fit_fold(rec, dataset, scenes, f, train, test, config, inner=nested)
+        run = fit_fold(rec, dataset, scenes, f, train, test, config, inner=nested, composites=composites)
         outer, train_rows = score_fold(rec, dataset, scenes, run, config, inner=nested)
         if nested:
             run.learned.ranker, outer = rank_fold(outer, train_rows, config.ranker)

@@ -64,9 +64,11 @@ from evaluation.folds import (
     scenes_for,
     score_scenes,
     serve_folds,
+    training_composites,
 )
 from evaluation.report import EvaluationReport, summarize
 from evaluation.scoring import SceneResult, calibration_pairs, fold_calibrators
+from scene_assets.composites import CompositePairs
 from scene_assets.learned import IsotonicCalibrator, LearnedScorer
 from scene_assets.matching import Recommender
 from scene_assets.ranking import fit_ranker
@@ -85,17 +87,23 @@ def same_data(train: LabeledDataset | None, dataset: LabeledDataset) -> bool:
 
 
 def fit_serving_scorer(rec: Recommender, dataset: LabeledDataset, results: Sequence[SceneResult],
-                       config: EvaluationConfig, *, scenes: Mapping[str, PreparedScene] | None = None) -> LearnedScorer:
+                       config: EvaluationConfig, *, scenes: Mapping[str, PreparedScene] | None = None,
+                       composites: CompositePairs | None = None, cache_dir: str | os.PathLike | None = None
+                       ) -> LearnedScorer:
     """The learned scorer to serve with: projection, room classifier and label priors fitted on ALL
     scenes of ``dataset``; the fusion ranker (when ``config.ranker``) and the confidence calibrator
     fitted on ``results`` - out-of-fold results of the same recipe (each scene scored by models that
     never saw its labels: what the ranker must learn from and the calibrator must calibrate; never
-    in-sample scores). ``scenes``: ``dataset``'s prepared scenes, when already at hand."""
+    in-sample scores). ``scenes``: ``dataset``'s prepared scenes, when already at hand; ``composites``:
+    ``dataset``'s synthetic composites (:func:`~evaluation.folds.training_composites`), when already at
+    hand - made here when ``config.composites`` asks for them and ``cache_dir`` is given."""
     if config.ranker is not None and any(r.scores is None for r in results):
         raise ValueError("the out-of-fold results hold no ranker scores to calibrate on: they were not scored with "
                          "a ranker; re-run the evaluation with one")
     scenes = scenes if scenes is not None else scenes_for(config, prepare_scenes(rec, dataset, config.use_captions))
-    scorer = fit_learned(rec, dataset, scenes, dataset.scene_ids, config)
+    if composites is None and cache_dir is not None:
+        composites = training_composites(rec, dataset, config, Path(cache_dir))
+    scorer = fit_learned(rec, dataset, scenes, dataset.scene_ids, config, composites)
     if config.ranker is not None:
         scorer.ranker = fit_ranker(results, config.ranker)
     scorer.calibrator = IsotonicCalibrator.fit(*calibration_pairs(results, config.weights, config.calibration_top_k))
@@ -142,12 +150,15 @@ def evaluate(
     scenes = scenes_for(config, prepare_scenes(rec, dataset, config.use_captions))
     timings["eval_scenes"] = time.perf_counter() - t0
     say(f"scenes: {len(scenes)} prepared ({timings['eval_scenes']:.1f}s)")
+    t0 = time.perf_counter()
+    composites = training_composites(rec, dataset, config, cache, say) if train is None or same else None
+    timings["composites"] = time.perf_counter() - t0
     enc_fp = encoder.fingerprint()
     learned_final = None
     t0 = time.perf_counter()
     if train is None:
         runs: list[FoldRun] = []
-        results = cross_validate(rec, dataset, scenes, config, say, runs=runs)
+        results = cross_validate(rec, dataset, scenes, config, say, runs=runs, composites=composites)
         calibrators = fold_calibrators(results, config)
         serving = serve_folds(rec, scenes, runs, calibrators, config)
         protocol = f"{config.folds}-fold cross-validation over scenes (seed {config.seed})"
@@ -155,10 +166,13 @@ def evaluate(
         t1 = time.perf_counter()
         train_rec = rec if same else build_recommender(encoder, train, cache, config.weights)
         train_scenes = scenes if same else scenes_for(config, prepare_scenes(train_rec, train, config.use_captions))
+        if not same:
+            composites = training_composites(train_rec, train, config, cache, say)
         timings["train_features"] = time.perf_counter() - t1
         # calibrator: on the training data's own out-of-fold scores; the ranker: on its out-of-fold factors
-        train_results = cross_validate(train_rec, train, train_scenes, config, say)
-        learned_final = fit_serving_scorer(train_rec, train, train_results, config, scenes=train_scenes)
+        train_results = cross_validate(train_rec, train, train_scenes, config, say, composites=composites)
+        learned_final = fit_serving_scorer(train_rec, train, train_results, config, scenes=train_scenes,
+                                           composites=composites)
         pop, by_room = label_popularity(rec, train, train.scene_ids)
         # popularity counts are by product id, so they carry over to the scored catalog
         results = score_scenes(rec, dataset, scenes, dataset.scene_ids, learned_final, 0, pop, by_room, config.seed)
@@ -178,5 +192,5 @@ def evaluate(
         train_dataset=None if train is None else train.describe(),
         timings_s={k: round(v, 2) for k, v in timings.items()}, skipped_scenes=dataset.skipped_scenes,
         learned=learned_final, results=results, product_ids=[str(p) for p in rec.product_ids], config=config,
-        serving=serving,
+        serving=serving, composite_pairs=0 if composites is None else len(composites),
     )

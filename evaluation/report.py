@@ -52,6 +52,7 @@ class EvaluationReport:
     config: EvaluationConfig | None = None
     # the served path's recommender, prepared scenes and fold models (what the re-rank sweep re-serves with)
     serving: ServedFolds | None = field(default=None, repr=False)
+    composite_pairs: int = 0  # synthetic (region, product) pairs the projection learned from, all scenes
 
     def to_dict(self) -> dict[str, Any]:
         return self.metrics | {
@@ -65,6 +66,8 @@ class EvaluationReport:
             "train_dataset": self.train_dataset,
             "timings_s": self.timings_s,
             "skipped_scenes": [list(s) for s in self.skipped_scenes],
+            "evaluation_config": None if self.config is None else self.config.to_dict(),
+            "composite_pairs": self.composite_pairs,
         }
 
 

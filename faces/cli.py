@@ -300,7 +300,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from evaluation.dataset import DatasetError, load_labeled_dataset
+    from scene_assets.composites import CompositeConfig
     from evaluation.config import EvaluationConfig
     from evaluation.protocol import SplitError, same_data
 
@@ -313,6 +316,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.fusion:
             config = EvaluationConfig.from_dict(config.to_dict() | {"ranker": args.fusion == "ranker" and (
                 config.ranker.to_dict() if config.ranker is not None else True)})
+        if args.composites_per_scene is not None:
+            composites = config.composites or CompositeConfig()
+            config = dataclasses.replace(config, composites=None if args.composites_per_scene == 0 else
+                                         dataclasses.replace(composites, per_scene=args.composites_per_scene))
         dataset = load_labeled_dataset(args.dataset)
         train = load_labeled_dataset(args.train_dataset) if args.train_dataset else None
     except (DatasetError, ValueError) as exc:
@@ -396,12 +403,13 @@ def _evaluate_ablation(args: argparse.Namespace, dataset, train, config) -> int:
     optionally logged to MLflow as a parent run with a child per variant and written as JSON."""
     import tempfile
 
-    from evaluation.ablation import ablate, format_ablation, write_ablation
+    from evaluation.ablation import ablate, default_variants, format_ablation, visual_variants, write_ablation
 
     if train is not None:
         print("scene-matcher: error: --ablation cross-validates over --dataset; drop --train-dataset", file=sys.stderr)
         return 2
-    result = ablate(dataset, config, cache_dir=Path(args.cache_dir),
+    variants = (visual_variants if args.ablation == "visual" else default_variants)(config)
+    result = ablate(dataset, config, variants=variants, cache_dir=Path(args.cache_dir),
                     progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
     print(format_ablation(result))
     if args.mlflow:
@@ -547,10 +555,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_.add_argument("--fusion", choices=("ranker", "weights"),
                            help="combine the factors with the learned ranker or the weights (default: the config's, "
                                 "else the evaluation default)")
-    evaluate_.add_argument("--ablation", action="store_true",
-                           help="cross-validate once per variant with one direction turned off (learned ranker vs "
-                                "weights, projection, room classifier, prior, colour, regions, ...) on the same folds "
-                                "and prepared scenes; prints the table (--mlflow: parent run + one child per variant)")
+    evaluate_.add_argument("--composites-per-scene", type=int, metavar="N",
+                           help="synthetic composites made from each training scene for the projection to learn from "
+                                "(default: the config's, 20; 0: labels only)")
+    evaluate_.add_argument("--ablation", nargs="?", const="fusion", choices=("fusion", "visual"),
+                           help="cross-validate once per variant with one direction turned off on the same folds and "
+                                "prepared scenes; prints the table (--mlflow: parent run + one child per variant). "
+                                "fusion (default): learned ranker vs weights, projection, room classifier, prior, "
+                                "colour, regions, ...; visual: the projection with / without synthetic composites, "
+                                "shared map, projection off")
     evaluate_.set_defaults(func=cmd_evaluate)
 
     ui = commands.add_parser("ui", help="start the Dagster UI with the project's DAGSTER_HOME")

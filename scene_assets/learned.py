@@ -73,6 +73,13 @@ class ProjectionConfig:
     weight_decay: float = 1e-4
     temperature: float = 0.05  # softmax temperature over cosine similarities
     seed: int = 0
+    # one map for regions and products (an untrained map is then exactly zero-shot similarity): on the
+    # IKEA development split, 5-fold CV, projection-only nDCG@10 .144 -> .154 (two maps -> one)
+    shared_map: bool = True
+    # synthetic composite pairs (scene_assets.composites): each step adds the softmax loss of
+    # ``composite_batch`` pasted regions against the catalog, times ``composite_weight``
+    composite_weight: float = 1.0
+    composite_batch: int = 128
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -102,11 +109,18 @@ def fit_region_projection(
     positives: Sequence[np.ndarray],
     products: np.ndarray,
     config: ProjectionConfig | None = None,
+    *,
+    pair_queries: np.ndarray | None = None,
+    pair_products: np.ndarray | None = None,
 ) -> RegionProjection:
     """Fit the two maps. ``scene_queries[i]``: ``R_i x D`` region vectors of training scene i
     (centred + normalised, as the recommender queries with them); ``positives[i]``: row indices into
     ``products`` (``n x D``, the catalog's stored vectors) of the products labeled in scene i.
-    Scenes without positives are skipped."""
+    Scenes without positives are skipped.
+
+    ``pair_queries`` (``M x D``, centred + normalised like the scene regions) and ``pair_products``
+    (``M`` rows into ``products``): exact (region, product) pairs, e.g. synthetic composites
+    (:mod:`scene_assets.composites`); each step also trains on ``config.composite_batch`` of them."""
     import torch
 
     cfg = config or ProjectionConfig()
@@ -125,9 +139,15 @@ def fit_region_projection(
     init = np.eye(k, d, dtype=np.float32)
     gen = torch.Generator().manual_seed(cfg.seed)
     Wq = torch.nn.Parameter(torch.from_numpy(init.copy()))
-    Wp = torch.nn.Parameter(torch.from_numpy(init.copy()))
-    opt = torch.optim.AdamW([Wq, Wp], lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    Wp = Wq if cfg.shared_map else torch.nn.Parameter(torch.from_numpy(init.copy()))
+    opt = torch.optim.AdamW([Wq] if cfg.shared_map else [Wq, Wp], lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     Xt = torch.from_numpy(X @ basis)
+    pairs = pair_queries is not None and len(pair_queries) > 0 and cfg.composite_weight > 0
+    if pairs:
+        if len(pair_queries) != len(pair_products):
+            raise ValueError(f"{len(pair_queries)} pair queries but {len(pair_products)} pair products")
+        Ct = torch.from_numpy(np.asarray(pair_queries, dtype=np.float32) @ basis)
+        Cr = torch.from_numpy(np.asarray(pair_products, dtype=np.int64))
     # regions of all training scenes in one padded tensor: S x Rmax x D, with a mask
     qs = [np.asarray(scene_queries[i], dtype=np.float32) for i in keep]
     rmax = max(q.shape[0] for q in qs)
@@ -153,11 +173,16 @@ def fit_region_projection(
             logp = torch.log_softmax(logits, dim=1)
             pos = Pt[b]
             loss = -((logp * pos).sum(dim=1) / pos.sum(dim=1)).mean()
+            if pairs:
+                cb = torch.randint(len(Ct), (cfg.composite_batch,), generator=gen)
+                cq = torch.nn.functional.normalize(Ct[cb] @ Wq, dim=1)
+                clogp = torch.log_softmax((cq @ prod.T) * inv_t, dim=1)
+                loss = loss - cfg.composite_weight * clogp.gather(1, Cr[cb, None]).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
     return RegionProjection(basis @ Wq.detach().numpy(), basis @ Wp.detach().numpy(),
-                            cfg.to_dict() | {"training_scenes": len(qs)})
+                            cfg.to_dict() | {"training_scenes": len(qs), "training_pairs": len(Ct) if pairs else 0})
 
 
 # --------------------------------------------------------------------------------------------

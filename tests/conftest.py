@@ -81,3 +81,14 @@ def default_encoder() -> Encoder:
     encoder = build_encoder(EncoderSpec(kind="default", device="cpu"))
     encoder.model  # noqa: B018 (loads the weights)
     return encoder
+
+
+@pytest.fixture
+def one_torch_thread():
+    """The toy fits are tiny: one thread avoids oversubscription stalls on small CI machines."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -59,14 +59,16 @@ def test_held_out_evaluation_and_same_dataset_refusal(ikea_dir: Path, tmp_path: 
         pairs.filter(pl.col("scene_id").is_in(part["scene_id"].to_list())).write_csv(d / "scene_products.csv")
         halves[name] = d
     out = tmp_path / "heldout.json"
+    # a few composites per training scene (CI's time; the cross-validated test above runs the default)
     proc = _evaluate("--dataset", str(halves["test"]), "--train-dataset", str(halves["train"]), "--json", str(out),
-                     "--save-model", str(tmp_path / "learned"))
+                     "--save-model", str(tmp_path / "learned"), "--composites-per-scene", "3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["protocol"].startswith("trained on") and "NOT held out" not in report["protocol"]
     assert report["train_dataset"]["scenes"] == len(halves["train"].joinpath("scenes.csv").read_text().splitlines()) - 1
     assert report["recall@10"] > report["baselines"]["whole image"]["recall@10"]
     assert (tmp_path / "learned" / "learned.npz").is_file()
+    assert report["evaluation_config"]["composites"]["per_scene"] == 3
 
     same = _evaluate("--dataset", str(halves["test"]), "--train-dataset", str(halves["test"]), "--json", str(out))
     assert same.returncode == 2 and "same data" in same.stderr

@@ -507,17 +507,6 @@ def test_room_classifier_separable():
         fit_room_classifier(X[:5], ["Bedroom"] * 5)
 
 
-@pytest.fixture
-def one_torch_thread():
-    """The toy fits are tiny: one thread avoids oversubscription stalls on small CI machines."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _projection_scenes(rng, products, n_scenes, transform=None):
     queries, positives = [], []
     n, dim = products.shape

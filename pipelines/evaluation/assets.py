@@ -20,6 +20,7 @@ from evaluation.run import run_evaluation, run_rerank_sweep, run_weight_sweep
 from pipelines.evaluation.resources import LabeledData, MlflowTracking
 from pipelines.metadata import markdown_table
 from pipelines.resources import CatalogSource, ProjectStorage
+from scene_assets.composites import CompositeConfig
 from scene_assets.learned import ProjectionConfig
 from scene_assets.ranking import RankerConfig, ScoringWeights
 from scene_assets.recommender_bundle import load_recommender
@@ -37,6 +38,9 @@ class ScoringRunConfig(dg.Config):
     ranker_negatives: str = Field(default=DEFAULT_RANKER.negatives, description="Ranker negatives: random, or room "
                                   "(half of them labeled in other scenes of the same room type).")
     projection_epochs: int = Field(default=60, description="Training epochs of the region->product projection.")
+    composites_per_scene: int = Field(default=CompositeConfig().per_scene, description="Synthetic composites made "
+                                      "from each training scene (catalog products pasted into it: exact region/product "
+                                      "pairs the projection also learns from); 0: the labels only.")
     gallery_scenes: int = Field(default=4, description="Best and worst scenes shown in the HTML gallery.")
 
 
@@ -88,7 +92,8 @@ def scene_evaluation(
     eval_config = EvaluationConfig(
         **({"weights": weights} if weights else {}), folds=config.folds, seed=config.seed,
         use_captions=config.use_captions, projection=ProjectionConfig(epochs=config.projection_epochs, seed=config.seed),
-        ranker=ranker)
+        ranker=ranker, composites=CompositeConfig(per_scene=config.composites_per_scene, seed=config.seed)
+        if config.composites_per_scene > 0 else None)
     recommender, bundle = load_recommender(scene_index["path"])
     out_dir = storage.path("evaluation", context.run_id)
     tracking = mlflow_tracking.logger()
@@ -126,6 +131,8 @@ def scene_evaluation(
             "table": markdown_table(pl.DataFrame(table_rows(report)), limit=20),
             "gallery": dg.MetadataValue.path(str(out_dir / "gallery" / "index.html")),
             "skipped_scenes": len(report.skipped_scenes),
+            "composite_pairs": report.composite_pairs,
+            "composites_seconds": report.timings_s.get("composites", 0.0),
             "seconds": round(time.perf_counter() - started, 2),
         },
     )
@@ -273,15 +280,18 @@ def learned_scorer(
     train_dir = labeled_data.train_dir() or labeled_data.dataset_dir(catalog_source.catalog_path())
     cfg = dict(scene_evaluation["config"])
     cfg.setdefault("ranker", None)  # evaluations from before the ranker scored with the weights
+    cfg.setdefault("composites", None)  # ... and those from before the composites trained on labels only
     eval_config = EvaluationConfig.from_dict({k: cfg[k] for k in ("weights", "folds", "seed", "use_captions", "projection",
-                                                                  "ranker", "room_classifier", "regions") if k in cfg})
+                                                                  "ranker", "room_classifier", "regions", "composites")
+                                             if k in cfg})
     recommender, bundle = load_recommender(scene_index["path"])
     dataset = restrict_to_index(load_labeled_dataset(train_dir), recommender)
     # projection, room classifier, priors: on all training scenes; ranker and calibrator: on the evaluation's
     # out-of-fold results (each scene scored by models that never saw its labels)
     results, _ = load_results(Path(scene_evaluation["results_path"]))
     try:
-        scorer = fit_serving_scorer(recommender, dataset, results, eval_config)
+        scorer = fit_serving_scorer(recommender, dataset, results, eval_config,
+                                    cache_dir=storage.path("cache", "evaluation"))
     except ValueError as exc:
         raise ValueError(f"{scene_evaluation['results_path']}: {exc}; re-materialize scene_evaluation") from exc
     scorer.info |= {"dataset": str(dataset.root), "index_version": bundle["version"],
