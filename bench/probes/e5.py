@@ -36,11 +36,7 @@ def score_with(beta, K, kind):
             out[s] = sc
         return out
     return score
-models = {}
-def fit_cached(train):
-    k = tuple(train)
-    if k not in models: models[k] = fit(train)
-    return models[k]
+fit_cached = per_fold_cache(fit)
 for beta, K, kind in [(0, 0, ""), (0.02, 10, "pmi"), (0.05, 10, "pmi"), (0.1, 10, "bin"), (0.2, 10, "bin"), (0.05, 20, "bin")]:
     r = cv(fit_cached, score_with(beta, K, kind), say=False)
     print(fmt(f"cooc {kind} beta={beta} K={K}", metrics(r)), flush=True)

@@ -40,10 +40,6 @@ def score_with(gamma, tau=0.1):
             out[s] = base + gamma * cat
         return out
     return score
-models = {}
-def fc(train):
-    k = tuple(train)
-    if k not in models: models[k] = fit(train)
-    return models[k]
+fc = per_fold_cache(fit)
 for gamma in [0, 0.3, 1.0, 3.0]:
     print(fmt(f"category attention gamma={gamma}", metrics(cv(fc, score_with(gamma), say=False))), flush=True)

@@ -73,4 +73,12 @@ def cv(fit, score, say=True):
         out |= score(m, test)
         if say: print(f"  fold {f}: fit {t1-t0:.1f}s", flush=True)
     return out
+def per_fold_cache(fit):
+    """``fit`` memoised by its training scene ids: variants scored on the same fold models."""
+    models = {}
+    def cached(train):
+        if tuple(train) not in models:
+            models[tuple(train)] = fit(train)
+        return models[tuple(train)]
+    return cached
 def fmt(name, m): return f"{name:45s} " + " ".join(f"{m[k]:.3f}" for k in ("recall@10", "recall@50", "ndcg@10", "mrr", "hit@10"))

@@ -260,7 +260,8 @@ def scoring_weights(context: dg.AssetExecutionContext, weight_sweep: dict, stora
 @_evaluation_asset(
     "scene_index",
     "scene_evaluation",
-    description="The learned parts of the scorer for serving: region->product projection, room-type classifier and "
+    description="The learned parts of the scorer for serving: region->product projection (trained on the labels and "
+    "on synthetic composites of the training scenes), room-type classifier and "
     "label priors fitted on ALL scenes of the training dataset (the evaluation's cross-validation measured how "
     "well this recipe generalises), the fusion ranker fitted on the evaluation's out-of-fold factor scores (when the "
     "evaluation used one), plus the confidence calibrator fitted on the evaluation's out-of-fold scores. "
