@@ -37,9 +37,8 @@ import polars as pl
 from evaluation.dataset import LabeledDataset
 from evaluation.metrics import bootstrap_interval
 from evaluation.config import METRIC_KEYS, EvaluationConfig
-from evaluation.folds import FoldRun, fit_fold, rank_fold, scenes_for, score_fold, split_folds
+from evaluation.folds import FoldRun, fit_fold, rank_fold, scenes_for, score_fold, split_folds, training_composites
 from evaluation.report import summarize
-from scene_assets.composites import CompositePairs
 from evaluation.scoring import SceneResult, fold_calibrators
 from scene_assets.matching import Recommender
 from scene_assets.progress import track
@@ -182,8 +181,8 @@ class _Scored:
     """Fold runs and their scored results, computed once per (regions, room classifier, in-sample)."""
 
     def __init__(self, rec: Recommender, dataset: LabeledDataset, scenes: Mapping[str, PreparedScene],
-                 say: Callable[[str], None], composites: CompositePairs | None = None):
-        self.rec, self.dataset, self.scenes, self.say, self.composites = rec, dataset, scenes, say, composites
+                 say: Callable[[str], None], cache_dir: Path | None = None):
+        self.rec, self.dataset, self.scenes, self.say, self.cache_dir = rec, dataset, scenes, say, cache_dir
         self.runs: dict[Any, list[FoldRun]] = {}
         self.scored: dict[Any, list[tuple[list[SceneResult], list[SceneResult]]]] = {}
 
@@ -197,6 +196,8 @@ class _Scored:
         inner = config.ranker is not None  # a ranker learns from inner out-of-fold rows; the weights need none
         if key not in self.runs or (inner and not self.runs[key][0].inner):
             scenes = scenes_for(config, self.scenes)
+            composites = (None if self.cache_dir is None else
+                          training_composites(self.rec, self.dataset, config, self.cache_dir, self.say))
             ids = self.dataset.scene_ids
             parts = split_folds(ids, config.folds, config.seed)
             runs = []
@@ -204,7 +205,7 @@ class _Scored:
                 t0 = time.perf_counter()
                 train = [s for g, part in enumerate(parts) if g != f for s in part]
                 runs.append(fit_fold(self.rec, self.dataset, scenes, f, train, test, config, inner=inner,
-                                     composites=self.composites))
+                                     composites=composites))
                 self.say(f"fold {f + 1}/{len(parts)}{'' if config.regions else ' (whole image only)'}: models and "
                          f"{len(runs[-1].inner)} inner models fitted ({time.perf_counter() - t0:.0f}s)")
             self.runs[key] = runs
@@ -223,12 +224,12 @@ class _Scored:
 def run_ablation(rec: Recommender, dataset: LabeledDataset, scenes: Mapping[str, PreparedScene],
                  variants: Sequence[Variant], encoder_fingerprint: str,
                  progress: Callable[[str], None] | None = None,
-                 composites: CompositePairs | None = None) -> AblationResult:
+                 cache_dir: Path | None = None) -> AblationResult:
     """Score every variant (the first is the reference of the paired differences) on ``scenes``
-    (prepared once, all regions; a variant's config decides what it uses). ``composites``: the
-    dataset's synthetic composites, used by variants whose config asks for them."""
+    (prepared once, all regions; a variant's config decides what it uses). ``cache_dir``: where the
+    synthetic composites a variant's config asks for are made and cached (None: labels only)."""
     say = progress or (lambda msg: None)
-    cache = _Scored(rec, dataset, scenes, say, composites)
+    cache = _Scored(rec, dataset, scenes, say, cache_dir)
     return score_variants(variants, lambda v: cache.results(v.config, v.in_sample), rec.product_attributes(),
                           encoder_fingerprint, say)
 
@@ -291,7 +292,7 @@ def ablate(dataset: LabeledDataset, config: EvaluationConfig | None = None, *, v
            progress: Callable[[str], None] | None = None) -> AblationResult:
     """:func:`run_ablation` on ``dataset``'s own catalog (built like ``evaluate`` builds it), the
     scenes prepared once; ``variants`` default to :func:`default_variants` of ``config``."""
-    from evaluation.folds import build_recommender, prepare_scenes, training_composites
+    from evaluation.folds import build_recommender, prepare_scenes
     from scene_assets.encoders import build_encoder
 
     config = config or EvaluationConfig()
@@ -301,10 +302,8 @@ def ablate(dataset: LabeledDataset, config: EvaluationConfig | None = None, *, v
     rec = build_recommender(encoder, dataset, Path(cache_dir), config.weights)
     scenes = prepare_scenes(rec, dataset, config.use_captions)
     say(f"catalog of {len(rec.product_ids)} products, {len(scenes)} scenes prepared ({time.perf_counter() - t0:.0f}s)")
-    variants = list(variants or default_variants(config))
-    composites = next((training_composites(rec, dataset, v.config, Path(cache_dir), say) for v in variants
-                       if v.config.composites is not None), None)
-    result = run_ablation(rec, dataset, scenes, variants, encoder.fingerprint(), say, composites)
+    result = run_ablation(rec, dataset, scenes, list(variants or default_variants(config)), encoder.fingerprint(), say,
+                          Path(cache_dir))
     result.timings_s["total"] = round(time.perf_counter() - t0, 2)
     return result
 

@@ -57,7 +57,8 @@ class EvaluationConfig:
     ranker: RankerConfig | None = field(default_factory=lambda: DEFAULT_RANKER if RANKER_BY_DEFAULT else None)
     room_classifier: bool = True  # False: zero-shot room posterior (no classifier fitted on labels)
     regions: bool = True  # False: the whole image is the only query (projection fitted on it alone)
-    # synthetic composites of the training scenes the projection also learns from (None: labels only);
+    # synthetic composites of the training scenes the projection also learns from (None or per_scene 0:
+    # labels only);
     # see scene_assets.composites
     composites: CompositeConfig | None = field(default_factory=CompositeConfig)
     # the served-path row: each held-out scene ranked by Recommender.recommend_prepared, top served_k,

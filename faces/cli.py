@@ -317,9 +317,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             config = EvaluationConfig.from_dict(config.to_dict() | {"ranker": args.fusion == "ranker" and (
                 config.ranker.to_dict() if config.ranker is not None else True)})
         if args.composites_per_scene is not None:
-            composites = config.composites or CompositeConfig()
-            config = dataclasses.replace(config, composites=None if args.composites_per_scene == 0 else
-                                         dataclasses.replace(composites, per_scene=args.composites_per_scene))
+            config = dataclasses.replace(config, composites=dataclasses.replace(
+                config.composites or CompositeConfig(), per_scene=args.composites_per_scene))
         dataset = load_labeled_dataset(args.dataset)
         train = load_labeled_dataset(args.train_dataset) if args.train_dataset else None
     except (DatasetError, ValueError) as exc:

@@ -41,7 +41,7 @@ _WHITE = 232
 class CompositeConfig:
     """How many composites and how they vary."""
 
-    per_scene: int = 20  # composites made from each scene photo
+    per_scene: int = 20  # composites made from each scene photo (0: none, the labels only)
     pastes: int = 3  # products pasted into one composite (one pair each)
     scale: tuple[float, float] = (0.22, 0.5)  # pasted object's long side, as a share of the image's short side
     brightness: tuple[float, float] = (0.65, 1.15)

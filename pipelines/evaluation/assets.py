@@ -2,6 +2,7 @@
 publish the best weights, sweep the re-rank options (diversity, variant collapse) - every run logged
 to MLflow and linked from the asset's metadata."""
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -55,6 +56,15 @@ def _float_metadata(values: dict) -> dict:
     return {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def _stored_config(scene_evaluation: dict) -> EvaluationConfig:
+    """The config a ``scene_evaluation`` materialization ran with. A setting it predates reads as what
+    that run did: no ranker (it scored with the weights), no composites (labels only); settings since
+    removed are dropped."""
+    cfg = {"ranker": None, "composites": None} | dict(scene_evaluation["config"])
+    known = {f.name for f in dataclasses.fields(EvaluationConfig)}
+    return EvaluationConfig.from_dict({k: v for k, v in cfg.items() if k in known})
+
+
 def _evaluation_asset(*inputs: str, **kwargs):
     """An evaluation asset: its inputs and its output are small Python objects (paths, run ids, metrics)
     kept by the model IO manager, the data itself lives in files and MLflow."""
@@ -92,8 +102,7 @@ def scene_evaluation(
     eval_config = EvaluationConfig(
         **({"weights": weights} if weights else {}), folds=config.folds, seed=config.seed,
         use_captions=config.use_captions, projection=ProjectionConfig(epochs=config.projection_epochs, seed=config.seed),
-        ranker=ranker, composites=CompositeConfig(per_scene=config.composites_per_scene, seed=config.seed)
-        if config.composites_per_scene > 0 else None)
+        ranker=ranker, composites=CompositeConfig(per_scene=config.composites_per_scene, seed=config.seed))
     recommender, bundle = load_recommender(scene_index["path"])
     out_dir = storage.path("evaluation", context.run_id)
     tracking = mlflow_tracking.logger()
@@ -208,7 +217,7 @@ def rerank_sweep(
     started = time.perf_counter()
     dataset = load_labeled_dataset(labeled_data.dataset_dir(catalog_source.catalog_path()))
     train_dir = labeled_data.train_dir()
-    eval_config = EvaluationConfig.from_dict(scene_evaluation["config"])
+    eval_config = _stored_config(scene_evaluation)
     recommender, bundle = load_recommender(scene_index["path"])
     run = run_evaluation(dataset, train=load_labeled_dataset(train_dir) if train_dir else None, config=eval_config,
                          recommender=recommender, cache_dir=storage.path("cache", "evaluation"), progress=context.log.info)
@@ -279,12 +288,7 @@ def learned_scorer(
 ) -> dg.Output:
     started = time.perf_counter()
     train_dir = labeled_data.train_dir() or labeled_data.dataset_dir(catalog_source.catalog_path())
-    cfg = dict(scene_evaluation["config"])
-    cfg.setdefault("ranker", None)  # evaluations from before the ranker scored with the weights
-    cfg.setdefault("composites", None)  # ... and those from before the composites trained on labels only
-    eval_config = EvaluationConfig.from_dict({k: cfg[k] for k in ("weights", "folds", "seed", "use_captions", "projection",
-                                                                  "ranker", "room_classifier", "regions", "composites")
-                                             if k in cfg})
+    eval_config = _stored_config(scene_evaluation)
     recommender, bundle = load_recommender(scene_index["path"])
     dataset = restrict_to_index(load_labeled_dataset(train_dir), recommender)
     # projection, room classifier, priors: on all training scenes; ranker and calibrator: on the evaluation's
