@@ -82,3 +82,9 @@ def per_fold_cache(fit):
         return models[tuple(train)]
     return cached
 def fmt(name, m): return f"{name:45s} " + " ".join(f"{m[k]:.3f}" for k in ("recall@10", "recall@50", "ndcg@10", "mrr", "hit@10"))
+def paired(a, b, n=2000, seed=0):
+    """Mean per-scene nDCG@10 difference of score sets ``a`` - ``b`` with a paired 95 % bootstrap interval."""
+    x, y = per_scene_ndcg(a), per_scene_ndcg(b)
+    d = np.array([x[s] - y[s] for s in x]); rng = np.random.default_rng(seed)
+    bs = [d[rng.integers(len(d), size=len(d))].mean() for _ in range(n)]
+    return f"dnDCG@10 {d.mean():+.3f} ({np.percentile(bs, 2.5):+.3f}, {np.percentile(bs, 97.5):+.3f})"
