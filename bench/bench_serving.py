@@ -1,7 +1,7 @@
 """Scene query latency and serving memory: the real IKEA catalog and a synthetic 100k-product catalog.
 
-  .venv/bin/python bench/bench_serving.py                      # both catalogs, in-process + HTTP
-  .venv/bin/python bench/bench_serving.py --products 100000 --scenes 40 --json /tmp/serving.json
+  .venv/bin/python bench/bench_serving.py                      # IKEA + 20k, 50k, 100k synthetic, in-process + HTTP
+  .venv/bin/python bench/bench_serving.py --sizes 20000,1000000 --scenes 30 --skip-http --json /tmp/serving.json
 
 For each catalog a recommender bundle (the same on-disk format the `scene_index` asset writes) is
 built, then
@@ -87,7 +87,11 @@ def in_process(directory: Path, encoder, scene_paths: list[Path]) -> dict:
         result = recommender.recommend(path, k=10)
         for stage in STAGES:
             timings[stage].append(result.timings_ms.get(stage, 0.0))
-    return {"products": bundle["count"], "index": recommender.index.__class__.__name__,
+    manifest = json.loads((directory / "manifest.json").read_text())
+    selection = manifest.get("selection") or {}
+    nprobe = (manifest.get("spec") or {}).get("search_params", {}).get("nprobe")
+    return {"products": bundle["count"], "index": manifest["index_factory"] + (f" np{nprobe}" if nprobe else ""),
+            "index_choice_search_ms": selection.get("search_ms"), "index_choice_recall": selection.get("recall"),
             "stages_ms": {s: _pct(v) for s, v in timings.items()}}
 
 
@@ -121,7 +125,8 @@ def over_http(directory: Path, scene_paths: list[Path]) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", type=Path, default=Path(os.environ.get("SCENE_MATCHER_IKEA_DIR", "../shared/ikea")))
-    ap.add_argument("--products", type=int, default=100_000, help="synthetic catalog size")
+    ap.add_argument("--sizes", default="20000,50000,100000",
+                    help="synthetic catalog sizes, comma-separated (1000000: ~7 GB of RAM and a long IVF build)")
     ap.add_argument("--scenes", type=int, default=40, help="scene photos to query")
     ap.add_argument("--cache-dir", type=Path, default=Path("data/cache/bench"))
     ap.add_argument("--skip-http", action="store_true")
@@ -133,7 +138,8 @@ def main() -> int:
     texts = product_text_vectors(encoder, products, args.cache_dir)
     scene_paths = [args.dataset / p for p in scenes["image"].to_list()[: args.scenes]]
     results = {}
-    for label, n in ((f"IKEA catalog ({products.height})", None), (f"synthetic {args.products:,}", args.products)):
+    sizes = [int(v) for v in args.sizes.split(",") if v.strip()]
+    for label, n in [(f"IKEA catalog ({products.height})", None)] + [(f"synthetic {n:,}", n) for n in sizes]:
         directory = args.cache_dir / f"bundle-{'real' if n is None else n}-{encoder.trunk_fingerprint()[:12]}"
         print(f"{label}:")
         build_bundle(directory, encoder, products, features, texts, n)
@@ -142,12 +148,15 @@ def main() -> int:
             row.update(over_http(directory, scene_paths))
         results[label] = row
 
-    print(f"\nScene query, {len(scene_paths)} scenes of {args.dataset.name}, k=10, 2-core CPU (ms: p50 / p95)")
-    header = f"{'catalog':<24} {'index':<10} " + " ".join(f"{s:>13}" for s in STAGES)
+    import platform
+
+    print(f"\nScene query, {len(scene_paths)} scenes of {args.dataset.name}, k=10, {os.cpu_count()} CPU cores "
+          f"({platform.processor() or platform.machine()}) (ms: p50 / p95; index chosen at build time, #21)")
+    header = f"{'catalog':<24} {'index':<22} " + " ".join(f"{s:>13}" for s in STAGES)
     print(header + "\n" + "-" * len(header))
     for label, row in results.items():
         cells = " ".join(f"{row['stages_ms'][s][0]:6.1f}/{row['stages_ms'][s][1]:6.1f}" for s in STAGES)
-        print(f"{label:<24} {row['index'][:10]:<10} {cells}")
+        print(f"{label:<24} {row['index'][:22]:<22} {cells}")
     if not args.skip_http:
         print("\nHTTP /match via `scene-matcher serve` (client-side ms p50 / p95; RSS of the server process)")
         header = (f"{'catalog':<24} {'uncached':>15} {'cached':>13} {'RSS loaded':>11} {'RSS under load':>14} "

@@ -38,6 +38,7 @@ from scene_assets.embeddings import vectors_frame
 from scene_assets.encoders import EncoderSpec, build_encoder
 from scene_assets.indexes import flat_files
 from scene_assets.indexes.flat_build import MEMBERS_FILE, IndexBuildReport, build_or_update_index
+from scene_assets.indexes.flat_choice import LatencyBudget
 from scene_assets.indexes.store import write_atomic, write_atomic_bytes, write_atomic_parquet
 from scene_assets.indexes.vectors import vector_matrix
 from scene_assets.matching import Recommender, catalog_mean
@@ -90,14 +91,18 @@ def build_scene_index(
     *,
     fingerprint: str,
     space: str,
-    exact_threshold: int = 50_000,
+    exact_threshold: int | None = None,
+    latency_budget: LatencyBudget | None = None,
+    sample_queries: np.ndarray | None = None,
     recentre_changed_share: float = 0.05,
 ) -> tuple[IndexBuildReport, bool, float]:
     """Index ``features`` (product_id, content_hash, vector) centred on the catalog mean.
 
     The mean is kept from the previous build while fewer than ``recentre_changed_share`` of the
     products changed: a new mean moves every stored vector and forces a full rebuild, while a 1 %
-    catalog change barely moves it. Returns (build report, recentred?, changed share)."""
+    catalog change barely moves it. The index kind: exact up to ``exact_threshold`` products when
+    given, else measured against ``latency_budget`` (``indexes.flat_choice``), with ``sample_queries``
+    (centred region queries) when the caller has real ones. Returns (build report, recentred?, changed share)."""
     features = features.sort("product_id")
     matrix = vector_matrix(features)
     dim = matrix.shape[1] if features.height else 0
@@ -113,6 +118,8 @@ def build_scene_index(
         directory,
         fingerprint=fingerprint,
         exact_threshold=exact_threshold,
+        latency_budget=latency_budget,
+        sample_queries=sample_queries,
         incremental=not recentred,
         extra_manifest={"vector_space": space, "catalog_mean": [float(x) for x in mean], "centred": True},
     )

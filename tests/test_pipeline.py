@@ -78,6 +78,10 @@ def test_main_job_then_incremental_rerun(tmp_path: Path, instance: dg.DagsterIns
     assert bundle["count"] == 10 and "p07" not in set(recommender.product_ids)
     scene_event = instance.get_latest_materialization_event(dg.AssetKey("scene_index"))
     assert scene_event.asset_materialization.metadata["recentred"].value is True
+    # the index kind was measured against the search budget (tiny catalog: exact search within it)
+    assert manifest["selection"]["chosen"] == "Flat" and manifest["selection"]["within_budget"] is True
+    assert scene_event.asset_materialization.metadata["index_choice"].value == "Flat"
+    assert "| Flat |" in scene_event.asset_materialization.metadata["index_candidates"].value
     assert scene_event.asset_materialization.metadata["bundle_version"].value == bundle["version"]
 
 

@@ -11,12 +11,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
-from scene_assets.indexes.vectors import vector_matrix
 from scene_assets.indexes import flat, flat_files
 from scene_assets.indexes.errors import VectorIndexError
-from scene_assets.indexes.flat_spec import choose_index_spec
+from scene_assets.indexes.flat_choice import LatencyBudget, build_within_budget
+from scene_assets.indexes.flat_spec import IndexSpec, choose_index_spec
+from scene_assets.indexes.vectors import prepare, vector_matrix
 from scene_assets.indexes.store import write_atomic_parquet
 from scene_assets.locking import exclusive
 
@@ -38,19 +40,27 @@ def build_or_update_index(
     directory: Path,
     *,
     fingerprint: str,
-    exact_threshold: int = 50_000,
+    exact_threshold: int | None = None,
+    latency_budget: LatencyBudget | None = None,
+    sample_queries: np.ndarray | None = None,
     incremental: bool = True,
     extra_manifest: dict | None = None,
 ) -> IndexBuildReport:
     """Make `directory` hold an index of exactly `vectors` (product_id, content_hash, vector).
+    The index kind: exact up to ``exact_threshold`` products when one is given, else the cheapest kind
+    whose measured batched search meets ``latency_budget`` (``flat_choice``; ``sample_queries``: real
+    region queries to measure with). An update within ±25 % of the previous count keeps the previous
+    kind (timings jitter; flipping kinds would force a full rebuild) and updates it in place.
     `extra_manifest` keys (e.g. the vector space and centring mean) are stored in the manifest.
     The folder is locked while it is read and rewritten (two runs never interleave their files)."""
     with exclusive(directory):
-        return _build_or_update_locked(vectors, Path(directory), fingerprint, exact_threshold, incremental, extra_manifest)
+        return _build_or_update_locked(vectors, Path(directory), fingerprint, exact_threshold,
+                                       latency_budget or LatencyBudget(), sample_queries, incremental, extra_manifest)
 
 
 def _build_or_update_locked(
-    vectors: pl.DataFrame, directory: Path, fingerprint: str, exact_threshold: int, incremental: bool, extra_manifest: dict | None
+    vectors: pl.DataFrame, directory: Path, fingerprint: str, exact_threshold: int | None, budget: LatencyBudget,
+    sample_queries: np.ndarray | None, incremental: bool, extra_manifest: dict | None
 ) -> IndexBuildReport:
     started = time.perf_counter()
     vectors = vectors.sort("product_id")
@@ -64,8 +74,15 @@ def _build_or_update_locked(
                 previous = (index, manifest, pl.read_parquet(members_path))
         except VectorIndexError:
             previous = None  # corrupt, half-written or another encoder's: rebuild from scratch
-    spec = choose_index_spec(vectors.height, matrix.shape[1] if vectors.height else 1, exact_threshold=exact_threshold)
-    if previous is not None and previous[1].get("spec", {}).get("factory") == spec.factory:
+    dim = matrix.shape[1] if vectors.height else 1
+    selection = None
+    if exact_threshold is not None or vectors.height == 0:
+        spec = choose_index_spec(vectors.height, dim, exact_threshold=exact_threshold or 0)
+    elif previous is not None and "selection" in previous[1] and _similar_count(previous[1]["count"], vectors.height):
+        spec, selection = IndexSpec.from_dict(previous[1]["spec"]), previous[1]["selection"]
+    else:
+        spec = None  # measured below, on the full build
+    if spec is not None and previous is not None and previous[1].get("spec", {}).get("factory") == spec.factory:
         index, manifest, members = previous
         changed = vectors.join(members, on=["product_id", "content_hash"], how="anti")
         removed = members.join(vectors.select("product_id"), on="product_id", how="anti")["product_id"].to_list()
@@ -77,8 +94,12 @@ def _build_or_update_locked(
             remove_ids=removed,
         )
         mode, added, n_removed = "incremental", len(upsert_ids), len(removed)
-    else:
+    elif spec is not None:
         index = flat.build_index(matrix, vectors["product_id"].to_list(), spec)
+        mode, added, n_removed = "full", vectors.height, 0
+    else:
+        index, spec, selection = build_within_budget(prepare(matrix, True), vectors["product_id"].to_list(), budget,
+                                                     sample_queries=sample_queries)
         mode, added, n_removed = "full", vectors.height, 0
     elapsed = time.perf_counter() - started
     manifest = flat_files.save_index(
@@ -90,8 +111,13 @@ def _build_or_update_locked(
             "spec": spec.to_dict(),
             "build_seconds": round(elapsed, 3),
             "build_mode": mode,
+            **({"selection": selection} if selection is not None else {}),
             **(extra_manifest or {}),
         },
     )
     write_atomic_parquet(vectors.select("product_id", "content_hash"), members_path)
     return IndexBuildReport(directory, manifest, mode, added, n_removed, time.perf_counter() - started)
+
+
+def _similar_count(previous: int, now: int) -> bool:
+    return previous > 0 and abs(now - previous) <= 0.25 * previous

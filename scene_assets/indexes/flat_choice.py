@@ -1,0 +1,171 @@
+"""Choose the flat/IVF index from a measured search-latency budget, not from a product count (#21).
+
+A scene query searches its regions (26 with the default ``RegionConfig``) in one batched call, ``k``
+candidates each. Whether exact brute force meets the budget depends on the catalog size, the vector
+width and the machine, so it is *measured* at build time, as autofaiss does:
+
+1. Time the batched search on an exact ``Flat`` index of up to ``sample`` vectors (one thread, as the
+   recommender searches) and scale by ``n / sample`` (brute force is linear in n).
+2. Within budget: ``Flat``. Otherwise build ``IVF{nlist},SQ8`` (``flat_spec.choose_index_spec``) and raise
+   ``nprobe`` through 8, 16, 32 ... until recall@k against exact search on the same queries reaches
+   ``recall``; keep the smallest such nprobe (the budget is reported as met or not, never faked).
+
+Everything measured goes into the index manifest (``selection``), so the Dagster asset and the
+benchmarks show why an index kind was chosen. Queries: real region queries when the caller has them
+(``sample_queries``), else synthetic ones near the catalog (a mix of two catalog vectors plus noise),
+so a product is never trivially its own nearest neighbour. Plain Python (no Dagster).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import faiss
+import numpy as np
+
+from scene_assets.indexes import flat
+from scene_assets.indexes.flat_spec import IndexSpec, choose_index_spec
+
+__all__ = ["LatencyBudget", "build_within_budget", "synthetic_queries"]
+
+
+@dataclass(frozen=True)
+class LatencyBudget:
+    """What one scene's stage-1 search may cost, and how it is measured."""
+
+    search_ms: float = 10.0  # median time of one batched search of n_queries x k, one FAISS thread
+    n_queries: int = 26  # regions per scene query (default RegionConfig: whole + 2x2 + 3x3 + 4x4 - 4)
+    k: int = 100  # candidates per region (Recommender.per_region_k)
+    recall: float = 0.95  # recall@k against exact search an IVF index must reach
+    sample: int = 20_000  # exact search is timed on at most this many vectors, then scaled to n
+    repeats: int = 5
+    seed: int = 0
+    max_nprobe: int = 512
+
+    def __post_init__(self) -> None:
+        if self.search_ms <= 0 or not 0 < self.recall <= 1 or self.n_queries < 1 or self.k < 1:
+            raise ValueError(f"bad latency budget {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def synthetic_queries(vectors: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` unit queries near the catalog: ``0.7 a + 0.3 b + noise`` of two random catalog vectors."""
+    rng = np.random.default_rng(seed)
+    a = vectors[rng.integers(len(vectors), size=n)]
+    b = vectors[rng.integers(len(vectors), size=n)]
+    noise = rng.standard_normal(a.shape).astype(np.float32) * (0.3 / np.sqrt(a.shape[1]))
+    q = (0.7 * a + 0.3 * b + noise).astype(np.float32)
+    return q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+
+
+def _median_ms(index: faiss.Index, queries: np.ndarray, k: int, repeats: int) -> float:
+    with flat.faiss_threads(1):
+        index.search(queries, k)  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            index.search(queries, k)
+            times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times))
+
+
+def _exact_topk(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Row indices of the exact top-k of each query (blocked, so a 1M-row catalog needs no n x q copy)."""
+    best_s = np.full((len(queries), 0), -np.inf, np.float32)
+    best_i = np.zeros((len(queries), 0), np.int64)
+    for s in range(0, len(vectors), 65_536):
+        sims = queries @ vectors[s : s + 65_536].T
+        idx = np.concatenate([best_i, np.arange(s, s + sims.shape[1])[None].repeat(len(queries), 0)], 1)
+        val = np.concatenate([best_s, sims], 1)
+        keep = np.argpartition(-val, min(k, val.shape[1] - 1), axis=1)[:, :k]
+        best_s, best_i = np.take_along_axis(val, keep, 1), np.take_along_axis(idx, keep, 1)
+    return best_i
+
+
+def build_within_budget(
+    vectors: np.ndarray,
+    product_ids: Sequence[str],
+    budget: LatencyBudget | None = None,
+    *,
+    sample_queries: np.ndarray | None = None,
+) -> tuple[faiss.Index, IndexSpec, dict[str, Any]]:
+    """Build the cheapest index whose measured batched search meets ``budget``; returns
+    ``(index, spec, selection report)``. ``vectors`` are the stored (unit) vectors."""
+    budget = budget or LatencyBudget()
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = x.shape
+    queries = (np.ascontiguousarray(sample_queries, dtype=np.float32)[: budget.n_queries]
+               if sample_queries is not None else synthetic_queries(x, budget.n_queries, budget.seed))
+    k = int(min(budget.k, max(n, 1)))
+    report: dict[str, Any] = {"budget": budget.to_dict(), "n": n, "dim": dim,
+                              "queries": "given" if sample_queries is not None else "synthetic", "candidates": []}
+    flat_spec = choose_index_spec(n, dim, exact_threshold=max(n, 1))
+    m = min(n, budget.sample)
+    probe = faiss.IndexFlatIP(dim)
+    probe.add(x[np.sort(np.random.default_rng(budget.seed).choice(n, size=m, replace=False))] if m < n else x)
+    flat_ms = _median_ms(probe, queries, min(k, m), budget.repeats) * n / max(m, 1)
+    del probe
+    report["candidates"].append({"factory": "Flat", "search_ms": round(flat_ms, 3), "recall": 1.0,
+                                 "measured_on": m})
+    ivf_spec = choose_index_spec(n, dim, exact_threshold=0)
+    # an IVF needs enough points per list to train; below that, exact search is the only choice
+    if flat_ms <= budget.search_ms or ivf_spec.nlist is None or ivf_spec.nlist < 8:
+        spec = _with_rationale(flat_spec, f"exact search measured {flat_ms:.1f} ms <= budget {budget.search_ms} ms"
+                               if flat_ms <= budget.search_ms else "too few vectors for an IVF index")
+        report.update(chosen="Flat", within_budget=flat_ms <= budget.search_ms, search_ms=round(flat_ms, 3))
+        return flat.build_index(x, product_ids, spec), spec, report
+
+    t0 = time.perf_counter()
+    index = flat.build_index(x, product_ids, ivf_spec)
+    report["ivf_build_seconds"] = round(time.perf_counter() - t0, 2)
+    truth = _exact_topk(x, queries, k)
+    row_of_id = _row_of_id(product_ids)
+    ivf = faiss.extract_index_ivf(index)
+    chosen = None
+    nprobe = 8
+    while nprobe <= min(budget.max_nprobe, ivf.nlist):
+        ivf.nprobe = nprobe
+        ms = _median_ms(index, queries, k, budget.repeats)
+        _, found = index.search(queries, k)
+        rows = row_of_id(found)
+        recall = float(np.mean([len(set(r[r >= 0]) & set(t)) / len(t) for r, t in zip(rows, truth)]))
+        report["candidates"].append({"factory": ivf_spec.factory, "nprobe": nprobe, "search_ms": round(ms, 3),
+                                     "recall": round(recall, 4)})
+        if recall >= budget.recall:
+            chosen = (nprobe, ms, recall)
+            break
+        nprobe *= 2
+    if chosen is None:  # recall target out of reach within max_nprobe: the most accurate one measured
+        last = report["candidates"][-1]
+        chosen = (last["nprobe"], last["search_ms"], last["recall"])
+    nprobe, ms, recall = chosen
+    ivf.nprobe = nprobe
+    spec = IndexSpec(**{**ivf_spec.to_dict(), "search_params": {"nprobe": int(nprobe)},
+                        "rationale": f"exact search ~{flat_ms:.1f} ms > budget {budget.search_ms} ms; "
+                                     f"{ivf_spec.factory} nprobe={nprobe}: {ms:.1f} ms, recall@{k} {recall:.3f}"})
+    report.update(chosen=f"{ivf_spec.factory} nprobe={nprobe}", within_budget=ms <= budget.search_ms,
+                  search_ms=round(ms, 3), recall=round(recall, 4))
+    return index, spec, report
+
+
+def _with_rationale(spec: IndexSpec, why: str) -> IndexSpec:
+    return IndexSpec(**{**spec.to_dict(), "rationale": why})
+
+
+def _row_of_id(product_ids: Sequence[str]):
+    from scene_assets.indexes.ids import to_int_ids
+
+    int_ids = np.asarray(to_int_ids(list(product_ids)), dtype=np.int64)
+    order = np.argsort(int_ids)
+    sorted_ids = int_ids[order]
+
+    def rows(found: np.ndarray) -> np.ndarray:
+        pos = np.minimum(np.searchsorted(sorted_ids, found), len(sorted_ids) - 1)
+        return np.where(sorted_ids[pos] == found, order[pos], -1)
+
+    return rows
