@@ -18,7 +18,7 @@ from scene_assets.indexes import flat, flat_files
 from scene_assets.indexes.errors import VectorIndexError
 from scene_assets.indexes.flat_choice import LatencyBudget, build_within_budget
 from scene_assets.indexes.flat_spec import IndexSpec, choose_index_spec
-from scene_assets.indexes.vectors import prepare, vector_matrix
+from scene_assets.indexes.vectors import vector_matrix
 from scene_assets.indexes.store import write_atomic_parquet
 from scene_assets.locking import exclusive
 
@@ -98,7 +98,7 @@ def _build_or_update_locked(
         index = flat.build_index(matrix, vectors["product_id"].to_list(), spec)
         mode, added, n_removed = "full", vectors.height, 0
     else:
-        index, spec, selection = build_within_budget(prepare(matrix, True), vectors["product_id"].to_list(), budget,
+        index, spec, selection = build_within_budget(matrix, vectors["product_id"].to_list(), budget,
                                                      sample_queries=sample_queries)
         mode, added, n_removed = "full", vectors.height, 0
     elapsed = time.perf_counter() - started

@@ -25,9 +25,12 @@ from typing import Any
 
 import faiss
 import numpy as np
+from faiss.contrib.evaluation import knn_intersection_measure
 
 from scene_assets.indexes import flat
 from scene_assets.indexes.flat_spec import IndexSpec, choose_index_spec
+from scene_assets.indexes.ids import assign_ids
+from scene_assets.indexes.vectors import prepare
 
 __all__ = ["LatencyBudget", "build_within_budget", "synthetic_queries"]
 
@@ -74,19 +77,6 @@ def _median_ms(index: faiss.Index, queries: np.ndarray, k: int, repeats: int) ->
     return float(np.median(times))
 
 
-def _exact_topk(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Row indices of the exact top-k of each query (blocked, so a 1M-row catalog needs no n x q copy)."""
-    best_s = np.full((len(queries), 0), -np.inf, np.float32)
-    best_i = np.zeros((len(queries), 0), np.int64)
-    for s in range(0, len(vectors), 65_536):
-        sims = queries @ vectors[s : s + 65_536].T
-        idx = np.concatenate([best_i, np.arange(s, s + sims.shape[1])[None].repeat(len(queries), 0)], 1)
-        val = np.concatenate([best_s, sims], 1)
-        keep = np.argpartition(-val, min(k, val.shape[1] - 1), axis=1)[:, :k]
-        best_s, best_i = np.take_along_axis(val, keep, 1), np.take_along_axis(idx, keep, 1)
-    return best_i
-
-
 def build_within_budget(
     vectors: np.ndarray,
     product_ids: Sequence[str],
@@ -95,9 +85,9 @@ def build_within_budget(
     sample_queries: np.ndarray | None = None,
 ) -> tuple[faiss.Index, IndexSpec, dict[str, Any]]:
     """Build the cheapest index whose measured batched search meets ``budget``; returns
-    ``(index, spec, selection report)``. ``vectors`` are the stored (unit) vectors."""
+    ``(index, spec, selection report)``. ``vectors`` are measured L2-normalised, as the index stores them."""
     budget = budget or LatencyBudget()
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    x = prepare(vectors, True)
     n, dim = x.shape
     queries = (np.ascontiguousarray(sample_queries, dtype=np.float32)[: budget.n_queries]
                if sample_queries is not None else synthetic_queries(x, budget.n_queries, budget.seed))
@@ -123,8 +113,8 @@ def build_within_budget(
     t0 = time.perf_counter()
     index = flat.build_index(x, product_ids, ivf_spec)
     report["ivf_build_seconds"] = round(time.perf_counter() - t0, 2)
-    truth = _exact_topk(x, queries, k)
-    row_of_id = _row_of_id(product_ids)
+    _, truth_rows = faiss.knn(queries, x, k, metric=faiss.METRIC_INNER_PRODUCT)
+    truth = assign_ids(product_ids)[truth_rows]  # the index answers with product int ids
     ivf = faiss.extract_index_ivf(index)
     chosen = None
     nprobe = 8
@@ -132,8 +122,7 @@ def build_within_budget(
         ivf.nprobe = nprobe
         ms = _median_ms(index, queries, k, budget.repeats)
         _, found = index.search(queries, k)
-        rows = row_of_id(found)
-        recall = float(np.mean([len(set(r[r >= 0]) & set(t)) / len(t) for r, t in zip(rows, truth)]))
+        recall = float(knn_intersection_measure(found, truth))
         report["candidates"].append({"factory": ivf_spec.factory, "nprobe": nprobe, "search_ms": round(ms, 3),
                                      "recall": round(recall, 4)})
         if recall >= budget.recall:
@@ -156,16 +145,3 @@ def build_within_budget(
 def _with_rationale(spec: IndexSpec, why: str) -> IndexSpec:
     return IndexSpec(**{**spec.to_dict(), "rationale": why})
 
-
-def _row_of_id(product_ids: Sequence[str]):
-    from scene_assets.indexes.ids import to_int_ids
-
-    int_ids = np.asarray(to_int_ids(list(product_ids)), dtype=np.int64)
-    order = np.argsort(int_ids)
-    sorted_ids = int_ids[order]
-
-    def rows(found: np.ndarray) -> np.ndarray:
-        pos = np.minimum(np.searchsorted(sorted_ids, found), len(sorted_ids) - 1)
-        return np.where(sorted_ids[pos] == found, order[pos], -1)
-
-    return rows
