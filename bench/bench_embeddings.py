@@ -35,17 +35,18 @@ def _table(title: str, rows: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def throughput(dataset: Path, limit: int | None, batch_size: int) -> dict:
+def throughput(dataset: Path, limit: int | None, batch_size: int, trunk_runtime: str = "auto") -> dict:
     from scene_assets.catalog import load_catalog
     from scene_assets.embeddings import ImageFeatureStage, encode_image_rows
-    from scene_assets.encoders import EncoderSpec, build_encoder
+    from scene_assets.encoders import DefaultOptions, EncoderSpec, build_encoder
     from scene_assets.enrichment import enrich_catalog
 
     catalog = enrich_catalog(load_catalog(dataset / "products.csv", "labeled").products)
     with_image = catalog.filter(pl.col("image_status") == "ok")
     if limit:
         with_image = with_image.head(limit)
-    encoder = build_encoder(EncoderSpec(kind="default", device="cpu", batch_size=batch_size))
+    encoder = build_encoder(EncoderSpec(kind="default", device="cpu", batch_size=batch_size,
+                                        options=DefaultOptions(trunk_runtime=trunk_runtime)))
     stage = ImageFeatureStage.of(encoder)
     started = time.perf_counter()
     encoder.encode_texts(["warm up"])
@@ -74,6 +75,7 @@ def throughput(dataset: Path, limit: int | None, batch_size: int) -> dict:
         "batch_size": batch_size,
         "model_load_and_warmup_seconds": round(load_seconds, 2),
         "torch_threads": __import__("torch").get_num_threads(),
+        "trunk_runtime": encoder.trunk_runtime["trunk_runtime"],
     }
 
 
@@ -180,25 +182,27 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="use only the first N products")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--changed-share", type=float, default=0.01)
+    parser.add_argument("--runtimes", default="torch,onnxruntime",
+                        help="trunk runtimes to time one after the other in this process (throughput part)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.dataset is None or not (args.dataset / "products.csv").is_file():
         parser.error(f"no labeled dataset at {args.dataset}; pass --dataset or set {settings.ENV_IKEA_DIR}")
     results: dict = {"dataset": str(args.dataset)}
     if args.part in ("throughput", "all"):
-        results["throughput"] = throughput(args.dataset, args.limit, args.batch_size)
-        t = results["throughput"]
-        print(
-            _table(
-                "Embedding throughput (default encoder, CPU, decode included)",
-                [
-                    ("images", f"{t['images']} in {t['image_seconds']} s = {t['images_per_second']} images/s (batch {t['batch_size']})"),
-                    ("texts", f"{t['texts']} in {t['text_seconds']} s = {t['texts_per_second']} texts/s (batch 32)"),
-                    ("model load + warm-up", f"{t['model_load_and_warmup_seconds']} s"),
-                    ("torch threads", str(t["torch_threads"])),
-                ],
-            )
-        )
+        results["throughput"] = runs = {
+            runtime: throughput(args.dataset, args.limit, args.batch_size, runtime)
+            for runtime in args.runtimes.split(",")
+        }
+        first = next(iter(runs.values()))
+        title = (f"Embedding throughput (default encoder, CPU, JPEG decode on threads included), "
+                 f"{os.cpu_count()} cores, torch threads {first['torch_threads']}")
+        print(title + "\n" + "-" * len(title))
+        print(f"{'trunk runtime':<14} {'images':>7} {'images/s':>9} {'texts/s':>8} {'load + warm-up s':>17}")
+        for t in runs.values():
+            print(f"{t['trunk_runtime']:<14} {t['images']:>7} {t['images_per_second']:>9} "
+                  f"{t['texts_per_second']:>8} {t['model_load_and_warmup_seconds']:>17}")
+        print(f"(images: batch {first['batch_size']}, {first['images_skipped']} skipped; texts: MiniLM, batch 32)")
         print()
     if args.part in ("incremental", "all"):
         results["incremental"] = inc = incremental(args.dataset, args.limit, args.changed_share)

@@ -297,6 +297,47 @@ def test_default_shapes_and_normalisation(default_encoder):
     assert default_encoder.image_feature_map(imgs[1], size=(320, 448)).shape == (1280, 10, 14)
 
 
+@pytest.fixture(scope="module")
+def torch_runtime_encoder() -> DefaultEncoder:
+    encoder = build_encoder(EncoderSpec(kind="default", device="cpu", options=DefaultOptions(trunk_runtime="torch")))
+    encoder.model  # noqa: B018 (loads the weights)
+    return encoder
+
+
+def test_onnx_runtime_trunk_gives_torch_features(default_encoder, torch_runtime_encoder):
+    """The default CPU runtime is ONNX Runtime; pooled features and feature maps of any size and batch
+    equal eager torch's within the trunk tolerance, so caches and evaluation are unchanged."""
+    report = default_encoder.trunk_runtime
+    assert report["trunk_runtime"] == "onnxruntime", report
+    assert report["max_abs_diff_vs_torch"] <= 1e-4 and report["threads"] == torch.get_num_threads()
+    assert torch_runtime_encoder.trunk_runtime == {"trunk_runtime": "torch", "reason": "trunk_runtime='torch'"}
+    imgs = [_scene("red", "square"), _scene("blue", "circle", size=(300, 200)), _scene("green", "stripes", (90, 200))]
+    for batch_size in (1, 3):
+        np.testing.assert_allclose(
+            default_encoder.encode_image_trunk_features(imgs, batch_size=batch_size),
+            torch_runtime_encoder.encode_image_trunk_features(imgs), rtol=TRUNK_RTOL, atol=TRUNK_ATOL)
+    for size in (None, (200, 300), (448, 608)):  # 200 x 300 is no multiple of the stride 32
+        got, want = default_encoder.image_feature_map(imgs[1], size), torch_runtime_encoder.image_feature_map(imgs[1], size)
+        assert got.shape == want.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=TRUNK_RTOL, atol=TRUNK_ATOL)
+    assert default_encoder.fingerprint() == torch_runtime_encoder.fingerprint()  # same numbers, same caches
+
+
+def test_trunk_runtime_without_onnxruntime_falls_back_or_refuses(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
+    auto = build_encoder(device="cpu", seed=7)
+    assert auto.trunk_runtime["trunk_runtime"] == "torch"
+    assert "onnxruntime" in auto.trunk_runtime["reason"] and "pip install" in auto.trunk_runtime["reason"]
+    assert auto.encode_image_trunk_features([_scene("red", "square")]).shape == (1, 1280)
+    forced = build_encoder(EncoderSpec(kind="default", device="cpu", options=DefaultOptions(seed=7, trunk_runtime="onnxruntime")))
+    with pytest.raises(EncoderLoadError, match="trunk_runtime='onnxruntime' is not usable here"):
+        forced.model  # noqa: B018
+    with pytest.raises(ValueError, match="trunk_runtime must be one of"):
+        build_encoder(EncoderSpec(kind="default", device="cpu", options=DefaultOptions(trunk_runtime="tensorrt")))
+
+
 def test_dataloader_workers_preprocess(default_encoder):
     """Images decoded/preprocessed in worker processes give the same embeddings."""
     import pickle

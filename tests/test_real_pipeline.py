@@ -32,6 +32,9 @@ def test_main_job_on_ikea_slice_with_default_encoder(ikea_dir: Path, shared_dir:
         assert summary["success"], summary["lines"]
         alignment = instance.get_latest_materialization_event(dg.AssetKey("image_text_alignment")).asset_materialization
         assert alignment.metadata["final_loss"].value < alignment.metadata["initial_loss"].value
+        features = instance.get_latest_materialization_event(
+            dg.AssetKey("product_image_features")).asset_materialization
+        assert features.metadata["image_model_runtime"].value.startswith("CNN trunk: ONNX Runtime")
         # The recommender loads the bundle the latest scene_index materialization names.
         loaded = MaterializedBundleProvider(instance, device="cpu").load()
         result = loaded.recommender.recommend(shared_dir / "seed_catalog" / "scene-1.jpg", k=5)

@@ -56,7 +56,7 @@ def _shard_metadata(stats_by_shard: dict[str, object], extra: dict | None = None
 
 def _update_shards(context: dg.AssetExecutionContext, storage: ProjectStorage, encoder: EncoderResource,
                    vector_set: str, asset_name: str, catalog: pl.DataFrame, fingerprint: str, dim: int,
-                   encoder_for) -> dg.MaterializeResult:
+                   encoder_for, extra_metadata=None) -> dg.MaterializeResult:
     """Bring each selected shard's vector file up to date with `catalog` (only new or changed rows are
     encoded, by `encoder_for(shard, rows) -> (encode, on_done)`), then report per-shard counts and the check."""
     stats, checked = {}, {}
@@ -71,7 +71,8 @@ def _update_shards(context: dg.AssetExecutionContext, storage: ProjectStorage, e
             on_done()
         checked[shard] = (stored, wanted, stats[shard].skipped_reasons)
     return dg.MaterializeResult(
-        metadata=_shard_metadata(stats, {"fingerprint": fingerprint, "dim": dim}),
+        # extra_metadata is read after encoding: e.g. what ran the model, known once it is loaded
+        metadata=_shard_metadata(stats, {"fingerprint": fingerprint, "dim": dim, **(extra_metadata() if extra_metadata else {})}),
         check_results=[checks.vectors_match_catalog(asset_name, checked, fingerprint)],
     )
 
@@ -117,7 +118,7 @@ def product_image_features(
 
     return _update_shards(
         context, storage, encoder, "image_features", "product_image_features", with_image, stage.fingerprint,
-        stage.dim, encoder_for,
+        stage.dim, encoder_for, extra_metadata=lambda: {"image_model_runtime": model.runtime_description()},
     )
 
 

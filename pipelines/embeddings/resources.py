@@ -46,6 +46,11 @@ class EncoderResource(dg.ConfigurableResource):
         description="kind=default or sentence_transformers: local MiniLM / sentence-transformers model folder "
         "(empty: the packaged all-MiniLM-L6-v2).",
     )
+    trunk_runtime: str = Field(
+        default="auto",
+        description="kind=default: what runs the CNN on CPU: auto (ONNX Runtime when installed, ~2x faster here, "
+        "same features; else torch), torch or onnxruntime. CUDA always runs torch.",
+    )
     seed: int = Field(
         default=0,
         description="kind=default: seed of the untrained projection head; open_clip: random init without weights; "

