@@ -1,12 +1,13 @@
 """The scene's CNN pass (the "regions" stage) under other runtimes and input sizes (#21).
 
-  .venv/bin/python bench/bench_regions.py --scenes 25
-  (ONNX rows need `pip install onnxruntime onnx`; without them those rows say so)
+  .venv/bin/python bench/bench_regions.py --scenes 25 [--cold] [--compile]
+  (ONNX rows need onnxruntime and onnx, dependencies since #21; without them those rows say so.
+  --compile adds torch.compile, which compiles per new input shape: minutes on 2 cores)
 
 For each IKEA scene photo the default encoder's trunk runs on the same input the recommender gives it
 (`regions.input_size_for`: short side 448, aspect kept), p50 / p95 ms over the scenes, after one warm-up
 pass per input shape unless --cold; "max |Δ|" compares the pooled region vectors (GeM over the default
-region layout, each normalised) with today's eager fp32 path: ~1e-6 is the same result, anything larger
+region layout, each normalised) with eager fp32 torch: ~1e-6 is the same result, anything larger
 changes features and needs `scene-matcher evaluate` (within 0.005 nDCG@10) before it can ship.
 """
 
@@ -64,6 +65,7 @@ def main() -> int:
     ap.add_argument("--dataset", type=Path, default=Path(os.environ.get("SCENE_MATCHER_IKEA_DIR", "../shared/ikea")))
     ap.add_argument("--scenes", type=int, default=25)
     ap.add_argument("--cold", action="store_true", help="no warm-up per input shape (every new shape pays setup)")
+    ap.add_argument("--compile", action="store_true", help="add a torch.compile (inductor, dynamic shapes) row")
     args = ap.parse_args()
     import torch
 
@@ -82,7 +84,7 @@ def main() -> int:
                 return trunk.forward_features(torch.from_numpy(x).contiguous(memory_format=memory_format))[0].numpy()
         return run
 
-    variants = {"eager fp32, channels_last (today)": eager(torch.channels_last)}
+    variants = {"eager fp32, channels_last (trunk_runtime=torch)": eager(torch.channels_last)}
     variants["eager fp32, NCHW"] = eager(torch.contiguous_format)
     rows = {}
     reference = None
@@ -92,6 +94,20 @@ def main() -> int:
         reference = reference or regs
         rows[name] = (times, max(float(np.abs(a - b).max()) for a, b in zip(regs, reference)))
     trunk.to(memory_format=torch.channels_last)
+    if args.compile:
+        compiled = torch.compile(trunk.forward_features, dynamic=True)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            compiled(torch.from_numpy(inputs[0]).contiguous(memory_format=torch.channels_last))
+        compile_s = time.perf_counter() - started
+
+        def run_compiled(x):
+            with torch.inference_mode():
+                return compiled(torch.from_numpy(x).contiguous(memory_format=torch.channels_last))[0].numpy()
+        times, maps = timed(run_compiled, inputs, args.cold)
+        regs = [regions_of(m, config) for m in maps]
+        rows[f"torch.compile, dynamic (first call {compile_s:.0f} s)"] = (
+            times, max(float(np.abs(a - b).max()) for a, b in zip(regs, reference)))
 
     try:
         import onnxruntime as ort
@@ -116,7 +132,7 @@ def main() -> int:
                               opset_version=17, dynamo=False)
             qpath = Path(tmp) / "trunk.int8.onnx"
             quantize_dynamic(str(path), str(qpath), weight_type=QuantType.QInt8)
-            for name, p in (("ONNX Runtime fp32", path), ("ONNX Runtime int8 (dynamic)", qpath)):
+            for name, p in (("ONNX Runtime fp32 (trunk_runtime=auto)", path), ("ONNX Runtime int8 (dynamic)", qpath)):
                 opts = ort.SessionOptions()
                 opts.intra_op_num_threads = 2
                 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -46,6 +46,18 @@ def _pct(values: list[float]) -> tuple[float, float]:
     return float(np.percentile(values, 50)), float(np.percentile(values, 95))
 
 
+def _noisy_copies(vectors: np.ndarray, base: np.ndarray, scale: float, rng: np.random.Generator,
+                  chunk_rows: int = 65_536) -> np.ndarray:
+    """unit(vectors)[base] + N(0, (scale / sqrt(d))^2) noise, float32, filled a chunk of rows at a time."""
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    out = np.empty((len(base), vectors.shape[1]), dtype=np.float32)
+    for start in range(0, len(base), chunk_rows):
+        rows = slice(start, min(start + chunk_rows, len(base)))
+        out[rows] = unit[base[rows]] + rng.standard_normal((rows.stop - start, vectors.shape[1])).astype(np.float32) * (
+            scale / np.sqrt(vectors.shape[1]))
+    return out
+
+
 def build_bundle(directory: Path, encoder, products: pl.DataFrame, features: np.ndarray, texts: np.ndarray,
                  n_products: int | None, seed: int = 0) -> Path:
     """A bundle of the real products (n_products None) or n synthetic ones clustered around them."""
@@ -56,16 +68,17 @@ def build_bundle(directory: Path, encoder, products: pl.DataFrame, features: np.
         ids, catalog, feats, text = products["product_id"].to_list(), products, features, texts
     else:
         base = rng.integers(0, products.height, n_products)
-        unit = features / np.linalg.norm(features, axis=1, keepdims=True)
-        feats = (unit[base] + rng.standard_normal((n_products, features.shape[1])).astype(np.float32) * (0.5 / np.sqrt(features.shape[1])))
-        tunit = texts / np.linalg.norm(texts, axis=1, keepdims=True)
-        text = tunit[base] + rng.standard_normal((n_products, texts.shape[1])).astype(np.float32) * (0.3 / np.sqrt(texts.shape[1]))
+        # row chunks draw the same normal stream as one (n, d) call, without its float64 temporaries
+        # (1M x 1280 would be 10 GB at once)
+        feats = _noisy_copies(features, base, 0.5, rng)
+        text = _noisy_copies(texts, base, 0.3, rng)
         ids = [f"syn-{i:06d}" for i in range(n_products)]
         catalog = products[base.tolist()].with_columns(
             product_id=pl.Series(ids), variant_group=pl.Series(ids),
             title=pl.col("title") + pl.Series([f" #{i}" for i in range(n_products)]),
         )
     frame = vectors_frame(ids, [f"h{i}" for i in range(len(ids))], encoder.trunk_fingerprint(), feats.astype(np.float32))
+    del feats  # the frame holds its own copy
     t0 = time.perf_counter()
     build_scene_index(frame, directory, fingerprint=encoder.trunk_fingerprint(), space="trunk")
     print(f"  index for {len(ids)} products built in {time.perf_counter() - t0:.1f} s -> {directory}")

@@ -80,11 +80,18 @@ _DEFAULT_SIGMOID_SLOPE = 12.0
 # --------------------------------------------------------------------------------------------
 
 
-def catalog_mean(vectors: np.ndarray) -> np.ndarray:
-    """Mean of the L2-normalised rows (the centring vector)."""
+def catalog_mean(vectors: np.ndarray, chunk_rows: int = 262_144) -> np.ndarray:
+    """Mean of the L2-normalised rows (the centring vector).  Catalogs over ``chunk_rows`` are
+    summed a chunk at a time (in float64) so no normalised copy of the whole matrix is made."""
     v = np.asarray(vectors, dtype=np.float32)
-    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-    return v.mean(axis=0).astype(np.float32)
+    if v.shape[0] <= chunk_rows:
+        v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        return v.mean(axis=0).astype(np.float32)
+    total = np.zeros(v.shape[1], dtype=np.float64)
+    for start in range(0, v.shape[0], chunk_rows):
+        rows = v[start:start + chunk_rows]
+        total += (rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)).sum(axis=0, dtype=np.float64)
+    return (total / v.shape[0]).astype(np.float32)
 
 
 def build_product_index(

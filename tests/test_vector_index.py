@@ -411,3 +411,21 @@ def test_to_device(data):
     else:  # pragma: no cover - only on GPU machines with faiss-gpu
         gpu = flat.to_device(index, "cuda")
         np.testing.assert_array_equal(flat.search(gpu, x[:5], 3)[1], flat.search(index, x[:5], 3)[1])
+
+
+def test_in_place_centring_equals_out_of_place_and_chunked_mean_agrees():
+    """A 1M-product catalog is centred without extra copies; the numbers stay those of small catalogs."""
+    from scene_assets.matching import catalog_mean
+    from scene_assets.regions import center_and_normalize, center_and_normalize_in_place
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1000, 24)).astype(np.float32) + 0.5
+    mean = catalog_mean(x)
+    chunked_mean = catalog_mean(x, chunk_rows=128)  # 8 chunks summed in float64
+    np.testing.assert_allclose(chunked_mean, mean, rtol=0, atol=1e-6)
+    want = center_and_normalize(x, mean)
+    got = center_and_normalize_in_place(x.copy(), mean, chunk_rows=97)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(center_and_normalize_in_place(x.copy(), None, chunk_rows=97), center_and_normalize(x))
+    with pytest.raises(ValueError, match="writable float32"):
+        center_and_normalize_in_place(x.astype(np.float64), mean)
