@@ -77,7 +77,7 @@ def build_bundle(directory: Path, encoder, products: pl.DataFrame, features: np.
             product_id=pl.Series(ids), variant_group=pl.Series(ids),
             title=pl.col("title") + pl.Series([f" #{i}" for i in range(n_products)]),
         )
-    frame = vectors_frame(ids, [f"h{i}" for i in range(len(ids))], encoder.trunk_fingerprint(), feats.astype(np.float32))
+    frame = vectors_frame(ids, [f"h{i}" for i in range(len(ids))], encoder.trunk_fingerprint(), feats)
     del feats  # the frame holds its own copy
     t0 = time.perf_counter()
     build_scene_index(frame, directory, fingerprint=encoder.trunk_fingerprint(), space="trunk")

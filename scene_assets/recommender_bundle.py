@@ -40,7 +40,7 @@ from scene_assets.indexes import flat_files
 from scene_assets.indexes.flat_build import MEMBERS_FILE, IndexBuildReport, build_or_update_index
 from scene_assets.indexes.flat_choice import LatencyBudget
 from scene_assets.indexes.store import write_atomic, write_atomic_bytes, write_atomic_parquet
-from scene_assets.indexes.vectors import vector_matrix
+from scene_assets.indexes.vectors import sorted_by_product_id, vector_matrix
 from scene_assets.matching import Recommender, catalog_mean
 from scene_assets.ranking import ScoringWeights
 from scene_assets.regions import center_and_normalize_in_place
@@ -103,8 +103,8 @@ def build_scene_index(
     catalog change barely moves it. The index kind: exact up to ``exact_threshold`` products when
     given, else measured against ``latency_budget`` (``indexes.flat_choice``), with ``sample_queries``
     (centred region queries) when the caller has real ones. Returns (build report, recentred?, changed share)."""
-    features = features.sort("product_id")
-    matrix = vector_matrix(features)
+    features = sorted_by_product_id(features)
+    matrix = vector_matrix(features)  # a copy, centred in place below
     dim = matrix.shape[1] if features.height else 0
     changed = _changed_share(features, directory)
     mean = _previous_mean(directory, fingerprint, dim) if changed < recentre_changed_share else None

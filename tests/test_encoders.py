@@ -323,6 +323,24 @@ def test_onnx_runtime_trunk_gives_torch_features(default_encoder, torch_runtime_
     assert default_encoder.fingerprint() == torch_runtime_encoder.fingerprint()  # same numbers, same caches
 
 
+def test_scene_resize_normalize_equals_torchvision():
+    """The scene input is built in numpy (no torch thread pool on the query's hot path) with exactly the
+    numbers of torchvision's Resize + ToTensor + Normalize."""
+    from torchvision import transforms as T
+
+    from scene_assets.encoders.default import ResizeNormalize
+    from scene_assets.encoders.runtime import ToRGB
+
+    for img in (_scene("red", "square", size=(300, 200)), _scene("blue", "circle", (97, 211)).convert("RGBA"),
+                _scene("green", "stripes", (640, 480)).convert("L")):
+        for size in ((224, 224), (160, 256), (448, 608)):
+            want = T.Compose([ToRGB(), T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.ToTensor(),
+                              T.Normalize(mean=DEFAULT_PREPROCESSING["mean"], std=DEFAULT_PREPROCESSING["std"])])(img)
+            got = ResizeNormalize(size, DEFAULT_PREPROCESSING["mean"], DEFAULT_PREPROCESSING["std"])(img)
+            assert got.dtype == want.dtype and got.shape == want.shape == (3, *size)
+            assert torch.equal(got, want), (img.mode, size)
+
+
 def test_trunk_runtime_without_onnxruntime_falls_back_or_refuses(monkeypatch):
     import sys
 

@@ -18,7 +18,7 @@ from .base import FeatureMapEncoder
 from .errors import EncoderLoadError
 from .fingerprints import digest, dir_sha256, file_sha256, library_versions
 from .onnx_trunk import TRUNK_RUNTIMES, OnnxTrunk, TrunkRuntimeUnavailable
-from .runtime import ToRGB, chunks, normalised_numpy, offline_hf, package_dir
+from .runtime import ToRGB, chunks, normalised_numpy, offline_hf, package_dir, to_rgb
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -136,6 +136,32 @@ def default_model_config(text_model_dir: str | os.PathLike, image_size: int = 22
             "context_length": DEFAULT_TEXT_MAX_LENGTH,
         },
     }
+
+
+class ResizeNormalize:
+    """PIL image -> ``3 x h x w`` float32 tensor: bicubic resize of the whole image (no crop), scaled to
+    [0, 1] and normalised per channel.  The same numbers as torchvision's Resize + ToTensor + Normalize
+    (the same PIL resize and float32 operations; tested equal), in numpy: the scene query's hot path
+    then wakes no torch thread pool between the resize and the ONNX Runtime pass, whose cores a
+    spinning pool would take."""
+
+    def __init__(self, size: tuple[int, int], mean, std) -> None:
+        self.size = (int(size[0]), int(size[1]))  # (height, width)
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+
+    def __call__(self, img: "Image.Image") -> "torch.Tensor":
+        import torch
+        from PIL import Image
+
+        h, w = self.size
+        resized = to_rgb(img).resize((w, h), Image.Resampling.BICUBIC)
+        x = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
+        x = (x - self.mean) / self.std
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+    def __repr__(self) -> str:
+        return f"ResizeNormalize(size={self.size}, mean={self.mean.tolist()}, std={self.std.tolist()})"
 
 
 class DefaultEncoder(FeatureMapEncoder):
@@ -389,16 +415,8 @@ class DefaultEncoder(FeatureMapEncoder):
     def preprocess_image(self, img: "Image.Image") -> "torch.Tensor":
         return self.image_transform(img)
 
-    def _full_image_transform(self, size: tuple[int, int]):
-        from torchvision import transforms as T
-
-        p = DEFAULT_PREPROCESSING
-        return T.Compose([
-            ToRGB(),
-            T.Resize(size, interpolation=T.InterpolationMode.BICUBIC),
-            T.ToTensor(),
-            T.Normalize(mean=p["mean"], std=p["std"]),
-        ])
+    def _full_image_transform(self, size: tuple[int, int]) -> "ResizeNormalize":
+        return ResizeNormalize(size, DEFAULT_PREPROCESSING["mean"], DEFAULT_PREPROCESSING["std"])
 
     # -- encoding -----------------------------------------------------------------------------
     def _trunk_forward(self, batch: "torch.Tensor") -> "torch.Tensor":

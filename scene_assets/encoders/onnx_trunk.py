@@ -106,6 +106,9 @@ class OnnxTrunk:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: shape-inference notes are not news to users
+        # No busy-waiting between runs: spinning pool threads would take the cores from the torch and
+        # numpy work (resize, pooling, search) that follows each forward pass in a scene query.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
         except Exception as e:

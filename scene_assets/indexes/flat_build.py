@@ -18,7 +18,7 @@ from scene_assets.indexes import flat, flat_files
 from scene_assets.indexes.errors import VectorIndexError
 from scene_assets.indexes.flat_choice import LatencyBudget, build_within_budget
 from scene_assets.indexes.flat_spec import IndexSpec, choose_index_spec
-from scene_assets.indexes.vectors import vector_matrix
+from scene_assets.indexes.vectors import sorted_by_product_id, vector_matrix
 from scene_assets.indexes.store import write_atomic_parquet
 from scene_assets.locking import exclusive
 
@@ -63,8 +63,8 @@ def _build_or_update_locked(
     sample_queries: np.ndarray | None, incremental: bool, extra_manifest: dict | None
 ) -> IndexBuildReport:
     started = time.perf_counter()
-    vectors = vectors.sort("product_id")
-    matrix = vector_matrix(vectors)
+    vectors = sorted_by_product_id(vectors)
+    matrix = vector_matrix(vectors, writable=False)  # only read below: no 5 GB copy at 1M x 1280
     members_path = directory / MEMBERS_FILE
     previous = None
     if incremental and members_path.is_file() and (directory / flat_files.MANIFEST_FILE).is_file():

@@ -30,7 +30,7 @@ from faiss.contrib.evaluation import knn_intersection_measure
 from scene_assets.indexes import flat
 from scene_assets.indexes.flat_spec import IndexSpec, choose_index_spec
 from scene_assets.indexes.ids import assign_ids
-from scene_assets.indexes.vectors import prepare
+from scene_assets.indexes.vectors import has_unit_rows, prepare
 
 __all__ = ["LatencyBudget", "build_within_budget", "synthetic_queries"]
 
@@ -87,7 +87,8 @@ def build_within_budget(
     """Build the cheapest index whose measured batched search meets ``budget``; returns
     ``(index, spec, selection report)``. ``vectors`` are measured L2-normalised, as the index stores them."""
     budget = budget or LatencyBudget()
-    x = prepare(vectors, True)
+    # the scene index passes centred, unit rows: measured on them as they are (no copy of the catalog)
+    x = np.ascontiguousarray(vectors, dtype=np.float32) if has_unit_rows(vectors) else prepare(vectors, True)
     n, dim = x.shape
     queries = (np.ascontiguousarray(sample_queries, dtype=np.float32)[: budget.n_queries]
                if sample_queries is not None else synthetic_queries(x, budget.n_queries, budget.seed))
