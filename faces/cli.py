@@ -239,7 +239,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     keep_gpu_compilers_out(args.device)  # before torch loads: a CPU server never compiles GPU kernels
     provider = _provider(args)
-    settings_ = ServingSettings(allow_url_fetch=args.allow_url_fetch, reload_interval_s=args.reload_interval)
+    settings_ = ServingSettings(allow_url_fetch=args.allow_url_fetch, reload_interval_s=args.reload_interval,
+                                redis_url=args.redis_url or None, redis_ttl_s=args.redis_ttl)
     print(f"scene-matcher: serving {provider.describe()}\n  (a learned scorer fitted on another encoder is refused; "
           "/ready says why)")
     print(f"scene-matcher: serving on http://{args.host}:{args.port} (docs at /docs, metrics at /metrics)")
@@ -519,6 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve_.add_argument("--host", default="127.0.0.1")
     serve_.add_argument("--port", type=int, default=8000)
     serve_.add_argument("--reload-interval", type=float, default=10.0, help="seconds between checks for a new index")
+    serve_.add_argument("--redis-url", default=os.environ.get("SCENE_MATCHER_REDIS_URL", ""),
+                        help="Redis shared by the replicas for /match answers (default $SCENE_MATCHER_REDIS_URL; "
+                        "empty: only the in-process cache). A Redis outage only turns the shared cache off.")
+    serve_.add_argument("--redis-ttl", type=int, default=3600, help="seconds a shared answer lives in Redis")
     serve_.add_argument("--allow-url-fetch", action="store_true",
                         help="accept image_url in /match (public http(s) addresses only)")
     recommender_options(serve_)

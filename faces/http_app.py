@@ -228,6 +228,7 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
             yield
         finally:
             runtime.stop_polling()
+            runtime.close()
 
     app = FastAPI(
         title="scene-matcher",

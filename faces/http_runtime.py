@@ -16,12 +16,12 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import anyio
 import anyio.to_thread
-from cachetools import LRUCache
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from faces.answer_cache import AnswerCache, LocalAnswerCache, RedisAnswerCache
 from scene_assets.matching import Recommender
 from scene_assets.memory import release_free_memory
 from scene_assets.recommender_bundle import LoadedRecommender
@@ -69,7 +69,10 @@ class ServingSettings:
       pixel is decoded; bigger (or Pillow's decompression-bomb error) -> 413. Pillow's own global
       limit (``Image.MAX_IMAGE_PIXELS``) applies too when it is lower.
     * ``max_k`` / ``default_k``: bounds and default of the ``k`` form field.
-    * ``cache_size``: entries of the LRU answer cache (0 disables it).
+    * ``cache_size``: entries of the in-process LRU answer cache (0 disables it).
+    * ``redis_url``: a Redis shared by the replicas for answers (``faces.answer_cache``; the CLI reads
+      ``$SCENE_MATCHER_REDIS_URL``); None = only the in-process cache. ``redis_ttl_s``: entries' lifetime;
+      ``redis_retry_after_s``: how long Redis is skipped after a failed call.
     * ``reload_interval_s``: how often ``provider.version()`` is polled by the background thread; a
       changed version is loaded in that thread and swapped in atomically; a failed load keeps the
       old recommender serving (logged, counted in ``scene_matcher_reloads_total{result="failure"}``)
@@ -91,6 +94,9 @@ class ServingSettings:
     max_k: int = 100
     default_k: int = 10
     cache_size: int = 256
+    redis_url: str | None = None
+    redis_ttl_s: int = 3600
+    redis_retry_after_s: float = 5.0
     reload_interval_s: float = 10.0
     reload_max_backoff_s: float = 300.0
     allow_url_fetch: bool = False
@@ -105,9 +111,13 @@ class ServingSettings:
                 raise ValueError(f"ServingSettings.{name} must be an integer >= 1, got {v!r}")
         if isinstance(self.cache_size, bool) or not isinstance(self.cache_size, int) or self.cache_size < 0:
             raise ValueError(f"ServingSettings.cache_size must be an integer >= 0, got {self.cache_size!r}")
+        if isinstance(self.redis_ttl_s, bool) or not isinstance(self.redis_ttl_s, int) or self.redis_ttl_s < 1:
+            raise ValueError(f"ServingSettings.redis_ttl_s must be an integer >= 1, got {self.redis_ttl_s!r}")
+        if self.redis_url is not None and not str(self.redis_url).startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"ServingSettings.redis_url must be a redis://, rediss:// or unix:// URL, got {self.redis_url!r}")
         if self.default_k > self.max_k:
             raise ValueError(f"ServingSettings.default_k ({self.default_k}) > max_k ({self.max_k})")
-        for name in ("reload_interval_s", "reload_max_backoff_s", "url_fetch_timeout_s"):
+        for name in ("reload_interval_s", "reload_max_backoff_s", "url_fetch_timeout_s", "redis_retry_after_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ServingSettings.{name} must be > 0, got {getattr(self, name)!r}")
         if self.request_timeout_s is not None and not self.request_timeout_s > 0:
@@ -133,6 +143,11 @@ class Metrics:
         self.cache_hits = Counter("scene_matcher_cache_hits", "/match answers served from the cache", registry=r)
         self.cache_misses = Counter("scene_matcher_cache_misses", "/match answers computed (cache misses)",
                                     registry=r)
+        self.shared_cache_hits = Counter("scene_matcher_shared_cache_hits",
+                                         "/match answers found in the shared Redis cache (another replica's)", registry=r)
+        self.shared_cache_errors = Counter("scene_matcher_shared_cache_errors",
+                                           "Failed calls to the shared Redis cache (served without it)",
+                                           ["operation"], registry=r)
         self.index_products = Gauge("scene_matcher_index_products", "Products in the served index", registry=r)
         self.index = Info("scene_matcher_index", "Served index version and encoder fingerprint", registry=r)
         self.ready = Gauge("scene_matcher_ready", "1 when a recommender is loaded", registry=r)
@@ -183,8 +198,12 @@ class ServingRuntime:
         self.served: Served | None = None
         self.not_ready_reason = "server starting"
         self.last_reload_error: str | None = None
-        self._cache: LRUCache | None = LRUCache(maxsize=settings.cache_size) if settings.cache_size else None
-        self._cache_lock = threading.Lock()
+        shared = None
+        if settings.redis_url:
+            shared = RedisAnswerCache(settings.redis_url, ttl_s=settings.redis_ttl_s,
+                                      retry_after_s=settings.redis_retry_after_s,
+                                      on_error=lambda op: self.metrics.shared_cache_errors.labels(operation=op).inc())
+        self._cache = AnswerCache(LocalAnswerCache(settings.cache_size), shared)
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
         # Model calls running, and whether any finished since the last heap trim (guarded by the GIL:
@@ -200,16 +219,20 @@ class ServingRuntime:
 
     # -- cache ------------------------------------------------------------------------------
     def cache_get(self, key: str) -> dict | None:
-        if self._cache is None:
-            return None
-        with self._cache_lock:
-            return self._cache.get(key)
+        value, tier = self._cache.get(key)
+        if tier == "shared":
+            self.metrics.shared_cache_hits.inc()
+        return value
 
     def cache_put(self, key: str, value: dict) -> None:
-        if self._cache is None:
-            return
-        with self._cache_lock:
-            self._cache[key] = value
+        self._cache.put(key, value)
+
+    @property
+    def shared_cache(self) -> RedisAnswerCache | None:
+        return self._cache.shared
+
+    def close(self) -> None:
+        self._cache.close()
 
     # -- reload -----------------------------------------------------------------------------
     def check_for_update(self) -> bool:
@@ -244,9 +267,7 @@ class ServingRuntime:
             self.served = Served(new_version, recommender, info, fp, products,
                                   datetime.now(timezone.utc).isoformat(timespec="seconds"))
             # Entries of the old version can never be hit again (the version is in the key).
-            with self._cache_lock:
-                if self._cache is not None:
-                    self._cache.clear()
+            self._cache.clear_local()
             self._failed_version, self._failures, self.last_reload_error = None, 0, None
             self.not_ready_reason = ""
             m = self.metrics
