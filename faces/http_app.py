@@ -47,6 +47,7 @@ from faces.http_runtime import (
     RecommenderProvider,
     ServingRuntime,
     ServingSettings,
+    observe_answer,
 )
 from scene_assets import vocabulary as vocab
 from scene_assets.images import (
@@ -398,6 +399,7 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
                         exclude_categories=exclude or None, room=room, **ranking.recommend_options())
                 except ValueError as exc:  # engine-side validation of the request
                     raise _RequestError(422, str(exc)) from exc
+                observe_answer(metrics, res)
                 return res.to_dict()
 
             result = await runtime.run_model(work)

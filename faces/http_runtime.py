@@ -153,8 +153,45 @@ class Metrics:
         self.ready = Gauge("scene_matcher_ready", "1 when a recommender is loaded", registry=r)
         self.reloads = Counter("scene_matcher_reloads", "Recommender loads by result", ["result"], registry=r)
         self.inflight = Gauge("scene_matcher_model_calls_in_progress", "Model calls running now", registry=r)
+        # What the alert rules and the dashboard (deploy/monitoring/) watch besides requests and latency
+        self.stage_seconds = Histogram(
+            "scene_matcher_stage_seconds", "Time of each stage of a computed /match answer", ["stage"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r)
+        self.candidate_depth = Histogram(
+            "scene_matcher_result_candidate_depth",
+            "Where each returned product sat among the stage-1 candidates by visual similarity (fraction; "
+            "1.0 = the last candidate). Many results near 1.0: stage 1 returns too few candidates",
+            buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 1.0), registry=r)
+        self.top1_confidence = Histogram(
+            "scene_matcher_top1_confidence", "Confidence of the first result of each computed /match answer",
+            buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), registry=r)
+        self.index_written = Gauge("scene_matcher_index_written_timestamp_seconds",
+                                   "When the served index bundle was written (Unix time)", registry=r)
         for result in ("success", "failure"):
             self.reloads.labels(result=result)  # export zeros before the first reload
+        for operation in ("get", "set"):
+            self.shared_cache_errors.labels(operation=operation)
+
+
+def observe_answer(metrics: Metrics, result: Any) -> None:
+    """Record a computed answer's stage times, candidate depths and top-1 confidence."""
+    for stage, ms in result.timings_ms.items():
+        if stage != "total":
+            metrics.stage_seconds.labels(stage=stage).observe(ms / 1000)
+    for depth in result.candidate_depths:
+        metrics.candidate_depth.observe(depth)
+    if result.items:
+        metrics.top1_confidence.observe(result.items[0].confidence)
+
+
+def _unix_time(text: Any) -> float | None:
+    """Unix time of an ISO-8601 timestamp (``2026-12-06T14:00:00Z``), None when absent or unreadable."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _loaded_fields(loaded: Any) -> tuple[str, Recommender, dict]:
@@ -274,6 +311,9 @@ class ServingRuntime:
             m.reloads.labels(result="success").inc()
             m.index_products.set(products)
             m.index.info({"version": new_version, "encoder_fingerprint": fp})
+            written = _unix_time(info.get("written_at"))
+            if written is not None:
+                m.index_written.set(written)
             m.ready.set(1)
             log.info("serving recommender version %s (%d products, encoder %s; was %s) loaded in %.1f s",
                      new_version, products, fp, old.version if old else None, time.perf_counter() - t0)

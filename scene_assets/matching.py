@@ -80,6 +80,15 @@ _DEFAULT_SIGMOID_SLOPE = 12.0
 # --------------------------------------------------------------------------------------------
 
 
+def _candidate_depths(items, candidate_similarities: np.ndarray) -> list[float]:
+    """Each item's rank among the candidates by visual similarity, as a fraction of the candidates."""
+    n = int(candidate_similarities.shape[0])
+    if not n:
+        return []
+    descending = -np.sort(-np.asarray(candidate_similarities, dtype=np.float32))
+    return [float(np.searchsorted(-descending, -np.float32(it.visual_similarity), side="right")) / n for it in items]
+
+
 def catalog_mean(vectors: np.ndarray, chunk_rows: int = 262_144) -> np.ndarray:
     """Mean of the L2-normalised rows (the centring vector).  Catalogs over ``chunk_rows`` are
     summed a chunk at a time (in float64) so no normalised copy of the whole matrix is made."""
@@ -522,7 +531,7 @@ class Recommender:
                                   f"logistic(score; mid={_DEFAULT_SIGMOID_MID}, slope={_DEFAULT_SIGMOID_SLOPE})"),
         }
         return RecommendationResult(items, scene.analysis, scene.regions, timings, self.calibrated,
-                                    scoring.weights, params, n_candidates)
+                                    scoring.weights, params, n_candidates, _candidate_depths(items, vis))
 
     def _rerank(self, scene: PreparedScene, rows: np.ndarray, vis: np.ndarray, reg: np.ndarray, *, k: int,
                 fusion: Fusion, options: RankingConfig) -> list[Recommendation]:

@@ -64,6 +64,9 @@ class RecommendationResult:
     weights: ScoringWeights
     params: dict[str, Any]
     candidates: int  # products scored after filters (before collapse/diversity/top-k)
+    # per returned item, how deep in the stage-1 candidates it sat, ranked by visual similarity
+    # (1/candidates = the most similar, 1.0 = the last): results often near 1.0 say stage 1 cuts too early
+    candidate_depths: list[float] = field(default_factory=list)
 
     @property
     def product_ids(self) -> list[str]:
