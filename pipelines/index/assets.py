@@ -21,7 +21,7 @@ from scene_assets.recommender_bundle import build_scene_index, write_bundle_file
 class SceneIndexConfig(dg.Config):
     search_budget_ms: float = Field(
         default=10.0,
-        description="Stage-1 search budget of one scene (26 region queries x 100 candidates, one thread): at build "
+        description="Stage-1 search budget of one scene (30 region queries x 100 candidates, one thread): at build "
         "time exact search is timed on the catalog; over budget, an IVF-SQ8 index with the smallest nprobe reaching "
         "recall 0.95 against exact search is built instead. The timings are in the metadata and the index manifest.",
     )

@@ -1,6 +1,6 @@
 """Choose the flat/IVF index from a measured search-latency budget, not from a product count (#21).
 
-A scene query searches its regions (26 with the default ``RegionConfig``) in one batched call, ``k``
+A scene query searches its regions (30 with the default ``RegionConfig``) in one batched call, ``k``
 candidates each. Whether exact brute force meets the budget depends on the catalog size, the vector
 width and the machine, so it is *measured* at build time, as autofaiss does:
 
@@ -40,7 +40,7 @@ class LatencyBudget:
     """What one scene's stage-1 search may cost, and how it is measured."""
 
     search_ms: float = 10.0  # median time of one batched search of n_queries x k, one FAISS thread
-    n_queries: int = 26  # regions per scene query (default RegionConfig: whole + 2x2 + 3x3 + 4x4 - 4)
+    n_queries: int = 30  # regions per scene query (default RegionConfig: whole + 2x2 + 3x3 + 4x4)
     k: int = 100  # candidates per region (Recommender.per_region_k)
     recall: float = 0.95  # recall@k against exact search an IVF index must reach
     sample: int = 20_000  # exact search is timed on at most this many vectors, then scaled to n
