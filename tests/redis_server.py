@@ -6,7 +6,6 @@ and started again on the same port. Without the binary the fixture skips with th
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
 import socket
@@ -16,7 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from tests.system_tools import require_program
 
 
 def _free_port() -> int:
@@ -68,12 +67,7 @@ class RedisServer:
 
 @contextlib.contextmanager
 def throwaway_redis() -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        message = "redis-server is not installed (apt-get install redis-server)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    binary = require_program("redis-server", "redis-server")
     root = Path(tempfile.mkdtemp(prefix="scene-matcher-redis-"))
     server = RedisServer(binary, root)
     try:

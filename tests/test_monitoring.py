@@ -5,9 +5,7 @@ Compose file checked against a schema of the keys it uses."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +15,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, ConfigDict, Field
 
+from tests.system_tools import require_program
 from tests.test_serving import PRODUCT_IDS, FakeProvider, _build, _post, _settings, running
 
 DEPLOY = Path(__file__).resolve().parents[1] / "docs" / "deploy"
@@ -26,13 +25,7 @@ COMPOSE = DEPLOY / "compose.yaml"
 
 
 def _promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        message = "promtool is not installed (apt-get install prometheus)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return require_program("promtool", "prometheus")
 
 
 @pytest.mark.parametrize("args", [["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"],
