@@ -37,7 +37,13 @@ from serving_process import rss_kib, serve  # noqa: E402
 
 from scene_assets.embeddings import vectors_frame  # noqa: E402
 from scene_assets.encoders import EncoderSpec, build_encoder  # noqa: E402
-from scene_assets.recommender_bundle import build_scene_index, load_recommender, write_bundle_files  # noqa: E402
+from scene_assets.recommender_bundle import (  # noqa: E402
+    build_scene_index,
+    load_recommender,
+    sample_region_queries,
+    write_bundle_files,
+)
+from scene_assets.settings import sample_dataset_dir  # noqa: E402
 
 STAGES = ("decode", "regions", "analysis", "search", "rerank", "total")
 
@@ -80,7 +86,9 @@ def build_bundle(directory: Path, encoder, products: pl.DataFrame, features: np.
     frame = vectors_frame(ids, [f"h{i}" for i in range(len(ids))], encoder.trunk_fingerprint(), feats)
     del feats  # the frame holds its own copy
     t0 = time.perf_counter()
-    build_scene_index(frame, directory, fingerprint=encoder.trunk_fingerprint(), space="trunk")
+    # timed on real region queries, as the scene_index asset does: the embedded sample's scene photos
+    sample = sample_region_queries(encoder, "trunk", sorted((sample_dataset_dir() / "images" / "scenes").glob("*.jpg")))
+    build_scene_index(frame, directory, fingerprint=encoder.trunk_fingerprint(), space="trunk", sample_queries=sample)
     print(f"  index for {len(ids)} products built in {time.perf_counter() - t0:.1f} s -> {directory}")
     write_bundle_files(
         directory,
@@ -105,6 +113,7 @@ def in_process(directory: Path, encoder, scene_paths: list[Path]) -> dict:
     nprobe = (manifest.get("spec") or {}).get("search_params", {}).get("nprobe")
     return {"products": bundle["count"], "index": manifest["index_factory"] + (f" np{nprobe}" if nprobe else ""),
             "index_choice_search_ms": selection.get("search_ms"), "index_choice_recall": selection.get("recall"),
+            "index_choice_within_budget": selection.get("within_budget"), "index_choice_queries": selection.get("queries"),
             "stages_ms": {s: _pct(v) for s, v in timings.items()}}
 
 

@@ -43,7 +43,7 @@ from scene_assets.indexes.store import write_atomic, write_atomic_bytes, write_a
 from scene_assets.indexes.vectors import sorted_by_product_id, vector_matrix
 from scene_assets.matching import Recommender, catalog_mean
 from scene_assets.ranking import ScoringWeights
-from scene_assets.regions import center_and_normalize_in_place
+from scene_assets.regions import RegionConfig, center_and_normalize, center_and_normalize_in_place, compute_regions
 
 BUNDLE_FILE = "bundle.json"
 PRODUCTS_FILE = "products.parquet"
@@ -85,6 +85,28 @@ def _previous_mean(directory: Path, fingerprint: str, dim: int) -> np.ndarray | 
     return np.asarray(mean, dtype=np.float32)
 
 
+def sample_region_queries(encoder, space: str, scene_paths: list[Path], config: RegionConfig | None = None,
+                          limit: int = 8) -> np.ndarray | None:
+    """Raw (uncentred) region vectors of up to ``limit`` scene photos in the index's ``space`` ("trunk" or
+    "joint"), stacked scene after scene: what the index choice times its search on. Unreadable photos
+    are skipped; None when none could be used."""
+    from scene_assets.images import open_rgb
+
+    batches = []
+    for path in scene_paths:
+        if len(batches) >= limit:
+            break
+        try:
+            image = open_rgb(Path(path))
+        except Exception:  # noqa: BLE001 - a timing sample, not data: an unreadable photo is just not used
+            continue
+        regions = compute_regions(image, encoder, config, project=space == "joint")
+        vectors = regions.trunk if space == "trunk" else regions.joint
+        if vectors is not None and len(vectors):
+            batches.append(np.asarray(vectors, dtype=np.float32))
+    return np.concatenate(batches) if batches else None
+
+
 def build_scene_index(
     features: pl.DataFrame,
     directory: Path,
@@ -102,7 +124,9 @@ def build_scene_index(
     products changed: a new mean moves every stored vector and forces a full rebuild, while a 1 %
     catalog change barely moves it. The index kind: exact up to ``exact_threshold`` products when
     given, else measured against ``latency_budget`` (``indexes.flat_choice``), with ``sample_queries``
-    (centred region queries) when the caller has real ones. Returns (build report, recentred?, changed share)."""
+    (raw region vectors of real scenes in the index's space, e.g. :func:`sample_region_queries`; centred
+    here as the recommender centres its queries) when the caller has them. Returns (build report,
+    recentred?, changed share)."""
     features = sorted_by_product_id(features)
     matrix = vector_matrix(features)  # a copy, centred in place below
     dim = matrix.shape[1] if features.height else 0
@@ -115,6 +139,8 @@ def build_scene_index(
     centred = center_and_normalize_in_place(matrix, mean) if features.height else matrix
     frame = vectors_frame(features["product_id"], features["content_hash"], fingerprint, centred)
     del matrix, centred
+    if sample_queries is not None and len(sample_queries) and features.height:
+        sample_queries = center_and_normalize(np.asarray(sample_queries, dtype=np.float32), mean)
     report = build_or_update_index(
         frame,
         directory,

@@ -52,11 +52,40 @@ def test_tight_budget_builds_ivf_with_the_smallest_nprobe_reaching_recall():
     assert abs(got - report["recall"]) < 1e-4  # recorded rounded to 4 places
 
 
-def test_given_region_queries_are_used():
+def test_given_region_queries_are_used_a_scene_at_a_time(monkeypatch):
+    from scene_assets.indexes import flat_choice
+
     x = clustered(2000)
-    q = clustered(26, seed=5)
-    _, _, report = build_within_budget(x, pids(2000), LatencyBudget(search_ms=1e6), sample_queries=q)
-    assert report["queries"] == "given"
+    q = clustered(95, seed=5)  # three scenes of 30 regions and 5 rows of a fourth
+    batches: list[int] = []
+    search = faiss.IndexFlatIP.search
+    monkeypatch.setattr(faiss.IndexFlatIP, "search", lambda self, queries, k, *a, **kw: (
+        batches.append(len(queries)), search(self, queries, k, *a, **kw))[1])
+    _, _, report = flat_choice.build_within_budget(x, pids(2000), LatencyBudget(search_ms=1e6, repeats=2),
+                                                   sample_queries=q)
+    assert report["queries"] == "95 given"
+    assert sorted(set(batches)) == [5, 30]  # timed per scene batch (30 queries), never all 95 at once
+    _, _, synthetic = build_within_budget(x, pids(2000), LatencyBudget(search_ms=1e6), sample_queries=None)
+    assert synthetic["queries"] == "synthetic"
+
+
+def test_sample_region_queries_from_scene_photos(tmp_path):
+    from scene_assets.encoders import build_encoder
+    from scene_assets.recommender_bundle import sample_region_queries
+    from scene_assets.regions import RegionConfig
+    from scene_assets.settings import sample_dataset_dir
+
+    scenes = sorted((sample_dataset_dir() / "images" / "scenes").glob("*.jpg"))[:3]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    encoder = build_encoder(kind="fake", dim=16)
+    queries = sample_region_queries(encoder, "joint", [broken, *scenes], RegionConfig(), limit=2)
+    from scene_assets.images import open_rgb
+    from scene_assets.regions import compute_regions
+
+    regions = len(compute_regions(open_rgb(scenes[0]), encoder, RegionConfig()).labels)
+    assert regions == 30 and queries.shape == (2 * regions, 16) and np.isfinite(queries).all()
+    assert sample_region_queries(encoder, "joint", [broken]) is None
 
 
 def test_choice_recorded_in_manifest_and_kept_across_small_updates(tmp_path):

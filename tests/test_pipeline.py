@@ -81,6 +81,8 @@ def test_main_job_then_incremental_rerun(tmp_path: Path, instance: dg.DagsterIns
     # the index kind was measured against the search budget (tiny catalog: exact search within it)
     assert manifest["selection"]["chosen"] == "Flat" and manifest["selection"]["within_budget"] is True
     assert scene_event.asset_materialization.metadata["index_choice"].value == "Flat"
+    # timed on the region queries of the embedded sample's scene photos (8 scenes x 30 regions)
+    assert scene_event.asset_materialization.metadata["search_timed_on"].value == "240 given"
     assert "| Flat |" in scene_event.asset_materialization.metadata["index_candidates"].value
     assert scene_event.asset_materialization.metadata["bundle_version"].value == bundle["version"]
 

@@ -15,7 +15,8 @@ from pipelines.resources import ProjectStorage
 from scene_assets.embeddings import ImageFeatureStage
 from scene_assets.indexes.flat_choice import LatencyBudget
 from scene_assets.locking import exclusive
-from scene_assets.recommender_bundle import build_scene_index, write_bundle_files
+from scene_assets.recommender_bundle import build_scene_index, sample_region_queries, write_bundle_files
+from scene_assets.settings import sample_dataset_dir
 
 
 class SceneIndexConfig(dg.Config):
@@ -67,6 +68,9 @@ def scene_index(
         raise dg.Failure("no image features with the current encoder's fingerprint; materialize product_image_features")
     space = "trunk" if stage.project is not None else "joint"
     directory = storage.path("index", f"scene-{stage.fingerprint[:16]}")
+    # The index kind is timed on real region queries: the embedded sample's scene photos (always there)
+    sample_queries = None if config.exact_threshold is not None else sample_region_queries(
+        model, space, sorted((sample_dataset_dir() / "images" / "scenes").glob("*.jpg")))
     # Index, products and bundle.json change together: another run writing the same folder waits.
     with exclusive(directory) as lock_wait_seconds:
         report, recentred, changed_share = build_scene_index(
@@ -76,6 +80,7 @@ def scene_index(
             space=space,
             exact_threshold=config.exact_threshold,
             latency_budget=LatencyBudget(search_ms=config.search_budget_ms),
+            sample_queries=sample_queries,
             recentre_changed_share=config.recentre_changed_share,
         )
         texts = read_all_shards(storage, "text", ["product_id", "fingerprint", "vector"])
@@ -121,6 +126,7 @@ def _selection_metadata(selection: dict | None) -> dict:
         "index_choice": selection["chosen"],
         "search_ms_measured": selection["search_ms"],
         "within_search_budget": selection["within_budget"],
+        "search_timed_on": selection.get("queries", "synthetic"),
         "index_candidates": dg.MetadataValue.md(
             "| index | nprobe | search ms | recall |\n|---|---|---|---|\n" + "\n".join(
                 f"| {c['factory']} | {c.get('nprobe', '')} | {c['search_ms']} | {c['recall']} |"
