@@ -43,7 +43,6 @@ from scene_assets.recommender_bundle import (  # noqa: E402
     sample_region_queries,
     write_bundle_files,
 )
-from scene_assets.settings import sample_dataset_dir  # noqa: E402
 
 STAGES = ("decode", "regions", "analysis", "search", "rerank", "total")
 
@@ -65,7 +64,7 @@ def _noisy_copies(vectors: np.ndarray, base: np.ndarray, scale: float, rng: np.r
 
 
 def build_bundle(directory: Path, encoder, products: pl.DataFrame, features: np.ndarray, texts: np.ndarray,
-                 n_products: int | None, seed: int = 0) -> Path:
+                 n_products: int | None, sample_scenes: list[Path], seed: int = 0) -> Path:
     """A bundle of the real products (n_products None) or n synthetic ones clustered around them."""
     if (directory / "bundle.json").is_file():
         return directory
@@ -86,8 +85,9 @@ def build_bundle(directory: Path, encoder, products: pl.DataFrame, features: np.
     frame = vectors_frame(ids, [f"h{i}" for i in range(len(ids))], encoder.trunk_fingerprint(), feats)
     del feats  # the frame holds its own copy
     t0 = time.perf_counter()
-    # timed on real region queries, as the scene_index asset does: the embedded sample's scene photos
-    sample = sample_region_queries(encoder, "trunk", sorted((sample_dataset_dir() / "images" / "scenes").glob("*.jpg")))
+    # timed on real region queries, as the scene_index asset does: scene photos of the dataset that are
+    # not among the measured ones
+    sample = sample_region_queries(encoder, "trunk", sample_scenes)
     build_scene_index(frame, directory, fingerprint=encoder.trunk_fingerprint(), space="trunk", sample_queries=sample)
     print(f"  index for {len(ids)} products built in {time.perf_counter() - t0:.1f} s -> {directory}")
     write_bundle_files(
@@ -159,12 +159,13 @@ def main() -> int:
     features = product_trunk_features(encoder, products, args.cache_dir)
     texts = product_text_vectors(encoder, products, args.cache_dir)
     scene_paths = [args.dataset / p for p in scenes["image"].to_list()[: args.scenes]]
+    sample_scenes = [args.dataset / p for p in scenes["image"].to_list()[args.scenes : args.scenes + 8]]
     results = {}
     sizes = [int(v) for v in args.sizes.split(",") if v.strip()]
     for label, n in [(f"IKEA catalog ({products.height})", None)] + [(f"synthetic {n:,}", n) for n in sizes]:
         directory = args.cache_dir / f"bundle-{'real' if n is None else n}-{encoder.trunk_fingerprint()[:12]}"
         print(f"{label}:")
-        build_bundle(directory, encoder, products, features, texts, n)
+        build_bundle(directory, encoder, products, features, texts, n, sample_scenes)
         row = in_process(directory, encoder, scene_paths)
         if not args.skip_http:
             row.update(over_http(directory, scene_paths))

@@ -16,7 +16,7 @@ from scene_assets.embeddings import ImageFeatureStage
 from scene_assets.indexes.flat_choice import LatencyBudget
 from scene_assets.locking import exclusive
 from scene_assets.recommender_bundle import build_scene_index, sample_region_queries, write_bundle_files
-from scene_assets.settings import sample_dataset_dir
+from scene_assets.settings import evaluation_dataset_dir
 
 
 class SceneIndexConfig(dg.Config):
@@ -68,9 +68,10 @@ def scene_index(
         raise dg.Failure("no image features with the current encoder's fingerprint; materialize product_image_features")
     space = "trunk" if stage.project is not None else "joint"
     directory = storage.path("index", f"scene-{stage.fingerprint[:16]}")
-    # The index kind is timed on real region queries: the embedded sample's scene photos (always there)
+    # The index kind is timed on real region queries: scene photos of the evaluation dataset (the labeled
+    # scenes users score on; the embedded sample when none is configured)
     sample_queries = None if config.exact_threshold is not None else sample_region_queries(
-        model, space, sorted((sample_dataset_dir() / "images" / "scenes").glob("*.jpg")))
+        model, space, sorted((evaluation_dataset_dir() / "images" / "scenes").glob("*.jpg")))
     # Index, products and bundle.json change together: another run writing the same folder waits.
     with exclusive(directory) as lock_wait_seconds:
         report, recentred, changed_share = build_scene_index(
