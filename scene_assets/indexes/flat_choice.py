@@ -46,8 +46,8 @@ class LatencyBudget:
     sample: int = 20_000  # exact search is timed on at most this many vectors, then scaled to n
     repeats: int = 5
     seed: int = 0
-    # nprobe tried first, then doubled: from 1, because at 1M x 1280 nprobe 8 already gave recall .99
-    # at 13 ms while the budget is 10 ms (the smallest nprobe reaching the recall is the fastest)
+    # nprobe tried first, then doubled: from 1, so the smallest nprobe reaching the recall (the fastest)
+    # is found whatever the catalog (8 was the start before; some catalogs reach the recall below it)
     first_nprobe: int = 1
     max_scenes: int = 8  # real queries: at most this many scenes' batches are timed
     max_nprobe: int = 512
@@ -102,11 +102,10 @@ def build_within_budget(
     n, dim = x.shape
     # real region queries (several scenes, timed a scene at a time) land in fuller IVF lists than
     # synthetic ones: at 1M they took 10 ms where synthetic ones measured 8 ms
-    queries = (np.ascontiguousarray(sample_queries, dtype=np.float32)[: budget.n_queries * budget.max_scenes]
-               if sample_queries is not None and len(sample_queries)
-               else synthetic_queries(x, budget.n_queries, budget.seed))
-    k = int(min(budget.k, max(n, 1)))
     real = sample_queries is not None and len(sample_queries) > 0
+    queries = (np.ascontiguousarray(sample_queries, dtype=np.float32)[: budget.n_queries * budget.max_scenes]
+               if real else synthetic_queries(x, budget.n_queries, budget.seed))
+    k = int(min(budget.k, max(n, 1)))
     report: dict[str, Any] = {"budget": budget.to_dict(), "n": n, "dim": dim,
                               "queries": f"{len(queries)} given" if real else "synthetic", "candidates": []}
     flat_spec = choose_index_spec(n, dim, exact_threshold=max(n, 1))
