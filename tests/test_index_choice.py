@@ -32,7 +32,8 @@ def test_generous_budget_keeps_exact_search():
 
 def test_tight_budget_builds_ivf_with_the_smallest_nprobe_reaching_recall():
     x = clustered(8000)
-    budget = LatencyBudget(search_ms=1e-6, recall=0.9, k=20)  # nothing can meet it: IVF, honest report
+    # nothing can meet it: IVF, honest report (per-region recall here; "merged" is tested below)
+    budget = LatencyBudget(search_ms=1e-6, recall=0.9, k=20, recall_of="region", hnsw_coarse_min_nlist=1 << 20)
     index, spec, report = build_within_budget(x, pids(8000), budget)
     assert spec.kind == "ivf" and report["chosen"].startswith("IVF")
     ivf_rows = [c for c in report["candidates"] if "nprobe" in c]
@@ -50,6 +51,71 @@ def test_tight_budget_builds_ivf_with_the_smallest_nprobe_reaching_recall():
     row = {int(i): r for r, i in enumerate(to_int_ids(pids(8000)))}
     got = np.mean([len({row[int(i)] for i in f if i >= 0} & set(t)) / 20 for f, t in zip(found, truth)])
     assert abs(got - report["recall"]) < 1e-4  # recorded rounded to 4 places
+    assert report["recall"] == ivf_rows[-1]["region_recall"] and "merged_recall" not in ivf_rows[-1]
+
+
+def test_merged_recall_counts_what_the_reranker_is_given():
+    from scene_assets.indexes.flat_choice import merged_candidates, merged_recall
+
+    # two regions; product 7 is region 0's 2nd in the exact search, missed there by the approximate
+    # one but found by region 1 at a better score: the merged candidates are the same
+    truth = np.array([[5, 7], [7, 9]])
+    truth_scores = np.array([[0.9, 0.5], [0.8, 0.1]], np.float32)
+    found = np.array([[5, 3], [7, -1]])
+    found_scores = np.array([[0.9, 0.2], [0.8, -1.0]], np.float32)
+    assert merged_candidates(truth_scores, truth, 2).tolist() == [5, 7]
+    assert merged_candidates(found_scores, found, 3).tolist() == [5, 7, 3]  # -1 (not found) dropped
+    assert merged_recall(found_scores, found, truth_scores, truth, per_scene=2, m=2) == 1.0
+    # per region, 7 was missed once and 9 never found: 2 of 4
+    from faiss.contrib.evaluation import knn_intersection_measure
+
+    assert knn_intersection_measure(found, truth) == 0.5
+    # two scenes of one region each: the second scene's only candidate is missed
+    assert merged_recall(found_scores, np.array([[5, 3], [1, -1]]), truth_scores, truth, per_scene=1, m=1) == 0.5
+
+
+def test_hnsw_coarse_quantizer_is_measured_and_the_faster_kept(tmp_path):
+    x = clustered(8000)
+    ids = pids(8000)
+    budget = LatencyBudget(search_ms=1e-6, recall=0.9, k=20, hnsw_coarse_min_nlist=8, repeats=2)
+    index, spec, report = build_within_budget(x, ids, budget)
+    factories = {c["factory"] for c in report["candidates"]}
+    nlist = faiss.extract_index_ivf(index).nlist
+    assert factories == {"Flat", f"IVF{nlist},SQ8", f"IVF{nlist}_HNSW32,SQ8"}
+    assert "ivf_hnsw_build_seconds" in report and report["chosen"].startswith(spec.factory)
+    hnsw_rows = [c for c in report["candidates"] if "HNSW" in c["factory"]]
+    assert all(c["efSearch"] >= max(64, 2 * c["nprobe"]) for c in hnsw_rows)
+    assert all(c["recall"] == c["merged_recall"] >= c["region_recall"] - 1e-9 for c in hnsw_rows)
+    # the chosen index is the one the spec names, with its search settings applied
+    quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
+    assert isinstance(quantizer, faiss.IndexHNSW) == ("HNSW" in spec.factory)
+    assert faiss.extract_index_ivf(index).nprobe == spec.search_params["nprobe"]
+    # an HNSW-coarse IVF built from the spec alone (no budget) saves, loads with its efSearch and
+    # takes incremental updates like the flat-coarse one
+    from scene_assets.indexes.flat_spec import IndexSpec
+
+    hnsw_spec = IndexSpec.from_dict({**spec.to_dict(), "factory": f"IVF{nlist}_HNSW32,SQ8",
+                                     "search_params": {"nprobe": 4, "efSearch": 80}})
+    frame = vectors_frame(ids, [f"h{i}" for i in range(8000)], FP, x)
+    from scene_assets.indexes import flat, flat_files
+
+    built = flat.build_index(x, ids, hnsw_spec)
+    flat_files.save_index(built, tmp_path, {"encoder_fingerprint": FP, "product_ids": ids, "spec": hnsw_spec,
+                                            "selection": {"chosen": hnsw_spec.factory}})
+    from scene_assets.indexes.flat_build import MEMBERS_FILE
+
+    frame.select("product_id", "content_hash").write_parquet(tmp_path / MEMBERS_FILE)
+    loaded, manifest = flat_files.load_index(tmp_path, expected_fingerprint=FP)
+    assert faiss.downcast_index(faiss.extract_index_ivf(loaded).quantizer).hnsw.efSearch == 80
+    q = synthetic_queries(x, 30)
+    assert np.array_equal(loaded.search(q, 10)[1], built.search(q, 10)[1])
+    moved = x.copy()
+    moved[:50] = x[:50, ::-1]  # 50 products change, the last one leaves the catalog
+    changed = vectors_frame(ids[:-1], [f"new{i}" if i < 50 else f"h{i}" for i in range(7999)], FP, moved[:-1])
+    update = build_or_update_index(changed, tmp_path, fingerprint=FP, latency_budget=LatencyBudget(search_ms=1e6))
+    assert update.mode == "incremental" and update.added == 50 and update.removed == 1
+    reopened = open_index(tmp_path, expected_fingerprint=FP)
+    assert reopened.searcher.ntotal == 7999 and "HNSW32" in reopened.manifest["index_factory"]
 
 
 def test_given_region_queries_are_used_a_scene_at_a_time(monkeypatch):

@@ -16,7 +16,9 @@ fixed rule when asked for.)
   product incl. the 8-byte id). At 1M x 384 it measured recall@10 ~0.99 vs exact at < 1 ms per
   single query on one thread. Alternatives measured and rejected: ``IVF,PQ..fs,Refine(SQ8)``
   (recall collapses to ~0.79 on isotropic clusters, and IndexRefine cannot remove ids),
-  ``IVF_HNSW32`` coarse quantizer (lower recall for no speed gain), ``HNSW`` (slow to build on two
+  ``IVF_HNSW32`` coarse quantizer (at 384-d and one query: lower recall for no speed gain; at 1280-d
+  with a scene's 30 region queries the flat coarse pass over 4096 centroids is ~5 of ~14 ms, so
+  ``flat_choice`` measures both coarse kinds and keeps the faster), ``HNSW`` (slow to build on two
   cores and cannot remove ids), ``SQfp16`` codes (~1.0 recall but 2x the bytes: pass
   ``code="SQfp16"`` if the ~1% of recall matters more than memory).
 
@@ -138,8 +140,11 @@ def apply_search_defaults(index: faiss.Index, params: Mapping[str, int]) -> None
     ivf = faiss.try_extract_index_ivf(outer)
     if ivf is not None and "nprobe" in params:
         ivf.nprobe = int(params["nprobe"])
-    if isinstance(inner, faiss.IndexHNSW) and "efSearch" in params:
-        inner.hnsw.efSearch = int(params["efSearch"])
+    if "efSearch" in params:
+        # an HNSW index, or the HNSW coarse quantizer of an ``IVF{n}_HNSW32`` index
+        hnsw = inner if ivf is None else faiss.downcast_index(ivf.quantizer)
+        if isinstance(hnsw, faiss.IndexHNSW):
+            hnsw.hnsw.efSearch = int(params["efSearch"])
 
 
 @contextlib.contextmanager
@@ -164,13 +169,17 @@ def build_index(
     vectors: np.ndarray,
     product_ids: Sequence[str],
     spec: IndexSpec,
+    *,
+    coarse_centroids: np.ndarray | None = None,
 ) -> faiss.Index:
     """Build the index for ``vectors[i]`` <-> ``product_ids[i]``.
 
     Vectors are validated (no NaN/inf, no zero rows), L2-normalised in chunks (the input array is
     not modified). Trainable indexes are trained on ``spec.train_size`` rows sampled with
     ``spec.seed``. Flat/HNSW/other are wrapped in ``IndexIDMap2``; IVF uses native ids (see module
-    docstring).
+    docstring). ``coarse_centroids`` (IVF only, ``nlist`` rows): the coarse quantizer gets these
+    instead of running k-means (another IVF of the same catalog was already trained: at 1M x 1280
+    k-means is ~2 of the 3 build minutes); only the codes' quantizer is trained then.
     """
     x = as_matrix(vectors, spec.dim, "build_index vectors")
     product_ids = list(product_ids)
@@ -181,6 +190,12 @@ def build_index(
     n = x.shape[0]
 
     base = faiss.index_factory(spec.dim, spec.factory, faiss.METRIC_INNER_PRODUCT)
+    if coarse_centroids is not None:
+        base_ivf = faiss.try_extract_index_ivf(base)
+        if base_ivf is None or coarse_centroids.shape != (base_ivf.nlist, spec.dim):
+            raise ValueError(f"build_index: {spec.factory} cannot take coarse centroids of shape {coarse_centroids.shape}")
+        # a quantizer already holding nlist centroids is not trained again (faiss Level1Quantizer)
+        base_ivf.quantizer.add(np.ascontiguousarray(coarse_centroids, dtype=np.float32))
     if not base.is_trained:
         if n == 0:
             raise ValueError(f"build_index: {spec.factory} needs training data but got 0 vectors")
