@@ -102,9 +102,6 @@ class RedisAnswerCache:
         payload = json.dumps(value, separators=(",", ":"))
         self._call("set", lambda: self._client.set(KEY_PREFIX + key, payload, ex=self.ttl_s))
 
-    def ping(self) -> bool:
-        return bool(self._call("ping", self._client.ping))
-
     def close(self) -> None:
         self._client.close()
 

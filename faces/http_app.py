@@ -384,7 +384,10 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
                   "exclude_categories": sorted(exclude) or None, "room": room, "weights": overrides,
                   "ranking": ranking.model_dump(exclude={"weights"})}
         key = _cache_key(hashlib.sha256(data).hexdigest(), served.version, params)
-        result = runtime.cache_get(key)
+        # a Redis round trip blocks: off the event loop when a shared cache is configured (a local-only
+        # lookup is a dict access)
+        result = (await anyio.to_thread.run_sync(runtime.cache_get, key) if runtime.shared_cache is not None
+                  else runtime.cache_get(key))
         cached = result is not None
         if cached:
             metrics.cache_hits.inc()
@@ -403,7 +406,10 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
                 return res.to_dict()
 
             result = await runtime.run_model(work)
-            runtime.cache_put(key, result)
+            if runtime.shared_cache is not None:
+                await anyio.to_thread.run_sync(runtime.cache_put, key, result)
+            else:
+                runtime.cache_put(key, result)
         body = dict(result)
         body["index_version"] = served.version
         body["cached"] = cached

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,7 @@ def build_scene_index(
     space: str,
     exact_threshold: int | None = None,
     latency_budget: LatencyBudget | None = None,
-    sample_queries: np.ndarray | None = None,
+    sample_queries: np.ndarray | Callable[[], np.ndarray | None] | None = None,
     recentre_changed_share: float = 0.05,
 ) -> tuple[IndexBuildReport, bool, float]:
     """Index ``features`` (product_id, content_hash, vector) centred on the catalog mean.
@@ -124,8 +125,9 @@ def build_scene_index(
     products changed: a new mean moves every stored vector and forces a full rebuild, while a 1 %
     catalog change barely moves it. The index kind: exact up to ``exact_threshold`` products when
     given, else measured against ``latency_budget`` (``indexes.flat_choice``), with ``sample_queries``
-    (raw region vectors of real scenes in the index's space, e.g. :func:`sample_region_queries`; centred
-    here as the recommender centres its queries) when the caller has them. Returns (build report,
+    (raw region vectors of real scenes in the index's space, e.g. :func:`sample_region_queries`, or a
+    function returning them, called only when the kind is measured; centred here as the recommender
+    centres its queries) when the caller has them. Returns (build report,
     recentred?, changed share)."""
     features = sorted_by_product_id(features)
     matrix = vector_matrix(features)  # a copy, centred in place below
@@ -139,15 +141,22 @@ def build_scene_index(
     centred = center_and_normalize_in_place(matrix, mean) if features.height else matrix
     frame = vectors_frame(features["product_id"], features["content_hash"], fingerprint, centred)
     del matrix, centred
-    if sample_queries is not None and len(sample_queries) and features.height:
-        sample_queries = center_and_normalize(np.asarray(sample_queries, dtype=np.float32), mean)
+    given_queries = sample_queries
+
+    def centred_queries() -> np.ndarray | None:
+        # only when the index kind is measured (not when a small update keeps the previous kind)
+        raw = given_queries() if callable(given_queries) else given_queries
+        if raw is None or not len(raw) or not features.height:
+            return None
+        return center_and_normalize(np.asarray(raw, dtype=np.float32), mean)
+
     report = build_or_update_index(
         frame,
         directory,
         fingerprint=fingerprint,
         exact_threshold=exact_threshold,
         latency_budget=latency_budget,
-        sample_queries=sample_queries,
+        sample_queries=centred_queries,
         incremental=not recentred,
         extra_manifest={"vector_space": space, "catalog_mean": [float(x) for x in mean], "centred": True},
     )

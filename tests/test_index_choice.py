@@ -174,3 +174,25 @@ def test_choice_recorded_in_manifest_and_kept_across_small_updates(tmp_path):
     grown = vectors_frame(pids(8000), [f"h{i}" for i in range(8000)], FP, clustered(8000))
     third = build_or_update_index(grown, tmp_path, fingerprint=FP, latency_budget=LatencyBudget(search_ms=1e6))
     assert third.mode == "full" and third.manifest["selection"]["chosen"] == "Flat"
+
+
+def test_scene_index_computes_its_sample_queries_only_when_the_kind_is_measured(tmp_path):
+    from scene_assets.recommender_bundle import build_scene_index
+
+    x = clustered(3000)
+    ids = pids(3000)
+    calls: list[int] = []
+
+    def queries():  # stands in for encoding 8 scene photos (seconds of CNN work)
+        calls.append(1)
+        return clustered(60, seed=3)
+
+    frame = vectors_frame(ids, [f"h{i}" for i in range(3000)], FP, x)
+    report, _, _ = build_scene_index(frame, tmp_path, fingerprint=FP, space="trunk",
+                                     latency_budget=LatencyBudget(search_ms=1e6), sample_queries=queries)
+    assert calls == [1] and report.manifest["selection"]["queries"] == "60 given"
+    changed = frame.with_columns(
+        content_hash=pl.when(pl.int_range(pl.len()) < 30).then(pl.lit("new")).otherwise(pl.col("content_hash")))
+    again, recentred, _ = build_scene_index(changed, tmp_path, fingerprint=FP, space="trunk",
+                                            latency_budget=LatencyBudget(search_ms=1e6), sample_queries=queries)
+    assert again.mode == "incremental" and not recentred and calls == [1]  # the kind was kept: not computed

@@ -69,9 +69,11 @@ def scene_index(
     space = "trunk" if stage.project is not None else "joint"
     directory = storage.path("index", f"scene-{stage.fingerprint[:16]}")
     # The index kind is timed on real region queries: scene photos of the evaluation dataset (the labeled
-    # scenes users score on; the embedded sample when none is configured)
-    sample_queries = None if config.exact_threshold is not None else sample_region_queries(
-        model, space, sorted((evaluation_dataset_dir() / "images" / "scenes").glob("*.jpg")))
+    # scenes users score on; the embedded sample when none is configured), computed only when the kind is
+    # measured (a small update keeps the previous kind)
+    def sample_queries():
+        return sample_region_queries(model, space, sorted((evaluation_dataset_dir() / "images" / "scenes").glob("*.jpg")))
+
     # Index, products and bundle.json change together: another run writing the same folder waits.
     with exclusive(directory) as lock_wait_seconds:
         report, recentred, changed_share = build_scene_index(
@@ -81,7 +83,7 @@ def scene_index(
             space=space,
             exact_threshold=config.exact_threshold,
             latency_budget=LatencyBudget(search_ms=config.search_budget_ms),
-            sample_queries=sample_queries,
+            sample_queries=None if config.exact_threshold is not None else sample_queries,
             recentre_changed_share=config.recentre_changed_share,
         )
         texts = read_all_shards(storage, "text", ["product_id", "fingerprint", "vector"])
@@ -129,7 +131,9 @@ def _selection_metadata(selection: dict | None) -> dict:
         "within_search_budget": selection["within_budget"],
         "search_timed_on": selection.get("queries", "synthetic"),
         "index_candidates": dg.MetadataValue.md(
-            "| index | nprobe | search ms | recall |\n|---|---|---|---|\n" + "\n".join(
-                f"| {c['factory']} | {c.get('nprobe', '')} | {c['search_ms']} | {c['recall']} |"
+            "| index | nprobe | efSearch | search ms | recall | per-region recall |\n|---|---|---|---|---|---|\n"
+            + "\n".join(
+                f"| {c['factory']} | {c.get('nprobe', '')} | {c.get('efSearch', '')} | {c['search_ms']} | {c['recall']} "
+                f"| {c.get('region_recall', '')} |"
                 for c in selection["candidates"])),
     }

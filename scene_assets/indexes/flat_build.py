@@ -8,6 +8,7 @@ touch only products whose vector changed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,14 +43,14 @@ def build_or_update_index(
     fingerprint: str,
     exact_threshold: int | None = None,
     latency_budget: LatencyBudget | None = None,
-    sample_queries: np.ndarray | None = None,
+    sample_queries: np.ndarray | Callable[[], np.ndarray | None] | None = None,
     incremental: bool = True,
     extra_manifest: dict | None = None,
 ) -> IndexBuildReport:
     """Make `directory` hold an index of exactly `vectors` (product_id, content_hash, vector).
     The index kind: exact up to ``exact_threshold`` products when one is given, else the cheapest kind
     whose measured batched search meets ``latency_budget`` (``flat_choice``; ``sample_queries``: real
-    region queries to measure with). An update within ±25 % of the previous count keeps the previous
+    region queries to measure with, or a function returning them: called only when the kind is measured). An update within ±25 % of the previous count keeps the previous
     kind (timings jitter; flipping kinds would force a full rebuild) and updates it in place.
     `extra_manifest` keys (e.g. the vector space and centring mean) are stored in the manifest.
     The folder is locked while it is read and rewritten (two runs never interleave their files)."""
@@ -60,7 +61,7 @@ def build_or_update_index(
 
 def _build_or_update_locked(
     vectors: pl.DataFrame, directory: Path, fingerprint: str, exact_threshold: int | None, budget: LatencyBudget,
-    sample_queries: np.ndarray | None, incremental: bool, extra_manifest: dict | None
+    sample_queries, incremental: bool, extra_manifest: dict | None
 ) -> IndexBuildReport:
     started = time.perf_counter()
     vectors = sorted_by_product_id(vectors)
@@ -98,8 +99,9 @@ def _build_or_update_locked(
         index = flat.build_index(matrix, vectors["product_id"].to_list(), spec)
         mode, added, n_removed = "full", vectors.height, 0
     else:
-        index, spec, selection = build_within_budget(matrix, vectors["product_id"].to_list(), budget,
-                                                     sample_queries=sample_queries)
+        index, spec, selection = build_within_budget(
+            matrix, vectors["product_id"].to_list(), budget,
+            sample_queries=sample_queries() if callable(sample_queries) else sample_queries)
         mode, added, n_removed = "full", vectors.height, 0
     elapsed = time.perf_counter() - started
     manifest = flat_files.save_index(
