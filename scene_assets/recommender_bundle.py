@@ -260,7 +260,7 @@ def load_recommender(
     for a missing or half-updated bundle, an unreadable scorer or a scorer from another encoder."""
     directory = Path(directory)
     bundle = read_bundle(directory)
-    # mmap=None: an index of a GiB or more is memory-mapped (its lists stay in the shared page cache).
+    # mmap=None: an index of 2 GiB or more is memory-mapped (its lists stay in the shared page cache).
     index, manifest = flat_files.load_index(directory, expected_fingerprint=bundle["encoder_fingerprint"], mmap=None)
     if manifest["index_sha256"] != bundle["index_sha256"]:
         raise BundleError(f"{directory / BUNDLE_FILE}: names index {bundle['index_sha256'][:12]}, folder holds "
