@@ -42,6 +42,7 @@ from scene_assets.recommender_bundle import (  # noqa: E402
     load_recommender,
     sample_region_queries,
     write_bundle_files,
+    write_product_columns,
 )
 
 STAGES = ("decode", "regions", "analysis", "search", "rerank", "total")
@@ -67,6 +68,8 @@ def build_bundle(directory: Path, encoder, products: pl.DataFrame, features: np.
                  n_products: int | None, sample_scenes: list[Path], seed: int = 0) -> Path:
     """A bundle of the real products (n_products None) or n synthetic ones clustered around them."""
     if (directory / "bundle.json").is_file():
+        if "product_columns" not in json.loads((directory / "bundle.json").read_text()):
+            write_product_columns(directory, encoder)  # a bundle cached before they were stored (#19)
         return directory
     rng = np.random.default_rng(seed)
     if n_products is None:
@@ -97,6 +100,7 @@ def build_bundle(directory: Path, encoder, products: pl.DataFrame, features: np.
         encoder_spec=EncoderSpec(kind="default", device="cpu"),
         text_fingerprint=encoder.text_fingerprint(),
     )
+    write_product_columns(directory, encoder)  # as the scene_index asset does: servers memory-map them
     return directory
 
 

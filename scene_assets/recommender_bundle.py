@@ -50,6 +50,8 @@ BUNDLE_FILE = "bundle.json"
 PRODUCTS_FILE = "products.parquet"
 TEXT_VECTORS_FILE = "text_vectors.npy"  # float32, rows in manifest product_ids order, zeros = none
 BUNDLE_FORMAT = 1
+# the re-ranker's per-product columns (``ProductFactors``), one .npy each, in a folder per bundle version
+PRODUCT_COLUMNS_DIR = "product_columns"
 
 # Catalog columns the re-ranker uses (Recommender._build_product_table); others are not copied.
 RERANK_COLUMNS = (
@@ -218,6 +220,58 @@ def write_bundle_files(
     return bundle
 
 
+def write_product_columns(directory: str | os.PathLike, encoder) -> dict:
+    """Compute the re-ranker's per-product columns once, as :func:`load_recommender` would at every load
+    (room membership, size, colours, materials, styles, text vectors: ``ProductFactors``), and store them
+    as .npy files named in ``bundle.json``; servers then memory-map them (rows are read as candidates
+    need them: no per-product Python loop at start-up, the pages shared by every replica in the page
+    cache). The folder is per bundle version (a server still mapping the previous one keeps reading it;
+    older folders are removed). Returns the bundle as rewritten."""
+    import shutil
+
+    directory = Path(directory)
+    bundle = read_bundle(directory)
+    recommender, _ = load_recommender(directory, encoder=encoder, product_columns=False)
+    folder = directory / PRODUCT_COLUMNS_DIR / bundle["version"]
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, array in recommender.products.columns().items():
+        write_atomic(folder / f"{name}.npy", lambda handle, a=array: np.save(handle, np.ascontiguousarray(a)))
+        files[name] = f"{PRODUCT_COLUMNS_DIR}/{bundle['version']}/{name}.npy"
+    bundle["product_columns"] = {
+        "files": files, "count": bundle["count"], "products_sha256": bundle["products_sha256"],
+        "text_vectors_sha256": bundle.get("text_vectors_sha256"), "text_fingerprint": encoder.text_fingerprint()}
+    write_atomic_bytes(directory / BUNDLE_FILE, json.dumps(bundle, indent=1).encode())
+    for old in (directory / PRODUCT_COLUMNS_DIR).iterdir():
+        if old.name != bundle["version"]:
+            shutil.rmtree(old, ignore_errors=True)
+    return bundle
+
+
+def _open_product_columns(directory: Path, bundle: dict, encoder):
+    """The bundle's stored product columns, memory-mapped, or None when it has none that fit this bundle
+    (written before them, or for other products / text vectors / text encoder: then they are rebuilt)."""
+    from scene_assets.ranking.factors import ProductFactors
+
+    stored = bundle.get("product_columns")
+    if (not stored or stored.get("products_sha256") != bundle.get("products_sha256")
+            or stored.get("text_vectors_sha256") != bundle.get("text_vectors_sha256")
+            or stored.get("count") != bundle.get("count")
+            or stored.get("text_fingerprint") != encoder.text_fingerprint()):
+        return None
+    columns = {}
+    for name, relative in stored["files"].items():
+        path = directory / relative
+        try:
+            columns[name] = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"{path}: unreadable product column ({exc}); being rewritten? retry") from exc
+    try:
+        return ProductFactors.from_columns(columns)
+    except ValueError as exc:
+        raise BundleError(f"{directory / PRODUCT_COLUMNS_DIR}: {exc}") from exc
+
+
 def read_bundle(directory: str | os.PathLike) -> dict:
     path = Path(directory) / BUNDLE_FILE
     try:
@@ -251,12 +305,15 @@ def load_recommender(
     device: str | None = None,
     weights: ScoringWeights | None = None,
     learned: Any = None,
+    product_columns: bool = True,
     **kwargs: Any,
 ) -> tuple[Recommender, dict]:
     """Load a bundle as a :class:`Recommender` (plus the bundle dict). ``encoder``: reuse an already
     loaded encoder (it must be the bundle's: its fingerprint is checked); else one is built from the
     bundle's encoder spec. ``learned``: a :class:`~scene_assets.learned.LearnedScorer` or the folder
-    one was saved to, fitted in this bundle's feature space (checked). Raises :class:`BundleError`
+    one was saved to, fitted in this bundle's feature space (checked). ``product_columns``: use the
+    per-product columns stored with the bundle (:func:`write_product_columns`), memory-mapped, when they
+    fit it; False (or none stored) computes them from the catalog and text vectors. Raises :class:`BundleError`
     for a missing or half-updated bundle, an unreadable scorer or a scorer from another encoder."""
     directory = Path(directory)
     bundle = read_bundle(directory)
@@ -282,9 +339,11 @@ def load_recommender(
         source = "the encoder built from its spec" if built_here else "the given encoder"
         raise BundleError(f"{directory}: index built with encoder {bundle['encoder_fingerprint'][:16]}, {source} is "
                           f"{given[:16]}; re-materialize scene_index with the current encoder (or fix its weights)")
+    factors = _open_product_columns(directory, bundle, encoder) if product_columns else None
     text_vectors = None
     text_path = directory / TEXT_VECTORS_FILE
-    if bundle.get("text_vectors_sha256") and bundle.get("text_fingerprint") in (None, encoder.text_fingerprint()):
+    if (factors is None and bundle.get("text_vectors_sha256")
+            and bundle.get("text_fingerprint") in (None, encoder.text_fingerprint())):
         try:
             matrix = np.load(text_path)
         except (OSError, ValueError) as exc:
@@ -313,6 +372,7 @@ def load_recommender(
         text_vectors=text_vectors,
         weights=weights,
         learned=learned,
+        product_factors=factors,
         **kwargs,
     )
     return recommender, bundle

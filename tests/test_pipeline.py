@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from scene_assets.indexes.vectors import vector_matrix
 from scene_assets.encoders import FakeEncoder
 from scene_assets.recommender_bundle import load_recommender
 from scene_assets.regions import center_and_normalize
-from scene_assets.settings import PROJECT_ROOT
+from scene_assets.settings import PROJECT_ROOT, sample_dataset_dir
 from tests.pipeline_fakes import tiny_catalog_rows, write_tiny_catalog
 
 
@@ -76,6 +77,23 @@ def test_main_job_then_incremental_rerun(tmp_path: Path, instance: dg.DagsterIns
     assert ids[0, 0] == product_int_id("p03") and scores[0, 0] > 0.999
     recommender, bundle = load_recommender(scene_dir, encoder=FakeEncoder(dim=16))
     assert bundle["count"] == 10 and "p07" not in set(recommender.product_ids)
+    # the re-ranker's per-product columns were written with the bundle and are memory-mapped (#19); the
+    # first run's folder is gone; the answers equal those of columns computed at load
+    assert isinstance(recommender.products.room_member, np.memmap)
+    assert isinstance(recommender.products.text_matrix, np.memmap)
+    assert [p.name for p in (scene_dir / "product_columns").iterdir()] == [bundle["version"]]
+    computed, _ = load_recommender(scene_dir, encoder=FakeEncoder(dim=16), product_columns=False)
+    assert not isinstance(computed.products.room_member, np.memmap)
+    for name, column in computed.products.columns().items():
+        np.testing.assert_array_equal(np.asarray(getattr(recommender.products, name)), column, err_msg=name)
+    photo = sorted((sample_dataset_dir() / "images" / "scenes").glob("*.jpg"))[0]
+    assert recommender.recommend(photo, k=5).to_dict()["items"] == computed.recommend(photo, k=5).to_dict()["items"]
+    # columns written for other products (a stale bundle.json edit) are not used: computed again
+    stale = json.loads((scene_dir / "bundle.json").read_text())
+    stale["product_columns"]["products_sha256"] = "0" * 64
+    (scene_dir / "bundle.json").write_text(json.dumps(stale))
+    reloaded, _ = load_recommender(scene_dir, encoder=FakeEncoder(dim=16))
+    assert not isinstance(reloaded.products.room_member, np.memmap)
     scene_event = instance.get_latest_materialization_event(dg.AssetKey("scene_index"))
     assert scene_event.asset_materialization.metadata["recentred"].value is True
     # the index kind was measured against the search budget (tiny catalog: exact search within it)

@@ -15,7 +15,12 @@ from pipelines.resources import ProjectStorage
 from scene_assets.embeddings import ImageFeatureStage
 from scene_assets.indexes.flat_choice import LatencyBudget
 from scene_assets.locking import exclusive
-from scene_assets.recommender_bundle import build_scene_index, sample_region_queries, write_bundle_files
+from scene_assets.recommender_bundle import (
+    build_scene_index,
+    sample_region_queries,
+    write_bundle_files,
+    write_product_columns,
+)
 from scene_assets.settings import evaluation_dataset_dir
 
 
@@ -23,8 +28,18 @@ class SceneIndexConfig(dg.Config):
     search_budget_ms: float = Field(
         default=10.0,
         description="Stage-1 search budget of one scene (30 region queries x 100 candidates, one thread): at build "
-        "time exact search is timed on the catalog; over budget, an IVF-SQ8 index with the smallest nprobe reaching "
-        "recall 0.95 against exact search is built instead. The timings are in the metadata and the index manifest.",
+        "time exact search is timed on the catalog; over budget, an IVF-SQ8 index (flat or HNSW coarse quantizer, "
+        "whichever is faster) with the smallest nprobe reaching search_recall is built instead. The timings are in "
+        "the metadata and the index manifest.",
+    )
+    search_recall: float = Field(
+        default=0.98,
+        description="Recall an approximate (IVF) index must reach against exact search: the share of a scene's 100 "
+        "best candidates, merged over its regions as the re-ranker gets them, that it also finds. Lower is faster "
+        "and changes more recommendations: at 1M synthetic products 0.965 (nprobe 2) kept 85 % of the exact "
+        "search's top 10, nprobe 4 94 %, nprobe 8 98 % (bench/bench_serving.py).",
+        gt=0.0,
+        le=1.0,
     )
     exact_threshold: int | None = Field(
         default=None,
@@ -82,7 +97,7 @@ def scene_index(
             fingerprint=stage.fingerprint,
             space=space,
             exact_threshold=config.exact_threshold,
-            latency_budget=LatencyBudget(search_ms=config.search_budget_ms),
+            latency_budget=LatencyBudget(search_ms=config.search_budget_ms, recall=config.search_recall),
             sample_queries=None if config.exact_threshold is not None else sample_queries,
             recentre_changed_share=config.recentre_changed_share,
         )
@@ -96,6 +111,8 @@ def scene_index(
             text_fingerprint=model.text_fingerprint(),
             extra={"alignment_head_sha256": image_text_alignment.get("sha256")},
         )
+        # the re-ranker's per-product columns, computed once here: servers memory-map them (#19)
+        bundle = write_product_columns(directory, model)
     manifest = report.manifest
     yield dg.Output(
         {"path": str(directory), "version": bundle["version"], "fingerprint": stage.fingerprint, "count": manifest["count"]},
@@ -114,6 +131,7 @@ def scene_index(
             "bytes": manifest.get("index_bytes", 0),
             "seconds": round(time.perf_counter() - started, 3),
             "lock_wait_seconds": round(lock_wait_seconds, 3),
+            "product_columns": len(bundle["product_columns"]["files"]),
             "encoder_fingerprint": stage.fingerprint,
             **_selection_metadata(manifest.get("selection")),
         },

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -230,6 +230,25 @@ class ProductFactors:
             # catalog keeps 73 MiB less resident; rows are widened to float32 when scored.
             text_matrix = text_matrix.astype(np.float16)
         return cls(member, sizes, C, has_pixel, non_pixel_value, A, styles, text_matrix, text_mask)
+
+    # the per-product columns a bundle stores (the learned parts come from the scorer attached at load)
+    COLUMNS = ("room_member", "size_index", "color_matrix", "has_pixel_color", "non_pixel_value",
+               "material_affinity", "styles", "text_matrix", "text_mask")
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The stored columns by name (``text_matrix`` / ``text_mask`` only when there are text vectors)."""
+        return {name: getattr(self, name) for name in self.COLUMNS if getattr(self, name) is not None}
+
+    @classmethod
+    def from_columns(cls, columns: Mapping[str, np.ndarray]) -> "ProductFactors":
+        """The inverse of :meth:`columns` (arrays may be memory-mapped: rows are read when indexed)."""
+        missing = [c for c in cls.COLUMNS[:7] if c not in columns]
+        if missing:
+            raise ValueError(f"product columns missing: {missing}")
+        n = {name: a.shape[0] for name, a in columns.items()}
+        if len(set(n.values())) != 1:
+            raise ValueError(f"product columns disagree on the product count: {n}")
+        return cls(**{name: columns.get(name) for name in cls.COLUMNS})
 
     def for_learned(self, learned: Any, product_ids: Sequence[str], categories: Sequence[str], index_dim: int,
                     space: str, stored_vectors: Callable[[], np.ndarray | None]) -> "ProductFactors":
