@@ -259,6 +259,9 @@ class Recommender:
                 raise ValueError(f"product factors have {product_factors.room_member.shape[0]} rows for "
                                  f"{len(self.product_ids)} products")
             self.products = product_factors
+            # the scene analysis' room/style prompt vectors, as computing the columns would have: the
+            # text tower is loaded now, not by the first request
+            prompt_vectors(self.encoder)
             return
         text_matrix, text_mask = align_text_vectors(self.product_ids, text_vectors)
         self.products = ProductFactors.build(self.product_ids, attribute, list(info.category), text_matrix, text_mask,
