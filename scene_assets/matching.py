@@ -52,7 +52,7 @@ from scene_assets.indexes.flat_spec import choose_index_spec
 from scene_assets.indexes.ids import assign_ids
 from scene_assets.indexes.searcher import VectorSearcher, as_searcher, open_index
 from scene_assets.ranking import rerank as reranking
-from scene_assets.ranking.catalog import ProductInfo, align_text_vectors, catalog_attributes
+from scene_assets.ranking.catalog import ProductInfo, StringColumn, align_text_vectors, catalog_attributes
 from scene_assets.ranking.config import Diversity, FusionChoice, RankingConfig, ScoringWeights
 from scene_assets.ranking.factors import FACTORS, ProductFactors, as_list, column, factor_matrix, visual
 from scene_assets.ranking.fusion import Fusion, choose_fusion
@@ -169,6 +169,8 @@ class Recommender:
         temperature: float = DEFAULT_TEMPERATURE,
         search_threads: int | None = 1,
         product_factors: ProductFactors | None = None,
+        product_info: ProductInfo | None = None,
+        int_ids: np.ndarray | None = None,
     ) -> None:
         if space not in ("joint", "trunk"):
             raise ValueError(f"space must be 'joint' or 'trunk', got {space!r}")
@@ -188,25 +190,34 @@ class Recommender:
         if self.catalog_mean is not None and self.catalog_mean.shape[0] != index.d:
             raise ValueError(f"catalog_mean has dim {self.catalog_mean.shape[0]}, index has {index.d}")
 
-        self.product_ids = np.asarray(list(product_ids), dtype=object)
-        n = self.product_ids.shape[0]
+        # a StringColumn (large catalogs: no Python string per product) or an object array
+        self.product_ids = (product_ids if isinstance(product_ids, StringColumn)
+                            else np.asarray(list(product_ids), dtype=object))
+        n = len(self.product_ids)
         if n != int(index.ntotal):
             raise ValueError(f"{n} product ids for an index of {index.ntotal} vectors")
-        int_ids = assign_ids(list(self.product_ids))
-        self._int_ids = int_ids
-        self._int_order = np.argsort(int_ids)
-        self._int_sorted = int_ids[self._int_order]
-        self._row = {pid: i for i, pid in enumerate(self.product_ids)}
+        if int_ids is None:
+            int_ids = assign_ids(list(self.product_ids))
+        elif len(int_ids) != n:
+            raise ValueError(f"{len(int_ids)} int ids for {n} products")
+        self._int_ids = np.asarray(int_ids, dtype=np.int64)
+        self._int_order = np.argsort(self._int_ids)
+        self._int_sorted = self._int_ids[self._int_order]
         self._product_vectors = None
         if product_vectors is not None:
             pv = np.asarray(product_vectors, dtype=np.float32)
             if pv.shape != (n, index.d):
                 raise ValueError(f"product_vectors shape {pv.shape} != ({n}, {index.d})")
             self._product_vectors = pv
-        self._build_product_table(catalog, text_vectors, product_factors)
+        self._build_product_table(catalog, text_vectors, product_factors, product_info)
         self.learned = None
         if learned is not None:
             self._attach_learned(learned, replace=False)
+
+    @property
+    def int_ids(self) -> np.ndarray:
+        """Each product's int id in the index (``indexes.ids.product_int_id``), in ``product_ids`` order."""
+        return self._int_ids
 
     # -- construction helpers -------------------------------------------------------------
     @classmethod
@@ -247,9 +258,18 @@ class Recommender:
         return cls(encoder, index, pids, catalog, **kwargs)
 
     def _build_product_table(self, catalog: pl.DataFrame | None, text_vectors,
-                             product_factors: ProductFactors | None = None) -> None:
-        attribute = catalog_attributes(self.product_ids, catalog)
-        info = ProductInfo.build(self.product_ids, attribute)
+                             product_factors: ProductFactors | None = None,
+                             product_info: ProductInfo | None = None) -> None:
+        if product_info is not None and product_factors is None:
+            raise ValueError("stored product info comes with stored product factors")
+        if product_info is None:
+            attribute = catalog_attributes(self.product_ids, catalog)
+            info = ProductInfo.build(self.product_ids, attribute)
+        else:
+            info = product_info
+            if len(info.category) != len(self.product_ids):
+                raise ValueError(f"product info has {len(info.category)} rows for {len(self.product_ids)} products")
+        self.info = info
         self._title, self._ptype, self._image_path = info.title, info.product_type, info.image_path
         self._category, self._group, self._variant_group = info.category, info.group, info.variant_group
         if product_factors is not None:
@@ -586,9 +606,9 @@ class Recommender:
     def product_attributes(self) -> pl.DataFrame:
         """product_id, title, product_type, category, image_path of every indexed product, in index
         (``product_ids``) order - what the re-ranker knows about each product."""
-        return pl.DataFrame({"product_id": [str(p) for p in self.product_ids], "title": self._title,
-                             "product_type": self._ptype, "category": [str(c) for c in self._category],
-                             "image_path": self._image_path},
+        return pl.DataFrame({"product_id": [str(p) for p in self.product_ids], "title": list(self._title),
+                             "product_type": list(self._ptype), "category": [str(c) for c in self._category],
+                             "image_path": list(self._image_path)},
                             schema={"product_id": pl.String, "title": pl.String, "product_type": pl.String,
                                     "category": pl.String, "image_path": pl.String})
 
@@ -636,7 +656,8 @@ class Recommender:
             F = np.full((n, len(FACTORS)), np.nan)
             column(F, "visual")[:] = visual(vis)
             scores = column(F, "visual").copy()
-        return CatalogScores(self.product_ids, scores, vis, F, best_region, scene)
+        ids = self.product_ids if isinstance(self.product_ids, np.ndarray) else self.product_ids[all_rows]
+        return CatalogScores(ids, scores, vis, F, best_region, scene)
 
     def rank_all(self, image, *, caption: str | None = None, room: str | None = None, rerank: bool = True,
                  region_config: RegionConfig | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from scene_assets.embeddings import vectors_frame
 from scene_assets.encoders import EncoderSpec, build_encoder
@@ -44,6 +45,7 @@ from scene_assets.indexes.store import write_atomic, write_atomic_bytes, write_a
 from scene_assets.indexes.vectors import sorted_by_product_id, vector_matrix
 from scene_assets.matching import Recommender, catalog_mean
 from scene_assets.ranking import ScoringWeights
+from scene_assets.ranking.catalog import ProductInfo, StringColumn
 from scene_assets.regions import RegionConfig, center_and_normalize, center_and_normalize_in_place, compute_regions
 
 BUNDLE_FILE = "bundle.json"
@@ -52,6 +54,8 @@ TEXT_VECTORS_FILE = "text_vectors.npy"  # float32, rows in manifest product_ids 
 BUNDLE_FORMAT = 1
 # the re-ranker's per-product columns (``ProductFactors``), one .npy each, in a folder per bundle version
 PRODUCT_COLUMNS_DIR = "product_columns"
+PRODUCT_STRINGS_FILE = "product_strings.arrow"
+VARIANT_GROUPS_FILE = "variant_groups.arrow"
 
 # Catalog columns the re-ranker uses (Recommender._build_product_table); others are not copied.
 RERANK_COLUMNS = (
@@ -233,18 +237,43 @@ def write_product_columns(directory: str | os.PathLike, encoder) -> dict:
     recommender, _ = load_recommender(directory, encoder=encoder, product_columns=False)
     folder = directory / PRODUCT_COLUMNS_DIR / bundle["version"]
     folder.mkdir(parents=True, exist_ok=True)
+    relative = f"{PRODUCT_COLUMNS_DIR}/{bundle['version']}"
     files = {}
     for name, array in recommender.products.columns().items():
         write_atomic(folder / f"{name}.npy", lambda handle, a=array: np.save(handle, np.ascontiguousarray(a)))
-        files[name] = f"{PRODUCT_COLUMNS_DIR}/{bundle['version']}/{name}.npy"
+        files[name] = f"{relative}/{name}.npy"
+    # the descriptive attributes too (titles, categories, variant groups, ids): a server then holds no
+    # Python object per product (at 10M products those alone would outgrow a 2 GB replica)
+    strings, codes, names = recommender.info.columns()
+    strings = strings.append_column("product_id", StringColumn(list(recommender.product_ids)).array)
+    write_atomic(folder / PRODUCT_STRINGS_FILE, lambda handle: _write_arrow(handle, strings))
+    group_names = pa.table({"variant_group": StringColumn(names.pop("variant_group")).array})
+    write_atomic(folder / VARIANT_GROUPS_FILE, lambda handle: _write_arrow(handle, group_names))
+    info_codes = {**codes, "int_id": recommender.int_ids}
+    for name, array in info_codes.items():
+        write_atomic(folder / f"info_{name}.npy", lambda handle, a=array: np.save(handle, np.ascontiguousarray(a)))
     bundle["product_columns"] = {
         "files": files, "count": bundle["count"], "products_sha256": bundle["products_sha256"],
-        "text_vectors_sha256": bundle.get("text_vectors_sha256"), "text_fingerprint": encoder.text_fingerprint()}
+        "text_vectors_sha256": bundle.get("text_vectors_sha256"), "text_fingerprint": encoder.text_fingerprint(),
+        "info": {"strings": f"{relative}/{PRODUCT_STRINGS_FILE}", "variant_groups": f"{relative}/{VARIANT_GROUPS_FILE}",
+                 "codes": {name: f"{relative}/info_{name}.npy" for name in info_codes},
+                 "category_names": names["category"]}}
     write_atomic_bytes(directory / BUNDLE_FILE, json.dumps(bundle, indent=1).encode())
     for old in (directory / PRODUCT_COLUMNS_DIR).iterdir():
         if old.name != bundle["version"]:
             shutil.rmtree(old, ignore_errors=True)
     return bundle
+
+
+def _write_arrow(handle, table: pa.Table) -> None:
+    """One record batch in an Arrow IPC file: reopened memory-mapped, each column is one array."""
+    with pa.ipc.new_file(handle, table.schema) as writer:
+        writer.write_table(table, max_chunksize=max(table.num_rows, 1))
+
+
+def map_arrow(path: Path) -> pa.Table:
+    """An Arrow IPC file's table over its memory-mapped pages (read as values are taken)."""
+    return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
 
 
 def map_npy(path: Path) -> np.ndarray:
@@ -280,17 +309,38 @@ def _open_product_columns(directory: Path, bundle: dict, encoder):
             or stored.get("count") != bundle.get("count")
             or stored.get("text_fingerprint") != encoder.text_fingerprint()):
         return None
-    columns = {}
-    for name, relative in stored["files"].items():
+    def opened(relative: str, read: Callable[[Path], Any]):
         path = directory / relative
         try:
-            columns[name] = map_npy(path)
-        except (OSError, ValueError) as exc:
+            return read(path)
+        except (OSError, ValueError, pa.ArrowException) as exc:
             raise BundleError(f"{path}: unreadable product column ({exc}); being rewritten? retry") from exc
+
+    columns = {name: opened(relative, map_npy) for name, relative in stored["files"].items()}
+    info = stored.get("info")
     try:
-        return ProductFactors.from_columns(columns)
-    except ValueError as exc:
+        factors = ProductFactors.from_columns(columns)
+        if info is None:  # written before the attributes were stored: built from the catalog
+            return StoredColumns(factors, None, None, None)
+        strings = opened(info["strings"], map_arrow)
+        codes = {name: opened(relative, map_npy) for name, relative in info["codes"].items()}
+        groups = opened(info["variant_groups"], map_arrow)
+        product_info = ProductInfo.from_columns(
+            strings, codes, {"category": info["category_names"], "variant_group": StringColumn(groups.column(0))})
+        return StoredColumns(factors, product_info, StringColumn(strings.column("product_id")), codes["int_id"])
+    except (ValueError, KeyError) as exc:
         raise BundleError(f"{directory / PRODUCT_COLUMNS_DIR}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class StoredColumns:
+    """What a bundle's product columns give a recommender (``info`` and the ids: None when written
+    before the attributes were stored)."""
+
+    factors: Any
+    info: ProductInfo | None
+    product_ids: StringColumn | None
+    int_ids: np.ndarray | None
 
 
 def read_bundle(directory: str | os.PathLike) -> dict:
@@ -343,11 +393,6 @@ def load_recommender(
     if manifest["index_sha256"] != bundle["index_sha256"]:
         raise BundleError(f"{directory / BUNDLE_FILE}: names index {bundle['index_sha256'][:12]}, folder holds "
                           f"{manifest['index_sha256'][:12]} (being rebuilt?); retry")
-    products_path = directory / PRODUCTS_FILE
-    try:
-        products = pl.read_parquet(products_path)
-    except Exception as exc:
-        raise BundleError(f"{products_path}: unreadable ({exc})") from exc
     from scene_assets.embeddings import ImageFeatureStage
 
     built_here = encoder is None
@@ -360,7 +405,8 @@ def load_recommender(
         source = "the encoder built from its spec" if built_here else "the given encoder"
         raise BundleError(f"{directory}: index built with encoder {bundle['encoder_fingerprint'][:16]}, {source} is "
                           f"{given[:16]}; re-materialize scene_index with the current encoder (or fix its weights)")
-    factors = _open_product_columns(directory, bundle, encoder) if product_columns else None
+    stored = _open_product_columns(directory, bundle, encoder) if product_columns else None
+    factors = stored.factors if stored is not None else None
     text_vectors = None
     text_path = directory / TEXT_VECTORS_FILE
     if (factors is None and bundle.get("text_vectors_sha256")
@@ -381,12 +427,19 @@ def load_recommender(
                           f"bundle in {directory} holds {bundle['encoder_fingerprint'][:16]}; refit it (materialize "
                           "learned_scorer: scene-matcher materialize --job evaluation_job) or serve without it "
                           "(--no-learned; the export job's use_learned: false)")
-    catalog = products
+    stored_info = stored is not None and stored.info is not None
+    catalog = None
+    if not stored_info:
+        products_path = directory / PRODUCTS_FILE
+        try:
+            catalog = pl.read_parquet(products_path)
+        except Exception as exc:
+            raise BundleError(f"{products_path}: unreadable ({exc})") from exc
     mean = manifest.get("catalog_mean")
     recommender = Recommender(
         encoder,
         index,
-        manifest["product_ids"],
+        stored.product_ids if stored_info else manifest["product_ids"],
         catalog,
         space=manifest.get("vector_space", "joint"),
         catalog_mean=np.asarray(mean, dtype=np.float32) if mean else None,
@@ -394,6 +447,8 @@ def load_recommender(
         weights=weights,
         learned=learned,
         product_factors=factors,
+        product_info=stored.info if stored_info else None,
+        int_ids=stored.int_ids if stored_info else None,
         **kwargs,
     )
     return recommender, bundle

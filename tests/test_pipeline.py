@@ -18,6 +18,7 @@ from scene_assets.indexes.ids import product_int_id
 from scene_assets.embeddings import read_vectors
 from scene_assets.indexes.vectors import vector_matrix
 from scene_assets.encoders import FakeEncoder
+from scene_assets.ranking.catalog import StringColumn
 from scene_assets.recommender_bundle import load_recommender
 from scene_assets.regions import center_and_normalize
 from scene_assets.settings import PROJECT_ROOT, sample_dataset_dir
@@ -94,8 +95,17 @@ def test_main_job_then_incremental_rerun(tmp_path: Path, instance: dg.DagsterIns
     assert not _mapped_file(computed.products.room_member)
     for name, column in computed.products.columns().items():
         np.testing.assert_array_equal(np.asarray(getattr(recommender.products, name)), column, err_msg=name)
+    # ... and so are the descriptive attributes and ids (no Python object per product, no catalog read)
+    assert isinstance(recommender.product_ids, StringColumn) and _mapped_file(recommender.info.category.codes)
+    assert list(recommender.product_ids) == [str(p) for p in computed.product_ids]
+    np.testing.assert_array_equal(recommender.int_ids, computed.int_ids)
+    for name in ("title", "product_type", "image_path", "category", "group", "variant_group"):
+        assert list(getattr(recommender.info, name)) == list(getattr(computed.info, name)), name
     photo = sorted((sample_dataset_dir() / "images" / "scenes").glob("*.jpg"))[0]
     assert recommender.recommend(photo, k=5).to_dict()["items"] == computed.recommend(photo, k=5).to_dict()["items"]
+    for room in ("Bedroom", "Living Room"):
+        assert (recommender.recommend(photo, k=5, room=room, exclude_categories="lighting").to_dict()["items"]
+                == computed.recommend(photo, k=5, room=room, exclude_categories="lighting").to_dict()["items"])
     # columns written for other products (a stale bundle.json edit) are not used: computed again
     stale = json.loads((scene_dir / "bundle.json").read_text())
     stale["product_columns"]["products_sha256"] = "0" * 64

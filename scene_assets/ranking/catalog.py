@@ -1,5 +1,11 @@
 """What the ranking knows about each indexed product, read from the enriched catalog (rows in index
-order): descriptive attributes (:class:`ProductInfo`) and aligned text vectors. No Dagster imports."""
+order): descriptive attributes (:class:`ProductInfo`) and aligned text vectors. No Dagster imports.
+
+Attributes are held as columns, not one Python object per product: strings in Arrow arrays
+(:class:`StringColumn`, memory-mapped from the bundle for large catalogs) and categories / variant
+groups as integer codes over their distinct values (:class:`CodedColumn`). At 10M products one
+Python string per product and attribute would take gigabytes; the columns take the bytes of the text
+(in the shared page cache when mapped) and 2-4 bytes per code."""
 
 from __future__ import annotations
 
@@ -10,13 +16,14 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from scene_assets import vocabulary as vocab
 from scene_assets.ranking.factors import as_str
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ProductInfo", "align_text_vectors", "catalog_attributes"]
+__all__ = ["CodedColumn", "ProductInfo", "StringColumn", "align_text_vectors", "catalog_attributes", "member_mask"]
 
 _COLUMNS = ("product_id", "title", "product_type", "category", "colors", "materials", "size_class",
             "variant_group", "room_hints", "style_words", "image_path", "parsed_product_type")
@@ -39,17 +46,86 @@ def catalog_attributes(product_ids: Sequence[str], catalog: pl.DataFrame | None)
     return lambda pid, c: rows.get(pid, {}).get(c)
 
 
+class StringColumn:
+    """Strings (or None) in one Arrow array: ``column[i]`` is a ``str`` / None, ``column[rows]`` an
+    object array of those; iterating yields every value (small catalogs: evaluation, exports)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, values: pa.Array | pa.ChunkedArray | Sequence[str | None]):
+        if isinstance(values, pa.ChunkedArray):
+            values = values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
+        if not isinstance(values, pa.Array):
+            values = pa.array([None if v is None else str(v) for v in values], type=pa.large_string())
+        self.array = values
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            return self.array[int(key)].as_py()
+        rows = np.asarray(key)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        out = np.empty(rows.shape, dtype=object)
+        out.ravel()[:] = self.array.take(pa.array(rows.ravel().astype(np.int64))).to_pylist()
+        return out
+
+    def __iter__(self):
+        return iter(self.array.to_pylist())
+
+
+class CodedColumn:
+    """A column of few distinct values: ``codes`` (one small integer per product, possibly a
+    memory-mapped array) into ``names``. Indexing gives the values, like an object array would."""
+
+    __slots__ = ("codes", "names")
+
+    def __init__(self, codes: np.ndarray, names: Sequence[str]):
+        self.codes = codes
+        self.names = np.asarray(list(names), dtype=object)
+
+    @classmethod
+    def encode(cls, values: Sequence[str]) -> "CodedColumn":
+        names, codes = np.unique(np.asarray(list(values), dtype=object), return_inverse=True)
+        dtype = np.int16 if len(names) < 2**15 else np.int32 if len(names) < 2**31 else np.int64
+        return cls(codes.astype(dtype).ravel(), names)
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (len(self.codes),)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, key):
+        return self.names[self.codes[key]]
+
+    def __iter__(self):
+        return iter(self.names[np.asarray(self.codes)])
+
+
+def member_mask(column: CodedColumn | np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Rows whose value is one of ``names`` (on the codes of a :class:`CodedColumn`: no string per row)."""
+    if isinstance(column, CodedColumn):
+        wanted = np.flatnonzero(np.isin(column.names, list(names)))
+        return np.isin(column.codes, wanted)
+    return np.isin(column, list(names))
+
+
 @dataclass(frozen=True)
 class ProductInfo:
     """Descriptive attributes in index order; ``category`` is a vocabulary category ("other" when
-    unknown), ``variant_group`` the product id when the catalog names none."""
+    unknown), ``variant_group`` the product id when the catalog names none. :meth:`columns` /
+    :meth:`from_columns` store and reopen them (a bundle's product columns)."""
 
-    title: list[str | None]
-    product_type: list[str | None]
-    image_path: list[str | None]
-    category: np.ndarray  # object
-    group: np.ndarray  # object: the category's group
-    variant_group: np.ndarray  # object
+    title: StringColumn
+    product_type: StringColumn
+    image_path: StringColumn
+    category: CodedColumn
+    group: CodedColumn  # the category's group
+    variant_group: CodedColumn
 
     @classmethod
     def build(cls, product_ids: Sequence[str], attribute: Callable[[str, str], Any]) -> "ProductInfo":
@@ -57,14 +133,44 @@ class ProductInfo:
         for p in product_ids:
             c = as_str(attribute(p, "category")) or vocab.OTHER_CATEGORY
             cats.append(c if c in vocab.CATEGORY_ROOMS else vocab.OTHER_CATEGORY)
+        category = CodedColumn.encode(cats)
         return cls(
-            title=[as_str(attribute(p, "title")) for p in product_ids],
-            product_type=[as_str(attribute(p, "product_type")) or as_str(attribute(p, "parsed_product_type"))
-                          for p in product_ids],
-            image_path=[as_str(attribute(p, "image_path")) for p in product_ids],
-            category=np.asarray(cats, dtype=object),
-            group=np.asarray([vocab.CATEGORY_GROUP.get(c, "other") for c in cats], dtype=object),
-            variant_group=np.asarray([as_str(attribute(p, "variant_group")) or p for p in product_ids], dtype=object),
+            title=StringColumn([as_str(attribute(p, "title")) for p in product_ids]),
+            product_type=StringColumn([as_str(attribute(p, "product_type")) or as_str(attribute(p, "parsed_product_type"))
+                                       for p in product_ids]),
+            image_path=StringColumn([as_str(attribute(p, "image_path")) for p in product_ids]),
+            category=category,
+            group=CodedColumn(category.codes, [vocab.CATEGORY_GROUP.get(c, "other") for c in category.names]),
+            variant_group=CodedColumn.encode([as_str(attribute(p, "variant_group")) or p for p in product_ids]),
+        )
+
+    STRINGS = ("title", "product_type", "image_path")
+    CODED = ("category", "variant_group")
+
+    def columns(self) -> tuple[pa.Table, dict[str, np.ndarray], dict[str, list[str]]]:
+        """``(strings, codes, names)``: the string attributes as one Arrow table, the codes of the coded
+        ones by name and their distinct values (JSON-able)."""
+        strings = pa.table({name: getattr(self, name).array for name in self.STRINGS})
+        codes = {name: np.asarray(getattr(self, name).codes) for name in self.CODED}
+        names = {name: [str(v) for v in getattr(self, name).names] for name in self.CODED}
+        return strings, codes, names
+
+    @classmethod
+    def from_columns(cls, strings: pa.Table, codes: Mapping[str, np.ndarray],
+                     names: Mapping[str, Sequence[str]]) -> "ProductInfo":
+        """The inverse of :meth:`columns` (the table and codes may be memory-mapped)."""
+        missing = [c for c in cls.STRINGS if c not in strings.column_names] + [c for c in cls.CODED if c not in codes]
+        if missing:
+            raise ValueError(f"product info columns missing: {missing}")
+        counts = {strings.num_rows} | {len(codes[c]) for c in cls.CODED}
+        if len(counts) != 1:
+            raise ValueError(f"product info columns disagree on the product count: {sorted(counts)}")
+        category = CodedColumn(codes["category"], names["category"])
+        return cls(
+            **{name: StringColumn(strings.column(name)) for name in cls.STRINGS},
+            category=category,
+            group=CodedColumn(category.codes, [vocab.CATEGORY_GROUP.get(c, "other") for c in category.names]),
+            variant_group=CodedColumn(codes["variant_group"], names["variant_group"]),
         )
 
 

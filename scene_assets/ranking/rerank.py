@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from scene_assets import vocabulary as vocab
+from scene_assets.ranking.catalog import member_mask
 from scene_assets.ranking.config import Diversity
 from scene_assets.scene_analysis import ROOM_TYPES
 
@@ -28,7 +29,7 @@ def allowed_mask(category: np.ndarray, group: np.ndarray, room_member: np.ndarra
         if unknown:
             raise ValueError(f"unknown categories {sorted(unknown)}; use keys of vocabulary.CATEGORIES "
                              "or their groups")
-        return np.isin(category, list(names)) | np.isin(group, list(names))
+        return member_mask(category, names) | member_mask(group, names)
 
     mask = np.ones(len(category), dtype=bool)
     if include_categories:
