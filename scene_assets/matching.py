@@ -71,6 +71,10 @@ _RERANK_DEFAULTS = RankingConfig()
 # Uncalibrated confidence = logistic(slope * (score - mid)). A placeholder until a calibrator is set:
 # on the IKEA development scenes the top-10 scores average ~0.67 at a precision@10 of ~0.07, so the
 # midpoint sits above typical top scores (-> ~0.2) rather than pretending 0.5+ for a 7 % hit rate.
+# Above this many products the learned projection is computed for each query's candidates instead of
+# held for every product (n x 256 float16, plus n x d float32 reconstructed once to compute it).
+LEARNED_PRECOMPUTE_MAX = 200_000
+
 _DEFAULT_SIGMOID_MID = 0.8
 _DEFAULT_SIGMOID_SLOPE = 12.0
 
@@ -171,6 +175,8 @@ class Recommender:
         product_factors: ProductFactors | None = None,
         product_info: ProductInfo | None = None,
         int_ids: np.ndarray | None = None,
+        rescore: bool = False,
+        learned_for_candidates: bool | None = None,
     ) -> None:
         if space not in ("joint", "trunk"):
             raise ValueError(f"space must be 'joint' or 'trunk', got {space!r}")
@@ -205,10 +211,20 @@ class Recommender:
         self._int_sorted = self._int_ids[self._int_order]
         self._product_vectors = None
         if product_vectors is not None:
-            pv = np.asarray(product_vectors, dtype=np.float32)
+            # float16 rows (a memory-mapped file at large catalogs) are kept as they are, widened per row
+            pv = np.asarray(product_vectors)
+            if pv.dtype not in (np.float16, np.float32):
+                pv = pv.astype(np.float32)
             if pv.shape != (n, index.d):
                 raise ValueError(f"product_vectors shape {pv.shape} != ({n}, {index.d})")
             self._product_vectors = pv
+        if rescore and self._product_vectors is None:
+            raise ValueError("rescore needs product_vectors: the exact vectors the candidates are re-scored with")
+        self.rescore = bool(rescore)
+        # the learned projection of products computed for each query's candidates only (two-stage
+        # serving), not held for the whole catalog: None = so above LEARNED_PRECOMPUTE_MAX products
+        self.learned_for_candidates = (n > LEARNED_PRECOMPUTE_MAX if learned_for_candidates is None
+                                       else bool(learned_for_candidates))
         self._build_product_table(catalog, text_vectors, product_factors, product_info)
         self.learned = None
         if learned is not None:
@@ -313,8 +329,9 @@ class Recommender:
             self.room_classifier = self.room_classes = self.calibrator = None
         self.learned = learned
         self.fusion = choose_fusion(self._given_weights, learned)
-        self.products = self.products.for_learned(learned, self.product_ids, self._category, self.index.d, self.space,
-                                                  self.stored_vectors)
+        self.products = self.products.for_learned(
+            learned, self.product_ids, self._category, self.index.d, self.space, self.stored_vectors,
+            vectors_of=self._vectors_for if self.learned_for_candidates else None)
         if getattr(learned, "room_classifier", None) is not None and self.room_classifier is None:
             self.room_classifier = learned.room_classifier
             self.room_classes = list(learned.room_classifier.classes_)
@@ -453,7 +470,14 @@ class Recommender:
         known = rows >= 0
         rows, first = rows[known], first[known]
         by_row = np.argsort(rows)
-        return rows[by_row], scores[first[by_row]], region[first[by_row]]
+        rows = rows[by_row]
+        if self.rescore:
+            # stage 2 of two-stage serving: the approximate index (PQ codes) found the candidates; their
+            # visual score and best region are computed again from the exact vectors
+            sims = scene.queries @ self._vectors_for(rows).T  # regions x candidates
+            best = np.argmax(sims, axis=0)
+            return rows, sims[best, np.arange(rows.shape[0])], best
+        return rows, scores[first[by_row]], region[first[by_row]]
 
     # -- factors --------------------------------------------------------------------------
 
@@ -618,7 +642,7 @@ class Recommender:
 
     def _vectors_for(self, rows: np.ndarray) -> np.ndarray | None:
         if self._product_vectors is not None:
-            return self._product_vectors[rows]
+            return self._product_vectors[rows].astype(np.float32, copy=False)
         return self.index.reconstruct(self._int_ids[rows])
 
     def score_catalog(

@@ -342,3 +342,51 @@ def test_factor_columns_by_name():
     assert column(F, "prior").tolist() == [len(FACTORS) - 1.0, 2 * len(FACTORS) - 1.0]
     assert weighted_scores(F, ScoringWeights(visual=1.0, text=0, room_fit=0, style=0, color=0, material=0,
                                              size=0)).tolist() == [0.0, len(FACTORS)]
+
+
+def test_learned_projection_for_candidates_only_ranks_as_when_held_for_every_product(small_world):
+    """Two-stage serving (#19): the learned factor computed from the candidates' vectors per query
+    gives the same factors and list as the projection held for the whole catalog."""
+    held = _rec(small_world, weights=ScoringWeights(**LEARNED_DEFAULT_WEIGHTS))
+    per_query = _rec(small_world, weights=ScoringWeights(**LEARNED_DEFAULT_WEIGHTS), learned_for_candidates=True)
+    assert held.products.learned_products is not None and not held.learned_for_candidates
+    assert per_query.products.learned_products is None and per_query.products.projection is not None
+    scene = held.prepare_scene(small_world["scene"])
+    a = held.recommend_prepared(scene, k=8).to_dict()["items"]
+    b = per_query.recommend_prepared(scene, k=8).to_dict()["items"]
+    assert a == b and {it["factors"]["learned"] for it in a} != {0.5}
+    # the view keeps the mode: computed per query after with_learned too
+    view = per_query.with_learned(small_world["learned"])
+    assert view.products.learned_products is None and view.recommend_prepared(scene, k=8).to_dict()["items"] == b
+
+
+def test_rescored_candidates_from_an_approximate_index_get_exact_visual_scores(small_world):
+    """Stage 1 from a coarse PQ index, stage 2 re-scored from the exact vectors: the visual factor and the
+    best region of every returned product equal the exact index's, where the approximate ones differ."""
+    import faiss
+
+    from scene_assets.indexes.searcher import FaissSearcher
+
+    exact = _rec(small_world, learned_for_candidates=True)
+    vectors = exact.stored_vectors()
+    pq = faiss.IndexIDMap(faiss.IndexPQ(vectors.shape[1], 2, 4, faiss.METRIC_INNER_PRODUCT))
+    pq.train(vectors)
+    pq.add_with_ids(vectors, exact.int_ids)
+    approx_args = dict(space="joint", catalog_mean=exact.catalog_mean, product_vectors=vectors.astype(np.float16),
+                       region_config=exact.region_config, learned=small_world["learned"], per_region_k=24)
+    approx = Recommender(small_world["enc"], FaissSearcher(pq), small_world["pids"], small_world["catalog"],
+                         **approx_args)
+    rescored = Recommender(small_world["enc"], FaissSearcher(pq), small_world["pids"], small_world["catalog"],
+                           rescore=True, **approx_args)
+    scene = exact.prepare_scene(small_world["scene"])
+    truth = exact.score_catalog(None, scene=scene, rerank=False)
+    row = {p: i for i, p in enumerate(small_world["pids"])}
+    got = rescored.recommend_prepared(scene, k=10)
+    for item in got.items:
+        assert item.visual_similarity == pytest.approx(float(truth.visual_cosine[row[item.product_id]]), abs=2e-3)
+        assert item.region["index"] == int(truth.best_region[row[item.product_id]])
+    off = [abs(it.visual_similarity - float(truth.visual_cosine[row[it.product_id]]))
+           for it in approx.recommend_prepared(scene, k=10).items]
+    assert max(off) > 0.01  # the PQ scores alone are visibly approximate
+    with pytest.raises(ValueError, match="rescore needs product_vectors"):
+        Recommender(small_world["enc"], FaissSearcher(pq), small_world["pids"], small_world["catalog"], rescore=True)

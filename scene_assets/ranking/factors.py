@@ -177,6 +177,18 @@ class ProductFactors:
     projection: Any = None  # the learned region->product projection
     learned_products: np.ndarray | None = None  # n x d' projected product vectors (float16)
     prior_per_room: np.ndarray | None = None  # n x R label prior
+    # rows -> the products' index vectors, when the projection is computed for candidates only
+    learned_vectors_of: Callable[[np.ndarray], np.ndarray | None] | None = None
+
+    def projected(self, rows: np.ndarray) -> np.ndarray | None:
+        """The learned projection of products ``rows`` (float32 from float16, as stored when held for
+        every product), or None without a projection."""
+        if self.projection is None:
+            return None
+        if self.learned_products is not None:
+            return self.learned_products[rows].astype(np.float32)
+        vectors = self.learned_vectors_of(rows)
+        return None if vectors is None else self.projection.transform_products(vectors).astype(np.float16).astype(np.float32)
 
     @classmethod
     def build(cls, product_ids: Sequence[str], attribute: Callable[[str, str], Any], categories: Sequence[str],
@@ -251,20 +263,26 @@ class ProductFactors:
         return cls(**{name: columns.get(name) for name in cls.COLUMNS})
 
     def for_learned(self, learned: Any, product_ids: Sequence[str], categories: Sequence[str], index_dim: int,
-                    space: str, stored_vectors: Callable[[], np.ndarray | None]) -> "ProductFactors":
+                    space: str, stored_vectors: Callable[[], np.ndarray | None], *,
+                    vectors_of: Callable[[np.ndarray], np.ndarray | None] | None = None) -> "ProductFactors":
         """These factors with the inputs of ``learned`` (a ``LearnedScorer``, or None): the products
         under its projection (when its input dim is the index's ``index_dim``; ``stored_vectors()``:
-        the index's vectors) and its label priors per room."""
+        the index's vectors; with ``vectors_of`` (rows -> those rows' vectors) the projection is
+        computed per query for the candidates instead) and its label priors per room."""
         learned_products = prior_per_room = None
         proj = getattr(learned, "projection", None)
         if proj is not None:
             if proj.query_map.shape[0] != index_dim:
                 log.warning("learned projection expects %d-d vectors; the index holds %d-d %s vectors - "
                             "learned factor disabled", proj.query_map.shape[0], index_dim, space)
+                proj = None
+            elif vectors_of is not None:
+                pass
             else:
                 vecs = stored_vectors()
                 if vecs is None:
                     log.warning("index cannot reconstruct product vectors - learned factor disabled")
+                    proj = None
                 else:
                     # half precision at rest, like the text matrix
                     learned_products = proj.transform_products(vecs).astype(np.float16)
@@ -274,8 +292,9 @@ class ProductFactors:
             per_room = np.stack([priors.product_prior(list(product_ids), list(categories), eye[r], ROOM_TYPES)
                                  for r in range(len(ROOM_TYPES))], axis=1)
             prior_per_room = per_room.astype(np.float32)  # n x R
-        return dataclasses.replace(self, projection=proj if learned_products is not None else None,
-                                   learned_products=learned_products, prior_per_room=prior_per_room)
+        return dataclasses.replace(self, projection=proj, learned_products=learned_products,
+                                   prior_per_room=prior_per_room,
+                                   learned_vectors_of=vectors_of if learned_products is None and proj is not None else None)
 
 
 def _product_styles(product_ids, attribute, text_matrix, text_mask, style_logits) -> np.ndarray:
@@ -372,10 +391,11 @@ def size(products: ProductFactors, scene: PreparedScene, rows: np.ndarray) -> np
 
 
 def learned(products: ProductFactors, scene: PreparedScene, rows: np.ndarray) -> np.ndarray | None:
-    if products.learned_products is None:
+    projected = products.projected(rows)
+    if projected is None:
         return None
     q = products.projection.transform_queries(scene.queries)
-    sim = (q @ products.learned_products[rows].astype(np.float32).T).max(axis=0)
+    sim = (q @ projected.T).max(axis=0)
     return np.clip((sim + 1.0) / 2.0, 0.0, 1.0)
 
 
