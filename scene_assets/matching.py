@@ -268,6 +268,8 @@ class Recommender:
         ``vector_space`` and ``catalog_mean`` (a list) are used unless given as keyword arguments."""
         opened = open_index(directory, expected_fingerprint=expected_fingerprint)
         index, manifest, pids = opened.searcher, opened.manifest, opened.product_ids
+        if opened.int_ids is not None:
+            kwargs.setdefault("int_ids", opened.int_ids)
         kwargs.setdefault("space", manifest.get("vector_space", "joint"))
         if "catalog_mean" not in kwargs and manifest.get("catalog_mean") is not None:
             kwargs["catalog_mean"] = np.asarray(manifest["catalog_mean"], dtype=np.float32)

@@ -60,3 +60,11 @@ def test_product_info_round_trips_through_stored_columns(tmp_path):
         ProductInfo.from_columns(strings, {**codes, "category": codes["category"][:2]}, names)
     with pytest.raises(ValueError, match="missing"):
         ProductInfo.from_columns(pa.table({"title": strings.column("title")}), codes, names)
+
+
+def test_columns_over_fixed_width_bytes_and_many_names():
+    ids = np.array([b"p1", "pé".encode(), b"p333"])  # a sharded index's product_ids.npy
+    column = StringColumn(ids)
+    assert column[1] == "pé" and list(column[np.array([2, 0])]) == ["p333", "p1"] and list(column) == ["p1", "pé", "p333"]
+    groups = CodedColumn(np.array([2, 0, 2], dtype=np.int32), StringColumn(["g0", "g1", "g2"]))
+    assert isinstance(groups.names, StringColumn) and list(groups) == ["g2", "g0", "g2"] and groups[1] == "g0"

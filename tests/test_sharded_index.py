@@ -163,6 +163,7 @@ def test_open_index_serves_the_merged_index_to_the_recommender(built, data):
     from scene_assets.encoders import FakeEncoder
     from scene_assets.indexes.searcher import open_index
     from scene_assets.matching import Recommender
+    from scene_assets.ranking.catalog import StringColumn
 
     xb, xq, pids = data
     root, report = built
@@ -181,6 +182,22 @@ def test_open_index_serves_the_merged_index_to_the_recommender(built, data):
                                              expected_fingerprint=FP)
     result = recommender.recommend(Image.new("RGB", (48, 48), (180, 40, 40)), k=5)
     assert len(result.items) == 5 and set(result.product_ids) <= set(pids)
+    # the id lookup is read where it lies (no Python string per product) and its int ids are not rehashed
+    assert isinstance(recommender.product_ids, StringColumn)
+    np.testing.assert_array_equal(recommender.int_ids, assign_ids(list(recommender.product_ids)))
+
+    # two-stage (#19): the PQ index gives the candidates, the exact vectors (float16, in lookup order)
+    # their visual scores: the results' visual similarity is the exact max over regions
+    row_of = {p: i for i, p in enumerate(pids)}
+    exact = np.stack([xb[row_of[p]] for p in recommender.product_ids]).astype(np.float16)
+    two_stage = Recommender.from_index_dir(FakeEncoder(dim=xb.shape[1]), report.merged.directory, None,
+                                           expected_fingerprint=FP, product_vectors=exact, rescore=True)
+    image = Image.new("RGB", (48, 48), (180, 40, 40))
+    scene = two_stage.prepare_scene(image)
+    got = two_stage.recommend_prepared(scene, k=5)
+    for item in got.items:
+        v = exact[list(recommender.product_ids).index(item.product_id)].astype(np.float32)
+        assert item.visual_similarity == pytest.approx(float((scene.queries @ v).max()), abs=1e-5)
 
 
 def test_incremental_readds_only_changed_shards(data, tmp_path):

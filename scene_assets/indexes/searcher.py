@@ -83,9 +83,10 @@ def as_searcher(index: faiss.Index | VectorSearcher) -> VectorSearcher:
 @dataclass(frozen=True)
 class OpenedIndex:
     searcher: VectorSearcher
-    product_ids: Sequence[str]  # every indexed product
+    product_ids: Sequence[str]  # every indexed product (a memory-mapped StringColumn for the sharded kind)
     manifest: dict[str, Any]
     kind: Literal["flat", "sharded"]
+    int_ids: np.ndarray | None = None  # the products' int ids in product_ids order, when stored
 
 
 def open_index(directory: Path | str, *, expected_fingerprint: str | None = None) -> OpenedIndex:
@@ -94,8 +95,12 @@ def open_index(directory: Path | str, *, expected_fingerprint: str | None = None
     directory = Path(directory)
     stage = store.read_manifest(directory / store.MANIFEST_FILE).get("stage")
     if stage == "merged":
+        from scene_assets.ranking.catalog import StringColumn
+
         serving = open_merged(directory, expected_fingerprint=expected_fingerprint)
-        return OpenedIndex(FaissSearcher(serving.index), serving.all_product_ids(), serving.manifest, "sharded")
+        # the id lookup stays memory-mapped: no Python string per product (10M of them: ~1 GB)
+        return OpenedIndex(FaissSearcher(serving.index), StringColumn(serving.lookup_product_ids), serving.manifest,
+                           "sharded", serving.lookup_int_ids)
     if stage is not None:
         raise VectorIndexError(f"{directory}: a {stage} folder of a sharded index cannot be searched; open its merged folder")
     index, manifest = flat_files.load_index(directory, expected_fingerprint=expected_fingerprint)

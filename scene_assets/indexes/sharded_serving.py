@@ -53,6 +53,16 @@ class ServingIndex:
                 out[found] = [b.decode("utf-8") for b in self._pids[a + pos[found]]]
         return out.reshape(int_ids.shape)
 
+    @property
+    def lookup_int_ids(self) -> np.ndarray:
+        """Every indexed product's int id, in the lookup's order (memory-mapped with ``mmap=True``)."""
+        return self._ids
+
+    @property
+    def lookup_product_ids(self) -> np.ndarray:
+        """Every indexed product id as utf-8 bytes, in the lookup's order (aligned with :attr:`lookup_int_ids`)."""
+        return self._pids
+
     def all_product_ids(self) -> list[str]:
         """Every indexed product id (in the lookup's order)."""
         return [b.decode("utf-8") for b in self._pids]

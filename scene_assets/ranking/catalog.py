@@ -52,9 +52,13 @@ class StringColumn:
 
     __slots__ = ("array",)
 
-    def __init__(self, values: pa.Array | pa.ChunkedArray | Sequence[str | None]):
+    def __init__(self, values: pa.Array | pa.ChunkedArray | np.ndarray | Sequence[str | None]):
         if isinstance(values, pa.ChunkedArray):
             values = values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
+        if isinstance(values, np.ndarray) and values.dtype.kind == "S":
+            # fixed-width utf-8 bytes (a sharded index's product id lookup, memory-mapped): kept as they are
+            self.array = values
+            return
         if not isinstance(values, pa.Array):
             values = pa.array([None if v is None else str(v) for v in values], type=pa.large_string())
         self.array = values
@@ -63,28 +67,35 @@ class StringColumn:
         return len(self.array)
 
     def __getitem__(self, key):
+        as_bytes = isinstance(self.array, np.ndarray)
         if isinstance(key, (int, np.integer)):
-            return self.array[int(key)].as_py()
+            return self.array[int(key)].decode("utf-8") if as_bytes else self.array[int(key)].as_py()
         rows = np.asarray(key)
         if rows.dtype == bool:
             rows = np.flatnonzero(rows)
         out = np.empty(rows.shape, dtype=object)
-        out.ravel()[:] = self.array.take(pa.array(rows.ravel().astype(np.int64))).to_pylist()
+        if as_bytes:
+            out.ravel()[:] = [b.decode("utf-8") for b in self.array[rows.ravel()]]
+        else:
+            out.ravel()[:] = self.array.take(pa.array(rows.ravel().astype(np.int64))).to_pylist()
         return out
 
     def __iter__(self):
+        if isinstance(self.array, np.ndarray):
+            return (b.decode("utf-8") for b in self.array)
         return iter(self.array.to_pylist())
 
 
 class CodedColumn:
-    """A column of few distinct values: ``codes`` (one small integer per product, possibly a
-    memory-mapped array) into ``names``. Indexing gives the values, like an object array would."""
+    """A column of repeated values: ``codes`` (one integer per product, possibly a memory-mapped
+    array) into ``names`` (an object array, or a :class:`StringColumn` when there are as many values
+    as products, e.g. variant groups). Indexing gives the values, like an object array would."""
 
     __slots__ = ("codes", "names")
 
-    def __init__(self, codes: np.ndarray, names: Sequence[str]):
+    def __init__(self, codes: np.ndarray, names: Sequence[str] | StringColumn):
         self.codes = codes
-        self.names = np.asarray(list(names), dtype=object)
+        self.names = names if isinstance(names, StringColumn) else np.asarray(list(names), dtype=object)
 
     @classmethod
     def encode(cls, values: Sequence[str]) -> "CodedColumn":
@@ -109,7 +120,7 @@ class CodedColumn:
 def member_mask(column: CodedColumn | np.ndarray, names: Sequence[str]) -> np.ndarray:
     """Rows whose value is one of ``names`` (on the codes of a :class:`CodedColumn`: no string per row)."""
     if isinstance(column, CodedColumn):
-        wanted = np.flatnonzero(np.isin(column.names, list(names)))
+        wanted = np.flatnonzero(np.isin(np.asarray(list(column.names), dtype=object), list(names)))
         return np.isin(column.codes, wanted)
     return np.isin(column, list(names))
 
