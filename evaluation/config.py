@@ -65,6 +65,11 @@ class EvaluationConfig:
     # with these re-rank options (their weights and fusion are the ones above: weights / ranker)
     served_k: int = 50
     ranking: RankingConfig = field(default_factory=RankingConfig)
+    # the served row through two-stage serving (#19): candidates from an approximate index of the
+    # catalog's vectors (a FAISS factory such as "IVF32,PQ64", searched with served_nprobe lists),
+    # re-scored exactly (Recommender.two_stage); None: the recommender's own index
+    served_index: str | None = None
+    served_nprobe: int | None = None
 
     def __post_init__(self) -> None:
         if self.served_k < 1:
@@ -79,7 +84,8 @@ class EvaluationConfig:
                 "ranker": None if self.ranker is None else self.ranker.to_dict(),
                 "room_classifier": self.room_classifier, "regions": self.regions, "served_k": self.served_k,
                 "composites": None if self.composites is None else self.composites.to_dict(),
-                "ranking": self.ranking.model_dump(exclude={"weights", "fusion"})}
+                "ranking": self.ranking.model_dump(exclude={"weights", "fusion"}),
+                "served_index": self.served_index, "served_nprobe": self.served_nprobe}
 
     @property
     def fusion(self) -> str:

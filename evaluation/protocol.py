@@ -45,10 +45,13 @@ No Dagster imports.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from evaluation.config import EvaluationConfig
 from evaluation.dataset import LabeledDataset
@@ -180,7 +183,18 @@ def evaluate(
         serving = ServedFolds(rec, scenes, [(dataset.scene_ids, learned_final)])
         protocol = (f"trained on {train.root} ({len(train.scene_ids)} scenes), scored on {dataset.root}"
                     + (" - SAME DATA: these figures are NOT held out" if same else ""))
-    served = serving.serve(config)
+    two_stage_overlap = None
+    if config.served_index is not None:
+        # the served row through stage 1 of an approximate index; overlap@10 with the exact served lists
+        exact_served = serving.serve(config)
+        serving = dataclasses.replace(serving, rec=rec.two_stage(config.served_index, nprobe=config.served_nprobe))
+        served = serving.serve(config)
+        two_stage_overlap = float(np.mean([len(set(served[s][:10]) & set(exact_served[s][:10])) / max(min(10, len(exact_served[s])), 1)
+                                           for s in served]))
+        say(f"two-stage served row ({config.served_index}, nprobe {config.served_nprobe}): overlap@10 with the exact "
+            f"served lists {two_stage_overlap:.3f}")
+    else:
+        served = serving.serve(config)
     timings["fit_and_score"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     summary = summarize(results, config, rec.product_attributes(), calibrators, enc_fp, served)
@@ -193,4 +207,5 @@ def evaluate(
         timings_s={k: round(v, 2) for k, v in timings.items()}, skipped_scenes=dataset.skipped_scenes,
         learned=learned_final, results=results, product_ids=[str(p) for p in rec.product_ids], config=config,
         serving=serving, composite_pairs=0 if composites is None else len(composites),
+        two_stage_overlap_at_10=two_stage_overlap,
     )

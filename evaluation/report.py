@@ -53,6 +53,8 @@ class EvaluationReport:
     # the served path's recommender, prepared scenes and fold models (what the re-rank sweep re-serves with)
     serving: ServedFolds | None = field(default=None, repr=False)
     composite_pairs: int = 0  # synthetic (region, product) pairs the projection learned from, all scenes
+    # served two-stage (config.served_index): share of the exact served top 10 the two-stage path keeps
+    two_stage_overlap_at_10: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return self.metrics | {
@@ -68,7 +70,9 @@ class EvaluationReport:
             "skipped_scenes": [list(s) for s in self.skipped_scenes],
             "evaluation_config": None if self.config is None else self.config.to_dict(),
             "composite_pairs": self.composite_pairs,
-        }
+        } | ({} if self.two_stage_overlap_at_10 is None else
+             {"served_two_stage": {"index": self.config.served_index, "nprobe": self.config.served_nprobe,
+                                   "overlap_at_10_vs_exact_served": self.two_stage_overlap_at_10}})
 
 
 def summarize(results: Sequence[SceneResult], config: EvaluationConfig, products: pl.DataFrame,

@@ -320,6 +320,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.composites_per_scene is not None:
             config = dataclasses.replace(config, composites=dataclasses.replace(
                 config.composites or CompositeConfig(), per_scene=args.composites_per_scene))
+        if args.served_index is not None:
+            config = dataclasses.replace(config, served_index=args.served_index, served_nprobe=args.served_nprobe)
         dataset = load_labeled_dataset(args.dataset)
         train = load_labeled_dataset(args.train_dataset) if args.train_dataset else None
     except (DatasetError, ValueError) as exc:
@@ -357,6 +359,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 2
     report = run.report
     print(format_table(report))
+    if report.two_stage_overlap_at_10 is not None:
+        print(f"\nserved two-stage ({config.served_index}, nprobe {config.served_nprobe}): overlap@10 with the exact "
+              f"served lists {report.two_stage_overlap_at_10:.3f}")
     if args.sweep:
         base = {"encoder": report.metrics["encoder"], "dataset_hash": dataset.fingerprint, "protocol": report.protocol,
                 "evaluation_run_id": run.mlflow_run_id}
@@ -562,6 +567,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_.add_argument("--composites-per-scene", type=int, metavar="N",
                            help="synthetic composites made from each training scene for the projection to learn from "
                                 "(default: the config's, 20; 0: labels only)")
+    evaluate_.add_argument("--served-index", metavar="FACTORY",
+                           help="serve the served-path row two-stage, as a large catalog is: candidates from this "
+                                "approximate FAISS index of the catalog's vectors (e.g. IVF32,PQ64), re-scored exactly; "
+                                "prints its overlap@10 with the exact served lists (#19)")
+    evaluate_.add_argument("--served-nprobe", type=int, metavar="N", help="lists searched per query with --served-index")
     evaluate_.add_argument("--ablation", nargs="?", const="fusion", choices=("fusion", "visual"),
                            help="cross-validate once per variant with one direction turned off on the same folds and "
                                 "prepared scenes; prints the table (--mlflow: parent run + one child per variant). "

@@ -321,6 +321,37 @@ class Recommender:
         view._attach_learned(learned, replace=True)
         return view
 
+    def two_stage(self, factory: str, *, nprobe: int | None = None) -> "Recommender":
+        """A view of this recommender served two-stage as a large catalog is: stage 1 searches an
+        approximate index of the same vectors (FAISS ``factory``, e.g. ``"IVF32,PQ64"``; trained on
+        them; ``nprobe`` lists per query), stage 2 re-scores the candidates from the exact vectors held
+        as float16 and computes the learned projection for the candidates only. Its answers next to
+        this recommender's show what the approximate stage costs (``scene-matcher evaluate
+        --served-index``)."""
+        vectors = self.stored_vectors()
+        if vectors is None:
+            raise ValueError("two_stage needs the index's vectors (an index that cannot reconstruct them)")
+        index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        if not index.is_trained:
+            raise ValueError(f"{factory}: not trained by {vectors.shape[0]} vectors")
+        if faiss.try_extract_index_ivf(index) is None:
+            index = faiss.IndexIDMap(index)
+        index.add_with_ids(vectors, self._int_ids)
+        if nprobe is not None:
+            ivf = faiss.try_extract_index_ivf(index)
+            if ivf is None:
+                raise ValueError(f"{factory}: nprobe is for an IVF index")
+            ivf.nprobe = int(nprobe)
+        view = copy.copy(self)
+        view.index = as_searcher(index)
+        view._product_vectors = vectors.astype(np.float16)
+        view.rescore = True
+        view.learned_for_candidates = True
+        if self.learned is not None:
+            view._attach_learned(self.learned, replace=False)
+        return view
+
     def _attach_learned(self, learned: Any, *, replace: bool) -> None:
         """Attach a :class:`scene_assets.learned.LearnedScorer`: its projection feeds the ``learned``
         factor (when its input dim is the index's), its label priors the ``prior`` factor, its room

@@ -119,3 +119,22 @@ def test_config_ranking_round_trips_and_keeps_weights_apart():
         EvaluationConfig(ranking=RankingConfig(weights=ScoringWeights(visual=1.0)))
     with pytest.raises(ValueError, match="served_k"):
         EvaluationConfig(served_k=0)
+
+
+def test_served_row_through_two_stage_serving(sample, encoder, tmp_path):
+    """--served-index (#19): the served row goes through stage 1 of an approximate index (candidates)
+    and stage 2 (exact re-scoring, projection for the candidates); with every list probed the
+    candidates are those of exact search, so the lists and the served metrics are the exact ones
+    (approximate candidates re-scored: tests/test_ranker.py)."""
+    exact = evaluate(sample, config=EvaluationConfig(folds=3, **FAST), encoder=encoder, cache_dir=tmp_path / "cache")
+    config = EvaluationConfig(folds=3, served_index="IVF2,Flat", served_nprobe=2, **FAST)
+    report = evaluate(sample, config=config, encoder=encoder, cache_dir=tmp_path / "cache")
+    assert report.two_stage_overlap_at_10 == pytest.approx(1.0)
+    for k in METRIC_KEYS:
+        assert report.metrics[f"served.{k}"] == pytest.approx(exact.metrics[f"served.{k}"], abs=1e-9), k
+    assert report.serving.rec.rescore and report.serving.rec.learned_for_candidates
+    assert not exact.serving.rec.rescore
+    saved = json.loads(json.dumps(report.to_dict()))
+    assert saved["served_two_stage"] == {"index": "IVF2,Flat", "nprobe": 2, "overlap_at_10_vs_exact_served": 1.0}
+    assert "served_two_stage" not in exact.to_dict()
+    assert EvaluationConfig.from_dict(saved["evaluation_config"]) == config

@@ -31,6 +31,8 @@ def allowed_mask(category: np.ndarray, group: np.ndarray, room_member: np.ndarra
                              "or their groups")
         return member_mask(category, names) | member_mask(group, names)
 
+    if not include_categories and not exclude_categories and room is None:
+        return None  # no filter: nothing computed per product (10M products: ~5 ms a query)
     mask = np.ones(len(category), dtype=bool)
     if include_categories:
         mask &= match(include_categories)
