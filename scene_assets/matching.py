@@ -48,6 +48,7 @@ import numpy as np
 import polars as pl
 
 from scene_assets.indexes import flat
+from scene_assets.indexes.flat_choice import best_per_id
 from scene_assets.indexes.flat_spec import choose_index_spec
 from scene_assets.indexes.ids import assign_ids
 from scene_assets.indexes.searcher import VectorSearcher, as_searcher, open_index
@@ -489,28 +490,21 @@ class Recommender:
     def _candidates(self, scene: PreparedScene, per_region_k: int, allowed: np.ndarray | None):
         """(rows, best cosine, best region) of the merged per-region top-k, by max over regions."""
         D, I = self._search(scene.queries, per_region_k, allowed)
-        ids = I.ravel()
-        scores = D.ravel()
-        region = np.repeat(np.arange(D.shape[0]), D.shape[1])
-        ok = ids >= 0
-        ids, scores, region = ids[ok], scores[ok], region[ok]
-        order = np.argsort(-scores, kind="stable")
-        ids, scores, region = ids[order], scores[order], region[order]
         # each product once, at its best region; ids -> rows only for those, in ascending id order: at
         # 1M products the lookup of all 3,000 unsorted ids in the sorted id table took 1.4 ms
-        uniq, first = np.unique(ids, return_index=True)
+        uniq, best = best_per_id(D, I)
         rows = self._rows_of(uniq)
         known = rows >= 0
-        rows, first = rows[known], first[known]
+        rows, best = rows[known], best[known]
         by_row = np.argsort(rows)
-        rows = rows[by_row]
+        rows, best = rows[by_row], best[by_row]
         if self.rescore:
             # stage 2 of two-stage serving: the approximate index (PQ codes) found the candidates; their
             # visual score and best region are computed again from the exact vectors
             sims = scene.queries @ self._vectors_for(rows).T  # regions x candidates
             best = np.argmax(sims, axis=0)
             return rows, sims[best, np.arange(rows.shape[0])], best
-        return rows, scores[first[by_row]], region[first[by_row]]
+        return rows, D.ravel()[best], best // D.shape[1]
 
     # -- factors --------------------------------------------------------------------------
 

@@ -215,15 +215,22 @@ def _better(a, b, budget: LatencyBudget) -> bool:
     return a[2] < b[2] if a_ok else a[3] > b[3]
 
 
-def merged_candidates(scores: np.ndarray, ids: np.ndarray, m: int) -> np.ndarray:
-    """A scene's candidates as the recommender merges its region searches: each product once, at its
-    best score over the regions, the ``m`` best (``Recommender._candidates``)."""
+def best_per_id(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A batched search's hits merged as the recommender merges a scene's region searches: each id once
+    (-1 = nothing found: dropped), at its best score. Returns ``(ids ascending, flat position of each
+    one's best hit in scores.ravel())``; of equal scores the earlier position wins."""
     s, i = scores.ravel(), ids.ravel()
-    keep = i >= 0
-    s, i = s[keep], i[keep]
-    order = np.argsort(-s, kind="stable")
+    valid = np.flatnonzero(i >= 0)
+    order = valid[np.argsort(-s[valid], kind="stable")]
     uniq, first = np.unique(i[order], return_index=True)
-    return uniq[np.argsort(first, kind="stable")][:m]
+    return uniq, order[first]
+
+
+def merged_candidates(scores: np.ndarray, ids: np.ndarray, m: int) -> np.ndarray:
+    """A scene's candidates as the recommender merges its region searches (:func:`best_per_id`), the
+    ``m`` best by their best score."""
+    uniq, pos = best_per_id(scores, ids)
+    return uniq[np.lexsort((pos, -scores.ravel()[pos]))][:m]
 
 
 def merged_recall(scores: np.ndarray, ids: np.ndarray, truth_scores: np.ndarray, truth: np.ndarray,
