@@ -71,14 +71,10 @@ def build_bundle(directory: Path, encoder, products: pl.DataFrame, features: np.
         if "product_columns" not in json.loads((directory / "bundle.json").read_text()):
             write_product_columns(directory, encoder)  # a bundle cached before they were stored (#19)
         return directory
-    rng = np.random.default_rng(seed)
     if n_products is None:
         ids, catalog, feats, text = products["product_id"].to_list(), products, features, texts
     else:
-        base = rng.integers(0, products.height, n_products)
-        # row chunks draw the same normal stream as one (n, d) call, without its float64 temporaries
-        # (1M x 1280 would be 10 GB at once)
-        feats = _noisy_copies(features, base, 0.5, rng)
+        base, feats, rng = _synthetic_draws(features, n_products, products.height, seed)
         text = _noisy_copies(texts, base, 0.3, rng)
         ids = [f"syn-{i:06d}" for i in range(n_products)]
         catalog = products[base.tolist()].with_columns(
@@ -104,12 +100,21 @@ def build_bundle(directory: Path, encoder, products: pl.DataFrame, features: np.
     return directory
 
 
+def _synthetic_draws(features: np.ndarray, n_products: int, n_real: int, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
+    """The seeded draws of a synthetic catalog: each product's real product (``base``), its image
+    features (a noisy copy of that product's), and the generator after them (the text draws follow).
+    Row chunks draw the same normal stream as one (n, d) call, without its float64 temporaries (1M x
+    1280 would be 10 GB at once)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, n_real, n_products)
+    return base, _noisy_copies(features, base, 0.5, rng), rng
+
+
 def synthetic_features(features: np.ndarray, n_products: int, n_real: int, seed: int = 0) -> np.ndarray:
     """The synthetic image features ``build_bundle`` indexed for ``n_products`` (same seeded draws, rows
     in the order of its ids ``syn-000000`` ...)."""
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, n_real, n_products)
-    return _noisy_copies(features, base, 0.5, rng)
+    return _synthetic_draws(features, n_products, n_real, seed)[1]
 
 
 def exact_overlap(directory: Path, encoder, scene_paths: list[Path], features: np.ndarray, n_real: int,
