@@ -53,7 +53,7 @@ from scene_assets.indexes.flat_spec import choose_index_spec
 from scene_assets.indexes.ids import assign_ids
 from scene_assets.indexes.searcher import VectorSearcher, as_searcher, open_index
 from scene_assets.ranking import rerank as reranking
-from scene_assets.ranking.catalog import ProductInfo, StringColumn, align_text_vectors, catalog_attributes
+from scene_assets.ranking.catalog import ProductInfo, StringColumn, align_text_vectors, aligned_catalog
 from scene_assets.ranking.config import Diversity, FusionChoice, RankingConfig, ScoringWeights
 from scene_assets.ranking.factors import FACTORS, ProductFactors, as_list, column, factor_matrix, visual
 from scene_assets.ranking.fusion import Fusion, choose_fusion
@@ -282,8 +282,8 @@ class Recommender:
         if product_info is not None and product_factors is None:
             raise ValueError("stored product info comes with stored product factors")
         if product_info is None:
-            attribute = catalog_attributes(self.product_ids, catalog)
-            info = ProductInfo.build(self.product_ids, attribute)
+            attributes = aligned_catalog(self.product_ids, catalog)
+            info = ProductInfo.build(attributes)
         else:
             info = product_info
             if len(info.category) != len(self.product_ids):
@@ -303,8 +303,7 @@ class Recommender:
             prompt_vectors(self.encoder)
             return
         text_matrix, text_mask = align_text_vectors(self.product_ids, text_vectors)
-        self.products = ProductFactors.build(self.product_ids, attribute, list(info.category), text_matrix, text_mask,
-                                             self._style_logits)
+        self.products = ProductFactors.build(attributes, info.category, text_matrix, text_mask, self._style_logits)
 
     def _style_logits(self, text_matrix: np.ndarray) -> np.ndarray | None:
         """Tempered similarities of product text vectors to the style prompts (None: other dims)."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pytest
 
-from scene_assets.ranking.catalog import CodedColumn, ProductInfo, StringColumn, member_mask
+from scene_assets.ranking.catalog import CodedColumn, ProductInfo, StringColumn, aligned_catalog, member_mask
 from scene_assets.ranking.rerank import allowed_mask
 from scene_assets.recommender_bundle import _write_arrow, map_arrow
 
@@ -35,13 +36,13 @@ def test_coded_column_and_member_mask_match_the_object_array():
 
 
 def test_product_info_round_trips_through_stored_columns(tmp_path):
-    ids = ["p1", "p2", "p3"]
-    rows = {"p1": {"title": "Lamp", "category": "lighting", "variant_group": "g"},
-            "p2": {"title": None, "category": "not-a-category"},
-            "p3": {"title": "Lamp 2", "category": "lighting", "variant_group": "g"}}
-    info = ProductInfo.build(ids, lambda pid, c: rows[pid].get(c))
-    assert list(info.category) == ["lighting", "other", "lighting"]
-    assert list(info.variant_group) == ["g", "p2", "g"]
+    catalog = pl.DataFrame({"product_id": ["p3", "p2", "p1", "p9"], "title": ["Lamp 2", "", "Lamp", "gone"],
+                            "category": ["lighting", "not-a-category", "lighting", "rugs"],
+                            "variant_group": ["g", None, "g", None]})
+    info = ProductInfo.build(aligned_catalog(["p1", "p2", "p3", "p4"], catalog))
+    assert list(info.category) == ["lighting", "other", "lighting", "other"]
+    assert list(info.variant_group) == ["g", "p2", "g", "p4"]
+    assert list(info.title) == ["Lamp", None, "Lamp 2", None] and list(info.product_type) == [None] * 4
     strings, codes, names = info.columns()
     path = tmp_path / "strings.arrow"
     with open(path, "wb") as handle:
@@ -53,9 +54,9 @@ def test_product_info_round_trips_through_stored_columns(tmp_path):
     for name in ("title", "product_type", "image_path", "category", "group", "variant_group"):
         assert list(getattr(reopened, name)) == list(getattr(info, name)), name
     # the filters read the codes: "lighting" excluded leaves the "other" product
-    member = np.ones((3, 10))
+    member = np.ones((4, 10))
     np.testing.assert_array_equal(allowed_mask(reopened.category, reopened.group, member, None, "lighting", None),
-                                  [False, True, False])
+                                  [False, True, False, True])
     with pytest.raises(ValueError, match="disagree"):
         ProductInfo.from_columns(strings, {**codes, "category": codes["category"][:2]}, names)
     with pytest.raises(ValueError, match="missing"):

@@ -10,40 +10,49 @@ Python string per product and attribute would take gigabytes; the columns take t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from scene_assets import vocabulary as vocab
-from scene_assets.ranking.factors import as_str
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CodedColumn", "ProductInfo", "StringColumn", "align_text_vectors", "catalog_attributes", "member_mask"]
+__all__ = ["CodedColumn", "ProductInfo", "StringColumn", "align_text_vectors", "aligned_catalog", "member_mask"]
 
 _COLUMNS = ("product_id", "title", "product_type", "category", "colors", "materials", "size_class",
             "variant_group", "room_hints", "style_words", "image_path", "parsed_product_type")
 
 
-def catalog_attributes(product_ids: Sequence[str], catalog: pl.DataFrame | None) -> Callable[[str, str], Any]:
-    """``attribute(product_id, column)``: the catalog's value (None when the product or the column is
-    missing; products missing from the catalog are logged)."""
-    rows: dict[str, dict[str, Any]] = {}
+def aligned_catalog(product_ids: Sequence[str], catalog: pl.DataFrame | None) -> pl.DataFrame:
+    """The catalog's attribute columns (those the ranking reads) with one row per indexed product, in
+    index order: nulls where the catalog has no such product or column (a duplicated product id: its
+    last row). Products missing from the catalog are logged."""
+    ids = pl.DataFrame({"product_id": pl.Series([str(p) for p in product_ids], dtype=pl.String)})
     if catalog is not None and catalog.height:
         if "product_id" not in catalog.columns:
             raise ValueError("catalog needs a product_id column")
         present = [c for c in _COLUMNS if c in catalog.columns]
-        for rec in catalog.select(present).iter_rows(named=True):
-            rows[str(rec["product_id"])] = rec
-    missing = [pid for pid in product_ids if pid not in rows]
-    if missing:
+        rows = (catalog.select(present).with_columns(pl.col("product_id").cast(pl.String), _in_catalog=pl.lit(True))
+                .unique("product_id", keep="last", maintain_order=True))
+        aligned = ids.join(rows, on="product_id", how="left", maintain_order="left")
+    else:
+        aligned = ids.with_columns(_in_catalog=pl.lit(None, dtype=pl.Boolean))
+    missing = aligned.filter(pl.col("_in_catalog").is_null())["product_id"]
+    if missing.len():
         log.warning("%d indexed products are not in the catalog (scored as category 'other'), e.g. %s",
-                    len(missing), missing[:3])
-    return lambda pid, c: rows.get(pid, {}).get(c)
+                    missing.len(), missing.head(3).to_list())
+    return aligned.drop("_in_catalog").with_columns(
+        [pl.lit(None).alias(c) for c in _COLUMNS if c not in aligned.columns])
+
+
+def _text(column: pl.Expr) -> pl.Expr:
+    """A catalog value as a non-empty string, else null."""
+    column = column.cast(pl.String)
+    return pl.when(column == "").then(None).otherwise(column)
 
 
 class StringColumn:
@@ -98,10 +107,13 @@ class CodedColumn:
         self.names = names if isinstance(names, StringColumn) else np.asarray(list(names), dtype=object)
 
     @classmethod
-    def encode(cls, values: Sequence[str]) -> "CodedColumn":
-        names, codes = np.unique(np.asarray(list(values), dtype=object), return_inverse=True)
-        dtype = np.int16 if len(names) < 2**15 else np.int32 if len(names) < 2**31 else np.int64
-        return cls(codes.astype(dtype).ravel(), names)
+    def encode(cls, values: Sequence[str] | pl.Series) -> "CodedColumn":
+        """Codes into the sorted distinct values (no nulls)."""
+        values = values if isinstance(values, pl.Series) else pl.Series(list(values), dtype=pl.String)
+        names = values.unique().sort()
+        dtype = pl.Int16 if names.len() < 2**15 else pl.Int32 if names.len() < 2**31 else pl.Int64
+        codes = values.replace_strict(names, pl.int_range(names.len(), eager=True), return_dtype=dtype)
+        return cls(codes.to_numpy(), names.to_list() if names.len() < 100_000 else StringColumn(names.to_arrow()))
 
     @property
     def shape(self) -> tuple[int]:
@@ -139,20 +151,22 @@ class ProductInfo:
     variant_group: CodedColumn
 
     @classmethod
-    def build(cls, product_ids: Sequence[str], attribute: Callable[[str, str], Any]) -> "ProductInfo":
-        cats = []
-        for p in product_ids:
-            c = as_str(attribute(p, "category")) or vocab.OTHER_CATEGORY
-            cats.append(c if c in vocab.CATEGORY_ROOMS else vocab.OTHER_CATEGORY)
-        category = CodedColumn.encode(cats)
+    def build(cls, products: pl.DataFrame) -> "ProductInfo":
+        """From the catalog's attributes in index order (:func:`aligned_catalog`), column-wise."""
+        frame = products.select(
+            title=_text(pl.col("title")),
+            product_type=pl.coalesce(_text(pl.col("product_type")), _text(pl.col("parsed_product_type"))),
+            image_path=_text(pl.col("image_path")),
+            category=pl.when(_text(pl.col("category")).is_in(list(vocab.CATEGORY_ROOMS)))
+            .then(_text(pl.col("category"))).otherwise(pl.lit(vocab.OTHER_CATEGORY)),
+            variant_group=pl.coalesce(_text(pl.col("variant_group")), pl.col("product_id")),
+        )
+        category = CodedColumn.encode(frame["category"])
         return cls(
-            title=StringColumn([as_str(attribute(p, "title")) for p in product_ids]),
-            product_type=StringColumn([as_str(attribute(p, "product_type")) or as_str(attribute(p, "parsed_product_type"))
-                                       for p in product_ids]),
-            image_path=StringColumn([as_str(attribute(p, "image_path")) for p in product_ids]),
+            **{name: StringColumn(frame[name].to_arrow().cast(pa.large_string())) for name in cls.STRINGS},
             category=category,
             group=CodedColumn(category.codes, [vocab.CATEGORY_GROUP.get(c, "other") for c in category.names]),
-            variant_group=CodedColumn.encode([as_str(attribute(p, "variant_group")) or p for p in product_ids]),
+            variant_group=CodedColumn.encode(frame["variant_group"]),
         )
 
     STRINGS = ("title", "product_type", "image_path")

@@ -39,12 +39,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import polars as pl
 
 from scene_assets import vocabulary as vocab
 from scene_assets.scene_analysis import ROOM_TYPES, STYLES, softmax, vocabulary_lab
 
 if TYPE_CHECKING:
     from scene_assets.prepared_scene import PreparedScene
+    from scene_assets.ranking.catalog import CodedColumn
 
 log = logging.getLogger(__name__)
 
@@ -191,52 +193,53 @@ class ProductFactors:
         return None if vectors is None else self.projection.transform_products(vectors).astype(np.float16).astype(np.float32)
 
     @classmethod
-    def build(cls, product_ids: Sequence[str], attribute: Callable[[str, str], Any], categories: Sequence[str],
-              text_matrix: np.ndarray | None, text_mask: np.ndarray | None,
-              style_logits: Callable[[np.ndarray], np.ndarray | None]) -> "ProductFactors":
-        """From catalog attributes (``attribute(product_id, column)``), the products' categories,
-        their unit text vectors (float32; stored as float16) and ``style_logits(text_matrix)``: the
-        tempered style-prompt similarities of the text vectors (None when they cannot be compared)."""
-        n = len(product_ids)
-        room_index = {r: i for i, r in enumerate(ROOM_TYPES)}
+    def build(cls, products: pl.DataFrame, categories: "CodedColumn", text_matrix: np.ndarray | None,
+              text_mask: np.ndarray | None, style_logits: Callable[[np.ndarray], np.ndarray | None]) -> "ProductFactors":
+        """From the catalog's attributes in index order (``ranking.catalog.aligned_catalog``: one row per
+        product, nulls where unknown), the products' categories, their unit text vectors (float32;
+        stored as float16) and ``style_logits(text_matrix)``: the tempered style-prompt similarities
+        of the text vectors (None when they cannot be compared). Column operations only (no Python
+        loop over products): at 1M products the per-product loops took minutes, at 10M they do not fit."""
+        n = products.height
         member = np.zeros((n, len(ROOM_TYPES)), dtype=np.float64)
-        for i, p in enumerate(product_ids):
-            hints = [h for h in as_list(attribute(p, "room_hints")) if h in room_index]
-            for r in hints or vocab.CATEGORY_ROOMS.get(categories[i], ROOM_TYPES):
-                member[i, room_index[r]] = 1.0
+        rows, rooms = _pairs(products, "room_hints", {r: i for i, r in enumerate(ROOM_TYPES)})
+        member[rows, rooms] = 1.0
+        # products naming no known room: the rooms of their category
+        by_category = np.zeros((len(categories.names), len(ROOM_TYPES)))
+        for c, name in enumerate(categories.names):
+            for r in vocab.CATEGORY_ROOMS.get(name, ROOM_TYPES):
+                by_category[c, ROOM_TYPES.index(r)] = 1.0
+        no_hint = ~member.any(axis=1)
+        member[no_hint] = by_category[np.asarray(categories.codes)[no_hint]]
 
-        size_index = {s: i for i, s in enumerate(_SIZE_CLASSES)}
-        sizes = np.asarray([size_index.get(as_str(attribute(p, "size_class")) or "", -1) for p in product_ids],
-                           dtype=np.int64)
+        sizes = np.full(n, -1, dtype=np.int64)
+        rows, size = _pairs(products, "size_class", {s: i for i, s in enumerate(_SIZE_CLASSES)})
+        sizes[rows] = size
 
         names, _ = vocabulary_lab()
-        color_index = {c: i for i, c in enumerate(names)}
         C = np.zeros((n, len(names)), dtype=np.float64)
-        has_pixel = np.zeros(n, dtype=bool)
+        rows, colour = _pairs(products, "colors", {c: i for i, c in enumerate(names)})
+        C[rows, colour] = 1.0
+        has_pixel = C.any(axis=1)
+        C[has_pixel] /= C[has_pixel].sum(axis=1, keepdims=True)
         non_pixel_value = np.full(n, 0.5)
-        for i, p in enumerate(product_ids):
-            colours = as_list(attribute(p, "colors"))
-            px = [c for c in colours if c in color_index]
-            if px:
-                has_pixel[i] = True
-                for c in px:
-                    C[i, color_index[c]] = 1.0
-                C[i] /= C[i].sum()
-            elif "multicolour" in colours:
-                non_pixel_value[i] = _MULTICOLOUR_VALUE
-            elif "clear" in colours:
-                non_pixel_value[i] = _NEUTRAL_FLOOR
+        rows, _ = _pairs(products, "colors", {"clear": 0})
+        non_pixel_value[rows[~has_pixel[rows]]] = _NEUTRAL_FLOOR
+        rows, _ = _pairs(products, "colors", {"multicolour": 0})  # multicolour wins over clear
+        non_pixel_value[rows[~has_pixel[rows]]] = _MULTICOLOUR_VALUE
 
         fam_index = {f: i for i, f in enumerate(_MATERIAL_FAMILIES)}
+        rows, family = _pairs(products, "materials", {m: fam_index[f] for m, f in vocab.MATERIAL_FAMILY.items()
+                                                      if f in fam_index})
+        families = np.zeros((n, len(_MATERIAL_FAMILIES)), dtype=bool)
+        families[rows, family] = True
         aff = np.asarray([MATERIAL_STYLE_AFFINITY[s] for s in STYLES], dtype=np.float64)  # S x F
-        A = np.full((n, len(STYLES)), np.nan)
-        for i, p in enumerate(product_ids):
-            fams = {vocab.MATERIAL_FAMILY.get(m) for m in as_list(attribute(p, "materials"))} - {None}
-            idx = [fam_index[f] for f in fams if f in fam_index]
-            if idx:
-                A[i] = aff[:, idx].max(axis=1)
+        A = np.full((n, len(STYLES)), -np.inf)
+        for f in range(len(_MATERIAL_FAMILIES)):  # best family per style, one family at a time (no n x S x F)
+            A[families[:, f]] = np.maximum(A[families[:, f]], aff[:, f])
+        A[~families.any(axis=1)] = np.nan
 
-        styles = _product_styles(product_ids, attribute, text_matrix, text_mask, style_logits)
+        styles = _product_styles(products, text_matrix, text_mask, style_logits)
         if text_matrix is not None:
             # Half precision at rest: cosines of unit vectors move by < 1e-3, and a 100k-product
             # catalog keeps 73 MiB less resident; rows are widened to float32 when scored.
@@ -297,10 +300,24 @@ class ProductFactors:
                                    learned_vectors_of=vectors_of if learned_products is None and proj is not None else None)
 
 
-def _product_styles(product_ids, attribute, text_matrix, text_mask, style_logits) -> np.ndarray:
+def _pairs(products: pl.DataFrame, name: str, index: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, index[value])`` of every value of column ``name`` (a list or a single value per product;
+    nulls and values ``index`` does not know are left out), once per (row, index) pair."""
+    if name not in products.columns or products[name].dtype == pl.Null or not index:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    frame = pl.DataFrame({"row": pl.int_range(products.height, eager=True, dtype=pl.Int64), "value": products[name]})
+    if isinstance(frame["value"].dtype, pl.List):
+        frame = frame.explode("value")
+    frame = (frame.filter(pl.col("value").is_not_null())
+             .with_columns(pl.col("value").cast(pl.String).replace_strict(dict(index), default=-1, return_dtype=pl.Int64))
+             .filter(pl.col("value") >= 0).unique(maintain_order=True))
+    return frame["row"].to_numpy(), frame["value"].to_numpy()
+
+
+def _product_styles(products: pl.DataFrame, text_matrix, text_mask, style_logits) -> np.ndarray:
     """n x S style distribution of each product: from its text vector (softmax over style prompts)
     mixed with the styles its style words name; uniform when neither says anything."""
-    n, S = len(product_ids), len(STYLES)
+    n, S = products.height, len(STYLES)
     Q = np.full((n, S), 1.0 / S)
     if text_matrix is not None:
         logits = style_logits(text_matrix)
@@ -308,13 +325,12 @@ def _product_styles(product_ids, attribute, text_matrix, text_mask, style_logits
             q = softmax(logits, axis=1)
             Q[text_mask] = q[text_mask]
     style_index = {s: i for i, s in enumerate(STYLES)}
-    for i, p in enumerate(product_ids):
-        hits = {_STYLE_WORD_TO_STYLE[w] for w in as_list(attribute(p, "style_words")) if w in _STYLE_WORD_TO_STYLE}
-        if hits:
-            onehot = np.zeros(S)
-            for h in hits:
-                onehot[style_index[h]] = 1.0 / len(hits)
-            Q[i] = 0.5 * Q[i] + 0.5 * onehot
+    rows, style = _pairs(products, "style_words", {w: style_index[s] for w, s in _STYLE_WORD_TO_STYLE.items()})
+    named = np.zeros((n, S))
+    named[rows, style] = 1.0
+    hits = named.sum(axis=1)
+    has = hits > 0
+    Q[has] = 0.5 * Q[has] + 0.5 * (named[has] * (1.0 / hits[has])[:, None])
     return Q
 
 
