@@ -242,27 +242,36 @@ def write_product_columns(directory: str | os.PathLike, encoder) -> dict:
     for name, array in recommender.products.columns().items():
         write_atomic(folder / f"{name}.npy", lambda handle, a=array: np.save(handle, np.ascontiguousarray(a)))
         files[name] = f"{relative}/{name}.npy"
-    # the descriptive attributes too (titles, categories, variant groups, ids): a server then holds no
-    # Python object per product (at 10M products those alone would outgrow a 2 GB replica)
-    strings, codes, names = recommender.info.columns()
-    strings = strings.append_column("product_id", StringColumn(list(recommender.product_ids)).array)
-    write_atomic(folder / PRODUCT_STRINGS_FILE, lambda handle: _write_arrow(handle, strings))
-    group_names = pa.table({"variant_group": StringColumn(names.pop("variant_group")).array})
-    write_atomic(folder / VARIANT_GROUPS_FILE, lambda handle: _write_arrow(handle, group_names))
-    info_codes = {**codes, "int_id": recommender.int_ids}
-    for name, array in info_codes.items():
-        write_atomic(folder / f"info_{name}.npy", lambda handle, a=array: np.save(handle, np.ascontiguousarray(a)))
+    info = write_product_info(folder, relative, recommender.info, StringColumn(list(recommender.product_ids)).array,
+                              recommender.int_ids)
     bundle["product_columns"] = {
         "files": files, "count": bundle["count"], "products_sha256": bundle["products_sha256"],
         "text_vectors_sha256": bundle.get("text_vectors_sha256"), "text_fingerprint": encoder.text_fingerprint(),
-        "info": {"strings": f"{relative}/{PRODUCT_STRINGS_FILE}", "variant_groups": f"{relative}/{VARIANT_GROUPS_FILE}",
-                 "codes": {name: f"{relative}/info_{name}.npy" for name in info_codes},
-                 "category_names": names["category"]}}
+        "info": info}
     write_atomic_bytes(directory / BUNDLE_FILE, json.dumps(bundle, indent=1).encode())
     for old in (directory / PRODUCT_COLUMNS_DIR).iterdir():
         if old.name != bundle["version"]:
             shutil.rmtree(old, ignore_errors=True)
     return bundle
+
+
+def write_product_info(folder: Path, relative: str, info: ProductInfo, product_ids: pa.Array | pa.ChunkedArray,
+                       int_ids: np.ndarray) -> dict:
+    """Write the descriptive attributes (titles, categories, variant groups) and the ids of a bundle's
+    products into ``folder`` (``relative`` to the bundle); returns their entry of ``bundle.json``. A
+    server reading them holds no Python object per product (at 10M products those alone would
+    outgrow a 2 GB replica)."""
+    strings, codes, names = info.columns()
+    strings = strings.append_column("product_id", product_ids)
+    write_atomic(folder / PRODUCT_STRINGS_FILE, lambda handle: _write_arrow(handle, strings))
+    group_names = pa.table({"variant_group": names["variant_group"]})
+    write_atomic(folder / VARIANT_GROUPS_FILE, lambda handle: _write_arrow(handle, group_names))
+    info_codes = {**codes, "int_id": np.asarray(int_ids, dtype=np.int64)}
+    for name, array in info_codes.items():
+        write_atomic(folder / f"info_{name}.npy", lambda handle, a=array: np.save(handle, np.ascontiguousarray(a)))
+    return {"strings": f"{relative}/{PRODUCT_STRINGS_FILE}", "variant_groups": f"{relative}/{VARIANT_GROUPS_FILE}",
+            "codes": {name: f"{relative}/info_{name}.npy" for name in info_codes},
+            "category_names": names["category"]}
 
 
 def _write_arrow(handle, table: pa.Table) -> None:
@@ -326,7 +335,7 @@ def _open_product_columns(directory: Path, bundle: dict, encoder):
         codes = {name: opened(relative, map_npy) for name, relative in info["codes"].items()}
         groups = opened(info["variant_groups"], map_arrow)
         product_info = ProductInfo.from_columns(
-            strings, codes, {"category": info["category_names"], "variant_group": StringColumn(groups.column(0))})
+            strings, codes, {"category": info["category_names"], "variant_group": groups.column(0)})
         return StoredColumns(factors, product_info, StringColumn(strings.column("product_id")), codes["int_id"])
     except (ValueError, KeyError) as exc:
         raise BundleError(f"{directory / PRODUCT_COLUMNS_DIR}: {exc}") from exc

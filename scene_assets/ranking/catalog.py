@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,13 +63,13 @@ class StringColumn:
     __slots__ = ("array",)
 
     def __init__(self, values: pa.Array | pa.ChunkedArray | np.ndarray | Sequence[str | None]):
-        if isinstance(values, pa.ChunkedArray):
-            values = values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
+        if isinstance(values, pa.ChunkedArray) and values.num_chunks == 1:
+            values = values.chunk(0)  # (several chunks are kept as they are: take() reads across them)
         if isinstance(values, np.ndarray) and values.dtype.kind == "S":
             # fixed-width utf-8 bytes (a sharded index's product id lookup, memory-mapped): kept as they are
             self.array = values
             return
-        if not isinstance(values, pa.Array):
+        if not isinstance(values, (pa.Array, pa.ChunkedArray)):
             values = pa.array([None if v is None else str(v) for v in values], type=pa.large_string())
         self.array = values
 
@@ -172,12 +173,16 @@ class ProductInfo:
     STRINGS = ("title", "product_type", "image_path")
     CODED = ("category", "variant_group")
 
-    def columns(self) -> tuple[pa.Table, dict[str, np.ndarray], dict[str, list[str]]]:
+    def columns(self) -> tuple[pa.Table, dict[str, np.ndarray], dict[str, Any]]:
         """``(strings, codes, names)``: the string attributes as one Arrow table, the codes of the coded
-        ones by name and their distinct values (JSON-able)."""
+        ones by name, and their distinct values: the categories as a list, the variant groups (as many
+        as products) as an Arrow array."""
         strings = pa.table({name: getattr(self, name).array for name in self.STRINGS})
         codes = {name: np.asarray(getattr(self, name).codes) for name in self.CODED}
-        names = {name: [str(v) for v in getattr(self, name).names] for name in self.CODED}
+        groups = self.variant_group.names
+        names = {"category": [str(v) for v in self.category.names],
+                 "variant_group": groups.array if isinstance(groups, StringColumn) else
+                 pa.array([str(v) for v in groups], type=pa.large_string())}
         return strings, codes, names
 
     @classmethod
@@ -191,11 +196,13 @@ class ProductInfo:
         if len(counts) != 1:
             raise ValueError(f"product info columns disagree on the product count: {sorted(counts)}")
         category = CodedColumn(codes["category"], names["category"])
+        groups = names["variant_group"]
         return cls(
             **{name: StringColumn(strings.column(name)) for name in cls.STRINGS},
             category=category,
             group=CodedColumn(category.codes, [vocab.CATEGORY_GROUP.get(c, "other") for c in category.names]),
-            variant_group=CodedColumn(codes["variant_group"], names["variant_group"]),
+            variant_group=CodedColumn(codes["variant_group"], StringColumn(groups) if isinstance(
+                groups, (pa.Array, pa.ChunkedArray, np.ndarray)) else groups),
         )
 
 
