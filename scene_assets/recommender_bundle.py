@@ -397,6 +397,9 @@ def load_recommender(
     for a missing or half-updated bundle, an unreadable scorer or a scorer from another encoder."""
     directory = Path(directory)
     bundle = read_bundle(directory)
+    if bundle.get("kind") == "two_stage":
+        return _load_two_stage(directory, bundle, encoder=encoder, device=device, weights=weights, learned=learned,
+                               **kwargs)
     # mmap=None: an index of 2 GiB or more is memory-mapped (its lists stay in the shared page cache).
     index, manifest = flat_files.load_index(directory, expected_fingerprint=bundle["encoder_fingerprint"], mmap=None)
     if manifest["index_sha256"] != bundle["index_sha256"]:
@@ -460,6 +463,51 @@ def load_recommender(
         int_ids=stored.int_ids if stored_info else None,
         **kwargs,
     )
+    return recommender, bundle
+
+
+def _load_two_stage(directory: Path, bundle: dict, *, encoder: Any, device: str | None, weights: ScoringWeights | None,
+                    learned: Any, **kwargs: Any) -> tuple[Recommender, dict]:
+    """A two-stage bundle (``scene_assets.two_stage_bundle``): the merged index it names, memory-mapped,
+    with every per-product column and the exact vectors memory-mapped from the bundle."""
+    from scene_assets.indexes.errors import VectorIndexError
+    from scene_assets.indexes.searcher import open_index
+
+    index_dir = Path(bundle["index_dir"])
+    try:
+        manifest_sha = hashlib.sha256((index_dir / "manifest.json").read_bytes()).hexdigest()
+    except OSError as exc:
+        raise BundleError(f"{directory / BUNDLE_FILE}: the index it serves is unreadable ({exc})") from exc
+    if manifest_sha != bundle["index_manifest_sha256"]:
+        raise BundleError(f"{directory / BUNDLE_FILE}: names index manifest {bundle['index_manifest_sha256'][:12]}, "
+                          f"{index_dir} holds {manifest_sha[:12]} (re-merged since?); rewrite the bundle")
+    built_here = encoder is None
+    if built_here:
+        encoder = encoder_from_bundle(bundle, device=device)
+    if encoder.fingerprint() != bundle["encoder_fingerprint"]:
+        raise BundleError(f"{directory}: index built with encoder {bundle['encoder_fingerprint'][:16]}, the "
+                          f"{'encoder built from its spec' if built_here else 'given encoder'} is {encoder.fingerprint()[:16]}")
+    stored = _open_product_columns(directory, bundle, encoder)
+    if stored is None or stored.info is None:
+        raise BundleError(f"{directory}: a two-stage bundle without its product columns (written by another version?)")
+    try:
+        opened = open_index(index_dir, expected_fingerprint=bundle["encoder_fingerprint"])
+        vectors = np.load(directory / bundle["product_columns"]["vectors"], mmap_mode="r")
+    except (VectorIndexError, OSError, ValueError) as exc:
+        raise BundleError(f"{directory}: {exc}") from exc
+    if learned is not None and not hasattr(learned, "projection"):
+        learned = load_learned_scorer(learned)
+    from scene_assets.embeddings import ImageFeatureStage
+
+    # a scorer fitted on another encoder's features is refused, as for any bundle (load_recommender)
+    if learned is not None and learned.trunk_fingerprint not in (None, ImageFeatureStage.of(encoder).fingerprint):
+        raise BundleError(f"learned scorer was fitted on encoder features {learned.trunk_fingerprint[:16]}, the "
+                          f"encoder of {directory} gives {ImageFeatureStage.of(encoder).fingerprint[:16]}; refit it or "
+                          "serve without it (--no-learned)")
+    recommender = Recommender(
+        encoder, opened.searcher, stored.product_ids, None, space=bundle.get("vector_space", "joint"),
+        product_vectors=vectors, rescore=True, weights=weights, learned=learned, product_factors=stored.factors,
+        product_info=stored.info, int_ids=stored.int_ids, **kwargs)
     return recommender, bundle
 
 
