@@ -50,8 +50,9 @@ ivf_shards_job = dg.define_asset_job(
 )
 ivf_merge_job = dg.define_asset_job(
     "ivf_merge_job",
-    selection=dg.AssetSelection.assets("ivf_merged_index"),
-    description="Merge the shard indexes on disk into the memory-mapped serving index.",
+    selection=dg.AssetSelection.assets("ivf_merged_index", "two_stage_bundle"),
+    description="Merge the shard indexes on disk into the memory-mapped serving index, and write the two-stage bundle "
+    "that serves it (scene-matcher serve --index <two_stage_bundle path>).",
 )
 IVF_INDEX_STEPS = [ivf_train_job, ivf_shards_job, ivf_merge_job]
 

@@ -320,6 +320,22 @@ def test_assets_materialize_on_tiny_catalog(tmp_path):
         _, found = serving.search(x, 11)
         assert pids[0] in set(found[0])
 
+        # the two-stage bundle over the merged index (#19): loads like any bundle and answers a scene
+        from scene_assets.recommender_bundle import load_recommender
+        from scene_assets.settings import sample_dataset_dir
+
+        two_stage = defs.resolve_job_def("ivf_merge_job").execute_in_process(instance=instance)
+        assert two_stage.success
+        bundle_out = two_stage.output_for_node("two_stage_bundle")
+        bundle_meta = two_stage.asset_materializations_for_node("two_stage_bundle")[0].metadata
+        # 11 products with an image are indexed; all 12 of the tiny catalog have a text vector
+        assert bundle_meta["count"].value == 11 and bundle_meta["text_vectors"].value == 12
+        assert bundle_meta["serves"].value == output["path"] and bundle_meta["product_columns"].value == 9
+        recommender, bundle = load_recommender(bundle_out["path"], encoder=resources["encoder"].encoder())
+        assert bundle["kind"] == "two_stage" and recommender.rescore and len(recommender.product_ids) == 11
+        photo = sorted((sample_dataset_dir() / "images" / "scenes").glob("*.jpg"))[0]
+        assert len(recommender.recommend(photo, k=5).items) == 5
+
         # Nothing changed: the trained index is reused, every shard kept, the merge reused.
         assert dg.materialize(ivf, selection=[ivf_trained_index], instance=instance, resources=resources).success
         again = dg.materialize(ivf, selection=[ivf_shard_index], instance=instance, resources=resources, tags=ranged)

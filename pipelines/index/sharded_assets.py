@@ -7,14 +7,18 @@ when to use it. Not part of the main job."""
 import time
 
 import dagster as dg
+import polars as pl
 from pydantic import Field
 
-from pipelines.embeddings.assets import product_image_vectors, vector_path
+from pipelines.embeddings.assets import product_image_vectors, product_text_vectors, read_all_shards, vector_path
+from pipelines.embeddings.resources import EncoderResource
 from pipelines.embeddings.partitions import catalog_shards
 from pipelines.resources import ProjectStorage
 from scene_assets.indexes import sharded_build, sharded_files, sharded_params, sharded_serving
 from scene_assets.indexes.errors import VectorIndexError
 from scene_assets.indexes.vector_sources import ParquetVectorSource, parquet_sources, vector_dim
+from scene_assets.locking import exclusive
+from scene_assets.two_stage_bundle import chained, write_two_stage_bundle
 
 GROUP = "index"
 SHARD_ASSET = dg.AssetKey("ivf_shard_index")
@@ -257,5 +261,61 @@ def ivf_merged_index(context: dg.AssetExecutionContext, ivf_trained_index: dict,
             "seconds": round(time.perf_counter() - started, 3),
             "serving_ntotal": serving.ntotal,
             "fingerprint": manifest["encoder_fingerprint"],
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[product_text_vectors],
+    ins={
+        "ivf_merged_index": dg.AssetIn(input_manager_key="model_io_manager"),
+        "enriched_catalog": dg.AssetIn(),
+        "image_text_alignment": dg.AssetIn(input_manager_key="model_io_manager"),
+    },
+    io_manager_key="model_io_manager",
+    description="A recommender bundle served two-stage from the merged index (#19): stage 1 searches the memory-mapped "
+    "IVF-PQ lists, stage 2 re-scores the candidates from the exact image vectors (float16, in the index's lookup order) "
+    "and ranks them with the per-product columns; vectors, columns, attributes and ids are all memory-mapped, so a "
+    "replica holds no Python object per product. Serve it with `scene-matcher serve --index <path>`. Written in row "
+    "chunks (scene_assets.two_stage_bundle).",
+    kinds={"faiss"},
+)
+def two_stage_bundle(context: dg.AssetExecutionContext, ivf_merged_index: dict, enriched_catalog: pl.DataFrame,
+                     image_text_alignment: dict, encoder: EncoderResource, storage: ProjectStorage) -> dg.Output[dict]:
+    started = time.perf_counter()
+    model = encoder.encoder()
+    sources, fingerprint = _image_sources(storage)
+    if fingerprint != ivf_merged_index["fingerprint"] or fingerprint != model.fingerprint():
+        raise dg.Failure(f"the merged index ({ivf_merged_index['fingerprint'][:16]}), the image vectors ({fingerprint[:16]}) "
+                         f"and the encoder ({model.fingerprint()[:16]}) must agree: re-materialize product_image_vectors "
+                         "and the ivf_* assets with the current encoder")
+    texts = read_all_shards(storage, "text", ["product_id", "fingerprint", "vector"])
+    texts = texts.filter(pl.col("fingerprint") == model.text_fingerprint()).select("product_id", "vector")
+    directory = storage.path("index", f"two-stage-{fingerprint[:16]}")
+    with exclusive(directory) as lock_wait_seconds:
+        try:
+            bundle = write_two_stage_bundle(
+                directory, ivf_merged_index["path"], catalog=enriched_catalog,
+                vector_chunks=chained(source.chunks() for source in sources), encoder=model,
+                encoder_spec=encoder.spec(projection_path=image_text_alignment.get("path")),
+                text_vectors=texts if texts.height else None)
+        except (VectorIndexError, ValueError) as e:
+            raise dg.Failure(str(e)) from None
+    columns = bundle["product_columns"]
+    return dg.Output(
+        {"path": str(directory), "version": bundle["version"], "count": bundle["count"], "fingerprint": fingerprint},
+        metadata={
+            "index_dir": dg.MetadataValue.path(str(directory)),
+            "serves": dg.MetadataValue.path(ivf_merged_index["path"]),
+            "bundle_version": bundle["version"],
+            "count": bundle["count"],
+            "product_columns": len(columns["files"]),
+            "text_vectors": texts.height,
+            "bytes_on_disk": sum(p.stat().st_size for p in directory.rglob("*") if p.is_file()),
+            "write_seconds": bundle["write_seconds"],
+            "seconds": round(time.perf_counter() - started, 3),
+            "lock_wait_seconds": round(lock_wait_seconds, 3),
+            "encoder_fingerprint": fingerprint,
         },
     )
