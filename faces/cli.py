@@ -164,7 +164,8 @@ def _provider(args: argparse.Namespace):
     import dagster as dg
 
     learned = None if args.no_learned else args.learned or LATEST
-    return MaterializedBundleProvider(dg.DagsterInstance.get(), device=args.device, weights=weights, learned=learned)
+    return MaterializedBundleProvider(dg.DagsterInstance.get(), device=args.device, weights=weights, learned=learned,
+                                      bundle_asset=args.bundle_asset)
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -487,7 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.set_defaults(func=cmd_data_fetch_ikea)
 
     def recommender_options(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--index", help="bundle folder to use (default: the latest scene_index materialization)")
+        command.add_argument("--index", help="bundle folder to use (default: the latest --bundle-asset materialization)")
+        command.add_argument("--bundle-asset", choices=("scene_index", "two_stage_bundle"), default="scene_index",
+                             help="which materialized bundle to serve without --index: scene_index (the main job's) or "
+                             "two_stage_bundle (a large catalog served from the merged sharded index; ivf_merge_job)")
         command.add_argument("--weights", help="scoring weights JSON (e.g. the evaluation sweep's best configuration); "
                              "given weights replace the learned scorer's fusion ranker")
         command.add_argument("--device", help="cpu or cuda (default: the device the bundle was built for, auto)")

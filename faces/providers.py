@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import dagster as dg
 
-from pipelines.serving import NoBundleError, latest_bundle_dir, latest_learned_dir
+from pipelines.serving import BUNDLE_ASSETS, NoBundleError, latest_bundle_dir, latest_learned_dir
 from scene_assets.matching import Recommender
 from scene_assets.ranking import ScoringWeights
 from scene_assets.recommender_bundle import (
@@ -132,19 +132,23 @@ class MaterializedBundleProvider(_BundleProvider):
     new version, picked up by a polling server), a named scorer folder, or none (``learned=None``)."""
 
     def __init__(self, instance: dg.DagsterInstance, *, device: str | None = None,
-                 weights: ScoringWeights | None = None, learned: str | os.PathLike | None = LATEST):
+                 weights: ScoringWeights | None = None, learned: str | os.PathLike | None = LATEST,
+                 bundle_asset: str = "scene_index"):
         super().__init__(device=device, weights=weights, learned=learned)
         self.instance = instance
         self._latest_scorer = learned == LATEST
+        if bundle_asset not in BUNDLE_ASSETS:
+            raise ValueError(f"bundle_asset must be one of {sorted(BUNDLE_ASSETS)}, got {bundle_asset!r}")
+        self.bundle_asset = bundle_asset
 
     def _bundle_version(self) -> str | None:
         try:
-            return latest_bundle_dir(self.instance)[1]
+            return latest_bundle_dir(self.instance, BUNDLE_ASSETS[self.bundle_asset])[1]
         except NoBundleError:
             return None
 
     def _bundle_dir(self) -> Path:
-        return latest_bundle_dir(self.instance)[0]
+        return latest_bundle_dir(self.instance, BUNDLE_ASSETS[self.bundle_asset])[0]
 
     def _scorer(self) -> tuple[Any, str] | None:
         return latest_learned_dir(self.instance) if self._latest_scorer else self._named_scorer
@@ -155,7 +159,7 @@ class MaterializedBundleProvider(_BundleProvider):
             scorer = "the latest learned_scorer materialization (" + (latest or "none yet") + ")"
         else:
             scorer = "no learned scorer" if self._named_scorer is None else f"learned scorer {self._named_scorer[1]}"
-        return f"the latest scene_index materialization; {scorer}"
+        return f"the latest {self.bundle_asset} materialization; {scorer}"
 
 
 class StaticProvider:

@@ -1,7 +1,9 @@
 """What is served: ONE policy for `scene-matcher recommend`, `scene-matcher serve` and the export job.
 
 * **Bundle**: the latest ``scene_index`` materialization of the Dagster instance (lineage, not file
-  listing: its ``index_dir`` metadata names the folder), unless a folder is named (``--index DIR``).
+  listing: its ``index_dir`` metadata names the folder), or of ``two_stage_bundle`` (large catalogs
+  served from the merged sharded index, ``--bundle-asset two_stage_bundle``), unless a folder is named
+  (``--index DIR``).
 * **Learned scorer**: the latest ``learned_scorer`` materialization, if any, unless a scorer folder is
   named (``--learned DIR``) or none is wanted (``--no-learned``; the export job's ``use_learned:
   false``). A named bundle folder gets a named scorer only: ``--index DIR`` serves that folder as it
@@ -26,6 +28,8 @@ from pathlib import Path
 import dagster as dg
 
 SCENE_INDEX = dg.AssetKey("scene_index")
+TWO_STAGE_BUNDLE = dg.AssetKey("two_stage_bundle")
+BUNDLE_ASSETS = {"scene_index": SCENE_INDEX, "two_stage_bundle": TWO_STAGE_BUNDLE}
 LEARNED_SCORER = dg.AssetKey("learned_scorer")
 
 
@@ -33,13 +37,16 @@ class NoBundleError(RuntimeError):
     pass
 
 
-def latest_bundle_dir(instance: dg.DagsterInstance) -> tuple[Path, str]:
-    """(folder, version) of the latest scene_index materialization, or NoBundleError."""
-    event = instance.get_latest_materialization_event(SCENE_INDEX)
+def latest_bundle_dir(instance: dg.DagsterInstance, asset: dg.AssetKey = SCENE_INDEX) -> tuple[Path, str]:
+    """(folder, version) of the latest materialization of the bundle asset ``asset`` (scene_index or
+    two_stage_bundle), or NoBundleError."""
+    event = instance.get_latest_materialization_event(asset)
     if event is None or event.asset_materialization is None:
+        how = ("run `scene-matcher materialize` first" if asset == SCENE_INDEX else
+               "run the ivf_* jobs first (scene-matcher materialize --job ivf_merge_job writes it)")
         raise NoBundleError(
-            f"no scene_index materialization in the Dagster instance at {instance.root_directory}; "
-            "run `scene-matcher materialize` first (or pass --index DIR)"
+            f"no {asset.to_user_string()} materialization in the Dagster instance at {instance.root_directory}; "
+            f"{how} (or pass --index DIR)"
         )
     metadata = event.asset_materialization.metadata
     directory = Path(str(metadata["index_dir"].value))

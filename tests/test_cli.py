@@ -235,3 +235,15 @@ def test_recommend_ranking_options_outside_their_limits_are_one_line_errors(opti
     assert main(["recommend", "scene.jpg", option, value]) == 2
     err = capsys.readouterr().err
     assert option.lstrip("-").replace("-", "_") in err and "Traceback" not in err
+
+
+def test_bundle_asset_picks_which_materialized_bundle_is_served(dagster_home: Path):
+    """--bundle-asset two_stage_bundle: the latest two_stage_bundle materialization instead of scene_index."""
+    from faces.providers import MaterializedBundleProvider
+
+    provider = _provider_for("--bundle-asset", "two_stage_bundle", "--no-learned")
+    assert isinstance(provider, MaterializedBundleProvider) and provider.bundle_asset == "two_stage_bundle"
+    assert "latest two_stage_bundle materialization" in provider.describe() and provider.version() is None
+    assert _provider_for("--no-learned").bundle_asset == "scene_index"
+    with pytest.raises(SystemExit):
+        _provider_for("--bundle-asset", "no_such_asset")

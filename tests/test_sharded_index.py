@@ -335,6 +335,13 @@ def test_assets_materialize_on_tiny_catalog(tmp_path):
         assert bundle["kind"] == "two_stage" and recommender.rescore and len(recommender.product_ids) == 11
         photo = sorted((sample_dataset_dir() / "images" / "scenes").glob("*.jpg"))[0]
         assert len(recommender.recommend(photo, k=5).items) == 5
+        # served through lineage like scene_index: serve --bundle-asset two_stage_bundle
+        from faces.providers import MaterializedBundleProvider
+
+        provider = MaterializedBundleProvider(instance, learned=None, bundle_asset="two_stage_bundle")
+        assert provider.version() == bundle["version"] and "two_stage_bundle" in provider.describe()
+        served = provider.load()
+        assert served.recommender.rescore and len(served.recommender.recommend(photo, k=3).items) == 3
 
         # Nothing changed: the trained index is reused, every shard kept, the merge reused.
         assert dg.materialize(ivf, selection=[ivf_trained_index], instance=instance, resources=resources).success
