@@ -226,6 +226,35 @@ def fit_room_classifier(features: np.ndarray, rooms: Sequence[str], C: float = 1
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CatalogPriors:
+    """:class:`LabelPriors` over one catalog, evaluated per query for its candidates
+    (:meth:`LabelPriors.for_catalog`)."""
+
+    labeled_rows: np.ndarray  # sorted catalog rows of the labeled products in the catalog
+    labeled_index: np.ndarray  # their index in LabelPriors.product_ids
+    category_codes: np.ndarray  # catalog row -> catalog category code
+    prior_category: np.ndarray  # catalog category code -> LabelPriors category index
+    category_part: np.ndarray  # LabelPriors category x room: a * share / members
+    counts: np.ndarray  # labeled product x room
+    pop: np.ndarray  # labeled product
+    popularity_strength: float
+    denominator: np.ndarray  # room
+    mean_per_room: np.ndarray  # room: the catalog average of the per-room prior
+
+    def per_room(self, rows: np.ndarray) -> np.ndarray:
+        """rows x room prior, as ``LabelPriors.product_prior`` per room."""
+        rows = np.asarray(rows)
+        cat = self.category_part[self.prior_category[np.asarray(self.category_codes[rows])]]
+        pos = np.minimum(np.searchsorted(self.labeled_rows, rows), max(len(self.labeled_rows) - 1, 0))
+        hit = (self.labeled_rows[pos] == rows) if len(self.labeled_rows) else np.zeros(rows.shape, bool)
+        counts = np.zeros_like(cat)
+        pop = np.zeros(rows.shape[0])
+        counts[hit] = self.counts[self.labeled_index[pos[hit]]]
+        pop[hit] = self.pop[self.labeled_index[pos[hit]]]
+        return (counts + cat + self.popularity_strength * pop[:, None]) / self.denominator
+
+
 @dataclass
 class LabelPriors:
     """Counts from training labels: product x room and category x room."""
@@ -295,6 +324,36 @@ class LabelPriors:
         a, b = self.category_strength, self.popularity_strength
         per_room = (counts + a * cat_share + b * pop[:, None]) / (room_n + a + b)
         return per_room @ probs
+
+    def for_catalog(self, labeled_rows: np.ndarray, category_codes: np.ndarray, category_names: Sequence[str],
+                    rooms: Sequence[str]) -> "CatalogPriors":
+        """:meth:`product_prior` of a whole catalog, evaluated for the rows asked for (a query's
+        candidates) instead of held for every product: ``labeled_rows[i]`` is the catalog row of
+        ``self.product_ids[i]`` (-1: not in the catalog); ``category_codes`` (one per catalog row, may be
+        memory-mapped) index ``category_names``. The catalog-wide parts (products per category, the
+        catalog average per room) are computed once, here, from the codes."""
+        own = {r: i for i, r in enumerate(self.rooms)}
+        cols = np.asarray([own.get(r, -1) for r in rooms])
+        c_index = {c: i for i, c in enumerate(self.categories)}
+        prior_category = np.asarray([c_index.get(str(c), c_index["other"]) for c in category_names])
+        n = len(category_codes)
+        # products per category in the scored catalog spread the category's share over its members
+        members = np.bincount(prior_category[np.asarray(category_codes)], minlength=len(self.categories)).astype(np.float64)
+        room_n = np.where(cols >= 0, self.room_scene_counts[np.maximum(cols, 0)], 0.0)
+        totals = self.category_room_counts[:, np.maximum(cols, 0)].sum(axis=0)
+        share = np.where(cols >= 0, self.category_room_counts[:, np.maximum(cols, 0)] / np.maximum(totals, 1.0), 0.0)
+        a, b = self.category_strength, self.popularity_strength
+        category_part = a * share / np.maximum(members, 1.0)[:, None]  # prior category x room
+        known = np.flatnonzero(np.asarray(labeled_rows) >= 0)
+        counts = np.where(cols >= 0, self.product_room_counts[:, np.maximum(cols, 0)], 0.0)  # labeled x room
+        pop = self.product_room_counts.sum(axis=1) / max(float(self.room_scene_counts.sum()), 1.0)
+        denominator = room_n + a + b
+        # the catalog average of the per-room prior: every member of a category adds its share once
+        mean = (counts[known].sum(axis=0) + (category_part * members[:, None]).sum(axis=0)
+                + b * pop[known].sum()) / max(n, 1) / denominator
+        order = np.argsort(np.asarray(labeled_rows)[known])
+        return CatalogPriors(np.asarray(labeled_rows)[known][order], known[order], category_codes, prior_category,
+                             category_part, counts, pop, b, denominator, mean)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"prior_product_room_counts": self.product_room_counts,

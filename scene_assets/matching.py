@@ -364,7 +364,8 @@ class Recommender:
         self.fusion = choose_fusion(self._given_weights, learned)
         self.products = self.products.for_learned(
             learned, self.product_ids, self._category, self.index.d, self.space, self.stored_vectors,
-            vectors_of=self._vectors_for if self.learned_for_candidates else None)
+            vectors_of=self._vectors_for if self.learned_for_candidates else None,
+            rows_of=(lambda ids: self._rows_of(assign_ids(list(ids)))) if self.learned_for_candidates else None)
         if getattr(learned, "room_classifier", None) is not None and self.room_classifier is None:
             self.room_classifier = learned.room_classifier
             self.room_classes = list(learned.room_classifier.classes_)

@@ -390,3 +390,23 @@ def test_rescored_candidates_from_an_approximate_index_get_exact_visual_scores(s
     assert max(off) > 0.01  # the PQ scores alone are visibly approximate
     with pytest.raises(ValueError, match="rescore needs product_vectors"):
         Recommender(small_world["enc"], FaissSearcher(pq), small_world["pids"], small_world["catalog"], rescore=True)
+
+
+def test_catalog_priors_for_candidates_equal_the_priors_of_every_product(small_world):
+    """LabelPriors.for_catalog (large catalogs, #19): the per-room prior of any rows and the catalog
+    average, without a table over every product, equal product_prior's."""
+    from scene_assets.ranking.catalog import CodedColumn
+
+    priors = small_world["learned"].priors
+    pids = small_world["pids"] + ["not-labeled", "p03-missing"]
+    categories = CodedColumn.encode(list(small_world["catalog"]["category"]) + ["other", "rugs"])
+    row = {p: i for i, p in enumerate(pids)}
+    catalog = priors.for_catalog(np.asarray([row.get(p, -1) for p in priors.product_ids]), categories.codes,
+                                 categories.names, ROOM_TYPES)
+    eye = np.eye(len(ROOM_TYPES))
+    full = np.stack([priors.product_prior(pids, list(categories), eye[r], ROOM_TYPES) for r in range(len(ROOM_TYPES))],
+                    axis=1)
+    rows = np.array([25, 0, 3, 8, 24, 7])
+    np.testing.assert_allclose(catalog.per_room(rows), full[rows], rtol=1e-12)
+    np.testing.assert_allclose(catalog.mean_per_room, full.mean(axis=0), rtol=1e-12)
+    assert full[:9].sum() > full[9:].sum()  # the labeled products carry counts

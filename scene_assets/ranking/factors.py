@@ -181,6 +181,8 @@ class ProductFactors:
     prior_per_room: np.ndarray | None = None  # n x R label prior
     # rows -> the products' index vectors, when the projection is computed for candidates only
     learned_vectors_of: Callable[[np.ndarray], np.ndarray | None] | None = None
+    # the label prior evaluated for candidates only (``learned.CatalogPriors``), in place of prior_per_room
+    catalog_priors: Any = None
 
     def projected(self, rows: np.ndarray) -> np.ndarray | None:
         """The learned projection of products ``rows`` (float32 from float16, as stored when held for
@@ -265,13 +267,15 @@ class ProductFactors:
             raise ValueError(f"product columns disagree on the product count: {n}")
         return cls(**{name: columns.get(name) for name in cls.COLUMNS})
 
-    def for_learned(self, learned: Any, product_ids: Sequence[str], categories: Sequence[str], index_dim: int,
+    def for_learned(self, learned: Any, product_ids: Sequence[str], categories: "CodedColumn", index_dim: int,
                     space: str, stored_vectors: Callable[[], np.ndarray | None], *,
-                    vectors_of: Callable[[np.ndarray], np.ndarray | None] | None = None) -> "ProductFactors":
+                    vectors_of: Callable[[np.ndarray], np.ndarray | None] | None = None,
+                    rows_of: Callable[[Sequence[str]], np.ndarray] | None = None) -> "ProductFactors":
         """These factors with the inputs of ``learned`` (a ``LearnedScorer``, or None): the products
         under its projection (when its input dim is the index's ``index_dim``; ``stored_vectors()``:
-        the index's vectors; with ``vectors_of`` (rows -> those rows' vectors) the projection is
-        computed per query for the candidates instead) and its label priors per room."""
+        the index's vectors) and its label priors per room. With ``vectors_of`` (rows -> those rows'
+        vectors) and ``rows_of`` (product ids -> catalog rows, -1 when absent) both are computed per
+        query for the candidates instead of held for every product (large catalogs)."""
         learned_products = prior_per_room = None
         proj = getattr(learned, "projection", None)
         if proj is not None:
@@ -290,13 +294,16 @@ class ProductFactors:
                     # half precision at rest, like the text matrix
                     learned_products = proj.transform_products(vecs).astype(np.float16)
         priors = getattr(learned, "priors", None)
-        if priors is not None:
+        catalog_priors = None
+        if priors is not None and rows_of is not None:
+            catalog_priors = priors.for_catalog(rows_of(priors.product_ids), categories.codes, categories.names, ROOM_TYPES)
+        elif priors is not None:
             eye = np.eye(len(ROOM_TYPES))
             per_room = np.stack([priors.product_prior(list(product_ids), list(categories), eye[r], ROOM_TYPES)
                                  for r in range(len(ROOM_TYPES))], axis=1)
             prior_per_room = per_room.astype(np.float32)  # n x R
         return dataclasses.replace(self, projection=proj, learned_products=learned_products,
-                                   prior_per_room=prior_per_room,
+                                   prior_per_room=prior_per_room, catalog_priors=catalog_priors,
                                    learned_vectors_of=vectors_of if learned_products is None and proj is not None else None)
 
 
@@ -417,6 +424,10 @@ def learned(products: ProductFactors, scene: PreparedScene, rows: np.ndarray) ->
 
 def prior(products: ProductFactors, scene: PreparedScene, rows: np.ndarray) -> np.ndarray | None:
     """Lift over the catalog-average prior for this scene's room posterior, L/(1+L)."""
+    if products.catalog_priors is not None:  # computed for the candidates, against the catalog average
+        per_room = products.catalog_priors
+        lift = (per_room.per_room(rows) @ scene.room_probs) / max(float(per_room.mean_per_room @ scene.room_probs), 1e-12)
+        return lift / (1.0 + lift)
     if products.prior_per_room is None:
         return None
     prior_all = products.prior_per_room @ scene.room_probs.astype(np.float32)
