@@ -277,7 +277,8 @@ def ivf_merged_index(context: dg.AssetExecutionContext, ivf_trained_index: dict,
     description="A recommender bundle served two-stage from the merged index (#19): stage 1 searches the memory-mapped "
     "IVF-PQ lists, stage 2 re-scores the candidates from the exact image vectors (float16, in the index's lookup order) "
     "and ranks them with the per-product columns; vectors, columns, attributes and ids are all memory-mapped, so a "
-    "replica holds no Python object per product. Serve it with `scene-matcher serve --index <path>`. Written in row "
+    "replica holds no Python object per product. Serve it with `scene-matcher serve --bundle-asset two_stage_bundle` "
+    "(or `--index <path>`). Written in row "
     "chunks (scene_assets.two_stage_bundle).",
     kinds={"faiss"},
 )
