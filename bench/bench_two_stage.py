@@ -140,6 +140,57 @@ def _pct(values: list[float]) -> tuple[float, float]:
     return float(np.percentile(values, 50)), float(np.percentile(values, 95))
 
 
+class ExactChunkedSearcher:
+    """Exact inner-product search over the bundle's float16 vectors, a chunk of rows at a time (the
+    overlap check's reference: what stage 1 would return if it were exact)."""
+
+    def __init__(self, vectors: np.ndarray, int_ids: np.ndarray, chunk: int = 500_000):
+        self.vectors, self.int_ids, self.chunk = vectors, np.asarray(int_ids), chunk
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def d(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def search(self, queries: np.ndarray, k: int, *, allowed_ids=None):
+        if allowed_ids is not None:
+            raise NotImplementedError("the overlap check runs without filters")
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        best_s = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
+        best_i = np.full((q.shape[0], k), -1, dtype=np.int64)
+        for start in range(0, self.ntotal, self.chunk):
+            block = np.asarray(self.vectors[start:start + self.chunk], dtype=np.float32)
+            s = q @ block.T
+            top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+            cand_s = np.concatenate([best_s, np.take_along_axis(s, top, axis=1)], axis=1)
+            cand_i = np.concatenate([best_i, self.int_ids[start + top]], axis=1)
+            keep = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
+            best_s, best_i = np.take_along_axis(cand_s, keep, axis=1), np.take_along_axis(cand_i, keep, axis=1)
+        return best_s, best_i
+
+    def reconstruct(self, ids):
+        return None
+
+
+def overlap_with_exact(recommender, scene_paths: list[Path], k: int = 10) -> dict:
+    """Share of each scene's served top ``k`` that the same recommender returns when stage 1 is exact
+    search of the same vectors (regions computed once, ranked both ways)."""
+    import copy
+
+    exact = copy.copy(recommender)
+    exact.index = ExactChunkedSearcher(recommender._product_vectors, recommender.int_ids)
+    shares, t0 = [], time.perf_counter()
+    for path in scene_paths:
+        scene = recommender.prepare_scene(path)
+        served = set(recommender.recommend_prepared(scene, k=k).product_ids)
+        truth = set(exact.recommend_prepared(scene, k=k).product_ids)
+        shares.append(len(served & truth) / max(len(truth), 1))
+    return {"overlap_at_10": float(np.mean(shares)), "scenes": len(shares), "seconds": time.perf_counter() - t0}
+
+
 def serve(args) -> dict:
     from PIL import Image
 
@@ -151,6 +202,17 @@ def serve(args) -> dict:
 
     bundle_dir = Path(args.bundle)
     scene_paths = [Path(p) for p in args.scene_paths]
+    if args.cold:
+        # a replica on a machine whose page cache does not hold the catalog: the bundle's and the merged
+        # index's files dropped from the page cache before the process opens them
+        for root in (bundle_dir, Path(read_bundle(bundle_dir)["index_dir"])):
+            for path in root.rglob("*"):
+                if path.is_file():
+                    fd = os.open(path, os.O_RDONLY)
+                    try:
+                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    finally:
+                        os.close(fd)
     mem = {"start": proc_status()}
     encoder = build_encoder(EncoderSpec(kind="default", device="cpu"))
     # the encoder as a server holds it before any catalog: trunk session, joint head, text tower
@@ -175,12 +237,14 @@ def serve(args) -> dict:
                 stage[s].append(result.timings_ms.get(s, 0.0))
             candidates.append(result.candidates)
         mem["queried"] = proc_status()
-    return {"products": len(recommender.product_ids), "dim": int(recommender.index.d),
+    overlap = overlap_with_exact(recommender, scene_paths[1:args.overlap + 1]) if args.overlap else None
+    return {"overlap": overlap, "products": len(recommender.product_ids), "dim": int(recommender.index.d),
             "factory": read_manifest(Path(bundle["index_dir"])).get("factory"), "nprobe": int(ivf.nprobe),
             "per_region_k": args.per_region_k, "scenes": len(scene_paths) - 1,
             "candidates_p50": float(np.median(candidates)), "stages_ms": {s: _pct(v) for s, v in stage.items()},
             "open_s": {"load_recommender (index sha256, columns paged in, id table sorted)": open_s},
-            "memory": mem, "anon_peak": peak.peak, "items_example": [it.product_id for it in result.items[:3]]}
+            "memory": mem, "anon_peak": peak.peak, "items_example": [it.product_id for it in result.items[:3]],
+            "cold": bool(args.cold)}
 
 
 def scene_photos(dataset: Path, count: int) -> list[Path]:
@@ -195,7 +259,8 @@ def scene_photos(dataset: Path, count: int) -> list[Path]:
 def report(result: dict) -> str:
     m = result["memory"]
     base = m["encoder"]
-    out = [f"two-stage serving: {result['products']:,} products x {result['dim']}-d, {result['factory']} nprobe "
+    out = [f"two-stage serving{' (page cache dropped first)' if result.get('cold') else ''}: "
+           f"{result['products']:,} products x {result['dim']}-d, {result['factory']} nprobe "
            f"{result['nprobe']}, {result['per_region_k']} candidates per region (merged p50 "
            f"{result['candidates_p50']:.0f}), {result['scenes']} scenes; {platform.processor() or platform.machine()}, "
            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", ""]
@@ -210,6 +275,10 @@ def report(result: dict) -> str:
     out.append("")
     out.append(table(["stage", "p50 ms", "p95 ms"],
                      [[s, f"{p50:.1f}", f"{p95:.1f}"] for s, (p50, p95) in result["stages_ms"].items()]))
+    if result.get("overlap"):
+        o = result["overlap"]
+        out.append(f"\noverlap@10 with exact stage-1 search of the same vectors: {o['overlap_at_10']:.3f} "
+                   f"({o['scenes']} scenes, {o['seconds']:.0f} s)")
     return "\n".join(out)
 
 
@@ -220,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenes", type=int, default=30)
     ap.add_argument("--per-region-k", type=int, default=100)
     ap.add_argument("--nprobe", type=int, default=None, help="default: the index manifest's")
+    ap.add_argument("--cold", action="store_true",
+                    help="drop the bundle's and the index's files from the page cache before serving (a fresh replica)")
+    ap.add_argument("--overlap", type=int, default=0, metavar="N",
+                    help="also rank N scenes with exact search of the same vectors as stage 1 and report overlap@10 "
+                    "(after the memory and latency figures; ~5 s a scene at 10M)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--phase", default="all", choices=["all", "serve"], help=argparse.SUPPRESS)
@@ -236,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
            "--per-region-k", str(args.per_region_k), "--scene-paths", *map(str, scenes)]
     if args.nprobe:
         cmd += ["--nprobe", str(args.nprobe)]
+    if args.cold:
+        cmd.append("--cold")
+    if args.overlap:
+        cmd += ["--overlap", str(args.overlap)]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     print(report(result))

@@ -40,7 +40,7 @@ import copy
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import faiss
@@ -178,6 +178,7 @@ class Recommender:
         int_ids: np.ndarray | None = None,
         rescore: bool = False,
         learned_for_candidates: bool | None = None,
+        vector_prefetch: Callable[[np.ndarray], None] | None = None,
     ) -> None:
         if space not in ("joint", "trunk"):
             raise ValueError(f"space must be 'joint' or 'trunk', got {space!r}")
@@ -222,6 +223,8 @@ class Recommender:
         if rescore and self._product_vectors is None:
             raise ValueError("rescore needs product_vectors: the exact vectors the candidates are re-scored with")
         self.rescore = bool(rescore)
+        # rows -> start reading those rows of memory-mapped product_vectors (recommender_bundle.row_prefetcher)
+        self._vector_prefetch = vector_prefetch
         # the learned projection of products computed for each query's candidates only (two-stage
         # serving), not held for the whole catalog: None = so above LEARNED_PRECOMPUTE_MAX products
         self.learned_for_candidates = (n > LEARNED_PRECOMPUTE_MAX if learned_for_candidates is None
@@ -669,6 +672,8 @@ class Recommender:
 
     def _vectors_for(self, rows: np.ndarray) -> np.ndarray | None:
         if self._product_vectors is not None:
+            if self._vector_prefetch is not None:
+                self._vector_prefetch(rows)
             return self._product_vectors[rows].astype(np.float32, copy=False)
         return self.index.reconstruct(self._int_ids[rows])
 

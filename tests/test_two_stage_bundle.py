@@ -62,6 +62,11 @@ def test_two_stage_bundle_serves_like_the_catalog_in_memory(world):
     recommender, bundle = load_recommender(world["bundle_dir"], encoder=world["encoder"])
     assert bundle["kind"] == "two_stage" and bundle["count"] == N
     assert recommender.rescore and isinstance(recommender.product_ids, StringColumn)
+    # the exact vectors are mapped for random access, their candidate rows prefetched together
+    assert recommender._vector_prefetch is not None and recommender._vector_prefetch(np.array([0, 5, N - 1])) is None
+    from scene_assets.recommender_bundle import row_prefetcher
+
+    assert row_prefetcher(np.zeros((4, 3), np.float16)) is None
     assert isinstance(recommender.index.index, faiss.Index) and recommender.index.ntotal == N
     # the same catalog held in memory: index from the folder, exact vectors and columns computed at load
     row = {p: i for i, p in enumerate(world["pids"])}
