@@ -68,8 +68,11 @@ def build_bundle(directory: Path, encoder, products: pl.DataFrame, features: np.
                  n_products: int | None, sample_scenes: list[Path], seed: int = 0) -> Path:
     """A bundle of the real products (n_products None) or n synthetic ones clustered around them."""
     if (directory / "bundle.json").is_file():
-        if "product_columns" not in json.loads((directory / "bundle.json").read_text()):
-            write_product_columns(directory, encoder)  # a bundle cached before they were stored (#19)
+        if "info" not in json.loads((directory / "bundle.json").read_text()).get("product_columns", {}):
+            # a bundle cached before the columns, or the attributes, were stored with it (#19)
+            t0 = time.perf_counter()
+            write_product_columns(directory, encoder)
+            print(f"  product columns written in {time.perf_counter() - t0:.1f} s")
         return directory
     if n_products is None:
         ids, catalog, feats, text = products["product_id"].to_list(), products, features, texts
