@@ -60,7 +60,7 @@ from scene_assets.ranking.fusion import Fusion, choose_fusion
 from scene_assets.prepared_scene import PreparedScene
 from scene_assets.recommendation import CatalogScores, Recommendation, RecommendationResult
 from scene_assets.regions import RegionConfig, SceneRegions, center_and_normalize, compute_regions, single_threaded
-from scene_assets.scene_analysis import DEFAULT_TEMPERATURE, ROOM_TYPES, analyze_scene, prompt_vectors
+from scene_assets.scene_analysis import DEFAULT_TEMPERATURE, ROOM_TYPES, analyze_scene, product_style_logits, prompt_vectors
 
 log = logging.getLogger(__name__)
 
@@ -306,14 +306,8 @@ class Recommender:
             prompt_vectors(self.encoder)
             return
         text_matrix, text_mask = align_text_vectors(self.product_ids, text_vectors)
-        self.products = ProductFactors.build(attributes, info.category, text_matrix, text_mask, self._style_logits)
-
-    def _style_logits(self, text_matrix: np.ndarray) -> np.ndarray | None:
-        """Tempered similarities of product text vectors to the style prompts (None: other dims)."""
-        style_vecs = prompt_vectors(self.encoder)["styles"]
-        if style_vecs.shape[1] != text_matrix.shape[1]:
-            return None
-        return (text_matrix @ style_vecs.T) / self.temperature
+        self.products = ProductFactors.build(attributes, info.category, text_matrix, text_mask,
+                                             product_style_logits(self.encoder, self.temperature))
 
     # -- learned parts --------------------------------------------------------------------
     def with_learned(self, learned: Any) -> "Recommender":

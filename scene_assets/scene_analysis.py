@@ -293,6 +293,20 @@ def prompt_vectors(encoder) -> dict[str, np.ndarray]:
     return out
 
 
+def product_style_logits(encoder, temperature: float = DEFAULT_TEMPERATURE):
+    """``text_matrix -> tempered similarities of product text vectors to the style prompts`` (None for
+    another dimension): the input of ``ProductFactors``' style column, for the recommender and the
+    two-stage bundle writer alike. The prompts are encoded on the first call (cached per encoder)."""
+
+    def logits(text_matrix: np.ndarray) -> np.ndarray | None:
+        styles = prompt_vectors(encoder)["styles"]
+        if styles.shape[1] != text_matrix.shape[1]:
+            return None
+        return (text_matrix @ styles.T) / temperature
+
+    return logits
+
+
 def _auto_image_weight(encoder) -> float:
     """1 when the encoder's image and text vectors are meant to be comparable, 0 for the default
     encoder with its untrained (random) projection head."""

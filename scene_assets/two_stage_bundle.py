@@ -38,24 +38,11 @@ from scene_assets.indexes.sharded_files import MANIFEST_FILE
 from scene_assets.indexes.store import write_atomic_bytes
 from scene_assets.ranking.catalog import CodedColumn, ProductInfo, aligned_catalog
 from scene_assets.ranking.factors import ProductFactors
-from scene_assets.scene_analysis import DEFAULT_TEMPERATURE, prompt_vectors
+from scene_assets.scene_analysis import product_style_logits
 
 TWO_STAGE_KIND = "two_stage"
 VECTORS_FILE = "vectors.npy"
 CHUNK_ROWS = 500_000
-
-
-def product_style_logits(encoder, temperature: float = DEFAULT_TEMPERATURE):
-    """``text_matrix -> tempered similarities to the style prompts`` (None for another dimension), as
-    ``Recommender`` computes the style column."""
-    styles = prompt_vectors(encoder)["styles"]
-
-    def logits(text_matrix: np.ndarray) -> np.ndarray | None:
-        if styles.shape[1] != text_matrix.shape[1]:
-            return None
-        return (text_matrix @ styles.T) / temperature
-
-    return logits
 
 
 def _row_lookup(int_ids: np.ndarray):
