@@ -513,12 +513,16 @@ def _load_two_stage(directory: Path, bundle: dict, *, encoder: Any, device: str 
     if manifest_sha != bundle["index_manifest_sha256"]:
         raise BundleError(f"{directory / BUNDLE_FILE}: names index manifest {bundle['index_manifest_sha256'][:12]}, "
                           f"{index_dir} holds {manifest_sha[:12]} (re-merged since?); rewrite the bundle")
+    from scene_assets.two_stage_bundle import index_fingerprint
+
     built_here = encoder is None
     if built_here:
         encoder = encoder_from_bundle(bundle, device=device)
-    if encoder.fingerprint() != bundle["encoder_fingerprint"]:
+    space = bundle.get("vector_space", "joint")
+    given = index_fingerprint(encoder, space)
+    if given != bundle["encoder_fingerprint"]:
         raise BundleError(f"{directory}: index built with encoder {bundle['encoder_fingerprint'][:16]}, the "
-                          f"{'encoder built from its spec' if built_here else 'given encoder'} is {encoder.fingerprint()[:16]}")
+                          f"{'encoder built from its spec' if built_here else 'given encoder'} is {given[:16]}")
     stored = _open_product_columns(directory, bundle, encoder)
     if stored is None or stored.info is None:
         raise BundleError(f"{directory}: a two-stage bundle without its product columns (written by another version?)")
@@ -536,9 +540,10 @@ def _load_two_stage(directory: Path, bundle: dict, *, encoder: Any, device: str 
         raise BundleError(f"learned scorer was fitted on encoder features {learned.trunk_fingerprint[:16]}, the "
                           f"encoder of {directory} gives {ImageFeatureStage.of(encoder).fingerprint[:16]}; refit it or "
                           "serve without it (--no-learned)")
+    mean = opened.manifest.get("catalog_mean")
     recommender = Recommender(
-        encoder, opened.searcher, stored.product_ids, None, space=bundle.get("vector_space", "joint"),
-        product_vectors=vectors, rescore=True, vector_prefetch=row_prefetcher(vectors), weights=weights, learned=learned, product_factors=stored.factors,
+        encoder, opened.searcher, stored.product_ids, None, space=space,
+        catalog_mean=None if mean is None else np.asarray(mean, dtype=np.float32), product_vectors=vectors, rescore=True, vector_prefetch=row_prefetcher(vectors), weights=weights, learned=learned, product_factors=stored.factors,
         product_info=stored.info, int_ids=stored.int_ids, **kwargs)
     return recommender, bundle
 

@@ -3,8 +3,9 @@
 per-product Python objects) would not fit a replica.
 
 Stage 1 searches the merged index (its inverted lists and id lookup stay in their files, in the
-shared page cache); stage 2 re-scores the candidates from the products' exact vectors (float16, one
-.npy in the index's lookup order, memory-mapped), computes the factors from the per-product columns
+shared page cache); stage 2 re-scores the candidates from the products' exact vectors (as indexed:
+normalised, and centred on the index's catalog mean when it is centred; float16, one .npy in the
+index's lookup order, memory-mapped), computes the factors from the per-product columns
 (memory-mapped .npy, as :func:`recommender_bundle.write_product_columns` stores them) and re-ranks
 (``Recommender(rescore=True)``; the learned projection is computed for the candidates only). Product
 attributes and ids are Arrow strings and integer codes, memory-mapped too: the server holds no
@@ -35,7 +36,8 @@ import pyarrow as pa
 from scene_assets.indexes.ids import assign_ids
 from scene_assets.indexes.searcher import open_index
 from scene_assets.indexes.sharded_files import MANIFEST_FILE
-from scene_assets.indexes.store import write_atomic_bytes
+from scene_assets.indexes.store import read_manifest, write_atomic_bytes
+from scene_assets.indexes.vectors import center_and_normalize
 from scene_assets.ranking.catalog import CodedColumn, ProductInfo, aligned_catalog
 from scene_assets.ranking.factors import ProductFactors
 from scene_assets.scene_analysis import product_style_logits
@@ -57,17 +59,25 @@ def _row_lookup(int_ids: np.ndarray):
     return rows_of
 
 
-def _write_vectors(path: Path, n: int, dim: int, chunks: Iterable[tuple[list[str], np.ndarray]], rows_of) -> int:
-    """The exact vectors, L2-normalised as the index compares them, float16, in lookup order. Returns
-    how many rows were filled (products of the vector sources that the index does not hold are skipped)."""
+def index_fingerprint(encoder, vector_space: str) -> str:
+    """The fingerprint an index of ``vector_space`` records for vectors of ``encoder``: its cached image
+    features' (``ImageFeatureStage``) for the trunk space, the encoder's own for its joint space."""
+    from scene_assets.embeddings import ImageFeatureStage
+
+    return ImageFeatureStage.of(encoder).fingerprint if vector_space == "trunk" else encoder.fingerprint()
+
+
+def _write_vectors(path: Path, n: int, dim: int, chunks: Iterable[tuple[list[str], np.ndarray]], rows_of,
+                   mean: np.ndarray | None) -> int:
+    """The exact vectors as the index compares them (L2-normalised, centred on ``mean`` when given),
+    float16, in lookup order. Returns how many rows were filled (products of the vector sources that the
+    index does not hold are skipped)."""
     target = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, dim))
     filled = np.zeros(n, dtype=bool)
     for ids, vectors in chunks:
         rows = rows_of(list(ids))
         known = rows >= 0
-        v = np.asarray(vectors, dtype=np.float32)[known]
-        v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-        target[rows[known]] = v.astype(np.float16)
+        target[rows[known]] = center_and_normalize(np.asarray(vectors, dtype=np.float32)[known], mean).astype(np.float16)
         filled[rows[known]] = True
     target.flush()
     del target
@@ -100,17 +110,21 @@ def write_two_stage_bundle(
     chunk_rows: int = CHUNK_ROWS,
 ) -> dict:
     """Write a two-stage bundle into ``directory`` serving the merged index ``merged_dir`` (built from
-    ``encoder``'s image vectors: its fingerprint is checked). ``catalog``: the enriched catalog;
-    ``vector_chunks``: ``(product ids, vectors)`` chunks of the indexed vectors (the sharded index's
-    ``VectorSource.chunks``); ``text_vectors``: product_id, vector (optional). Returns the bundle dict."""
+    ``encoder``'s image features or vectors, as its manifest's ``vector_space`` says: the fingerprint is
+    checked). ``catalog``: the enriched catalog; ``vector_chunks``: ``(product ids, vectors)`` chunks of
+    the indexed vectors as the vector sets store them (the sharded index's ``VectorSource.chunks``;
+    centred here on the index's catalog mean when it is centred); ``text_vectors``: product_id, vector (optional). Returns the bundle dict."""
     from scene_assets.encoders import EncoderSpec
     from scene_assets.recommender_bundle import BUNDLE_FILE, BUNDLE_FORMAT, PRODUCT_COLUMNS_DIR, write_product_info
 
     started = time.perf_counter()
     directory, merged_dir = Path(directory), Path(merged_dir).resolve()
-    opened = open_index(merged_dir, expected_fingerprint=encoder.fingerprint())
+    space = str(read_manifest(merged_dir / MANIFEST_FILE).get("vector_space") or "joint")
+    opened = open_index(merged_dir, expected_fingerprint=index_fingerprint(encoder, space))
     if opened.kind != "sharded":
         raise ValueError(f"{merged_dir}: a two-stage bundle serves a merged sharded index, this is a {opened.kind} index")
+    mean = opened.manifest.get("catalog_mean")
+    mean = None if mean is None else np.asarray(mean, dtype=np.float32)
     manifest_sha = hashlib.sha256((merged_dir / MANIFEST_FILE).read_bytes()).hexdigest()
     n, dim = int(opened.searcher.ntotal), int(opened.searcher.d)
     ids = pl.Series("product_id", opened.product_ids.array).cast(pl.String)
@@ -123,7 +137,7 @@ def write_two_stage_bundle(
     folder = directory / relative
     folder.mkdir(parents=True, exist_ok=True)
 
-    filled = _write_vectors(folder / VECTORS_FILE, n, dim, vector_chunks, _row_lookup(np.asarray(opened.int_ids)))
+    filled = _write_vectors(folder / VECTORS_FILE, n, dim, vector_chunks, _row_lookup(np.asarray(opened.int_ids)), mean)
     if filled != n:
         raise ValueError(f"the vector sources hold {filled} of the index's {n} products: not the index's vectors")
 
@@ -162,8 +176,9 @@ def write_two_stage_bundle(
         "products_sha256": catalog_sha,
         "text_vectors_sha256": text_sha,
         "count": n,
-        "vector_space": "joint",
-        "encoder_fingerprint": encoder.fingerprint(),
+        "vector_space": space,
+        "centred": mean is not None,
+        "encoder_fingerprint": index_fingerprint(encoder, space),
         "encoder_spec": spec,
         "text_fingerprint": encoder.text_fingerprint() if text_vectors is not None else None,
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

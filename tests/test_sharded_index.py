@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from faiss.contrib.evaluation import check_ref_knn_with_draws, knn_intersection_
 from scene_assets.indexes import errors, sharded_build, sharded_files, sharded_params, sharded_serving, vector_sources
 from scene_assets.embeddings import shard_keys, shard_of
 from scene_assets.indexes.ids import assign_ids
+from scene_assets.indexes.vectors import center_and_normalize
 
 FP = "encoder:test-v1"
 N_SHARDS = 4
@@ -301,6 +303,9 @@ def test_assets_materialize_on_tiny_catalog(tmp_path):
         meta = trained.asset_materializations_for_node("ivf_trained_index")[0].metadata
         assert meta["vectors"].value == 11 and meta["factory"].value.startswith("IVF1,PQ")
         assert {"rationale", "nprobe", "seconds", "bytes", "training_config"} <= set(meta)
+        # the scene index's vectors: the image features, centred on a catalog mean saved with the trained index
+        # (the fake encoder has no CNN trunk, so its features are its joint vectors)
+        assert meta["vector_space"].value == "joint" and meta["centred"].value is True
 
         shards = dg.materialize(ivf, selection=[ivf_shard_index], instance=instance, resources=resources, tags=ranged)
         assert shards.success
@@ -313,11 +318,14 @@ def test_assets_materialize_on_tiny_catalog(tmp_path):
         merged_meta = merged.asset_materializations_for_node("ivf_merged_index")[0].metadata
         assert merged_meta["count"].value == 11 and merged_meta["shards"].value == N_SHARDS
         assert {"nprobe", "factory", "bytes", "seconds", "rationale"} <= set(merged_meta)
+        merged_manifest = json.loads((Path(output["path"]) / sharded_files.MANIFEST_FILE).read_text())
+        assert merged_manifest["centred"] and len(merged_manifest["catalog_mean"]) == 16
 
         serving = sharded_serving.open_merged(output["path"], expected_fingerprint=output["fingerprint"])
-        vectors = vector_sources.parquet_sources({k: tmp_path / "data" / "vectors" / "image" / f"{k}.parquet" for k in keys})[0]
+        vectors = vector_sources.parquet_sources({k: tmp_path / "data" / "vectors" / "image_features" / f"{k}.parquet"
+                                                  for k in keys})[0]
         pids, x = next(s for s in vectors if s.count()).chunks().__next__()
-        _, found = serving.search(x, 11)
+        _, found = serving.search(center_and_normalize(x, np.asarray(merged_manifest["catalog_mean"], np.float32)), 11)
         assert pids[0] in set(found[0])
 
         # the two-stage bundle over the merged index (#19): loads like any bundle and answers a scene
@@ -333,6 +341,7 @@ def test_assets_materialize_on_tiny_catalog(tmp_path):
         assert bundle_meta["serves"].value == output["path"] and bundle_meta["product_columns"].value == 9
         recommender, bundle = load_recommender(bundle_out["path"], encoder=resources["encoder"].encoder())
         assert bundle["kind"] == "two_stage" and recommender.rescore and len(recommender.product_ids) == 11
+        assert bundle["centred"] and recommender.catalog_mean is not None
         photo = sorted((sample_dataset_dir() / "images" / "scenes").glob("*.jpg"))[0]
         assert len(recommender.recommend(photo, k=5).items) == 5
         # served through lineage like scene_index: serve --bundle-asset two_stage_bundle

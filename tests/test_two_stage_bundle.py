@@ -131,3 +131,55 @@ def test_scene_matcher_serve_answers_from_a_two_stage_bundle(world):
         assert answer.status_code == 200, answer.text
         items = answer.json()["items"]
         assert len(items) == 5 and all(it["product_id"].startswith("sku-") and it["title"] for it in items)
+
+
+def test_centred_index_serves_the_learned_projection_like_the_catalog_in_memory(world, tmp_path):
+    """A sharded index centred on the catalog mean (as the pipeline builds it over the scene index's
+    vectors): the mean is streamed over the shards and saved with the trained index, every shard and
+    the bundle's exact vectors are centred on it, queries are centred the same way, and a learned
+    scorer's projection serves through the two stages as it does from the catalog held in memory."""
+    from scene_assets.learned import LearnedScorer, RegionProjection
+    from scene_assets.matching import catalog_mean
+    from scene_assets.regions import center_and_normalize
+
+    encoder, sources, vectors = world["encoder"], world["sources"], world["vectors"]
+    report = sharded_build.build_sharded_index(sources, tmp_path / "ivf", fingerprint=encoder.fingerprint(),
+                                               memory_budget_bytes=64 << 20, latency_target_ms=5.0, nlist=16, m=4,
+                                               tune=False, centre=True, vector_space="joint")
+    trained = report.trained
+    assert trained.centred and trained.manifest["vector_space"] == "joint"
+    np.testing.assert_allclose(trained.catalog_mean, catalog_mean(vectors), atol=1e-6)
+    assert report.merged.manifest["centred"] and report.merged.manifest["vector_space"] == "joint"
+    np.testing.assert_array_equal(np.asarray(report.merged.manifest["catalog_mean"], np.float32), trained.catalog_mean)
+    # another centring is another index: the shard folders of the uncentred world are not reused
+    uncentred = sharded_build.load_shard(next((world["merged"].parents[1] / "shards" / sources[0].key).iterdir()))
+    assert report.shards[0].manifest["version"] != uncentred.manifest["version"]
+    assert sharded_build.reuse_reason(trained, N, DIM, encoder.fingerprint(), memory_budget_bytes=64 << 20,
+                                      latency_target_ms=5.0) == "centring on the catalog mean was turned off"
+
+    bundle_dir = tmp_path / "bundle"
+    bundle = write_two_stage_bundle(bundle_dir, report.merged.directory, catalog=world["catalog"],
+                                    vector_chunks=chained(s.chunks(700) for s in sources), encoder=encoder,
+                                    encoder_spec=EncoderSpec(kind="fake", options=FakeOptions(dim=DIM), device="cpu"),
+                                    text_vectors=world["text"], chunk_rows=1000)
+    assert bundle["centred"] and bundle["vector_space"] == "joint"
+    rng = np.random.default_rng(3)
+    projection = RegionProjection(rng.normal(size=(DIM, 8)).astype(np.float32), rng.normal(size=(DIM, 8)).astype(np.float32))
+    scorer = LearnedScorer(projection, trunk_fingerprint=encoder.fingerprint())
+    recommender, _ = load_recommender(bundle_dir, encoder=encoder, learned=scorer)
+    row = {p: i for i, p in enumerate(world["pids"])}
+    order = [row[p] for p in recommender.product_ids]
+    centred = center_and_normalize(vectors[order], trained.catalog_mean)
+    np.testing.assert_allclose(np.asarray(recommender.stored_vectors(), np.float32), centred, atol=2e-3)
+    np.testing.assert_allclose(recommender.catalog_mean, trained.catalog_mean)
+    assert recommender.products.projection is not None  # the learned factor is on, not disabled
+    reference = Recommender.from_index_dir(
+        encoder, report.merged.directory, world["catalog"], product_vectors=centred, rescore=True, learned=scorer,
+        text_vectors=(world["text"]["product_id"].to_list(), np.asarray(world["text"]["vector"].to_list(), np.float32)))
+    image = Image.new("RGB", (96, 64), (200, 60, 40))
+    image.paste(product_image((0, 90, 200), SHAPES[0], 0), (0, 0))
+    for options in ({}, {"exclude_categories": "lighting"}):
+        got, want = recommender.recommend(image, k=8, **options), reference.recommend(image, k=8, **options)
+        assert got.product_ids == want.product_ids and len(got.items) == 8, options
+        for a, b in zip(got.items, want.items):
+            assert "learned" in a.factors and a.factors["learned"] == pytest.approx(b.factors["learned"], abs=2e-3)

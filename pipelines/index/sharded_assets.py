@@ -1,5 +1,6 @@
-"""Index domain, large catalogs: a sharded IVF-PQ index of the product image vectors that is built
-past memory (train once → one index per catalog shard → lists merged on disk → served
+"""Index domain, large catalogs: a sharded IVF-PQ index of the product image features (the vectors
+the scene index holds: pooled CNN features for the default encoder, centred on the catalog mean) that
+is built past memory (train once → one index per catalog shard → lists merged on disk → served
 memory-mapped). The logic is in scene_assets/indexes/ (sharded_*.py); docs/sharded-index.md says
 when to use it. Not part of the main job."""
 
@@ -10,7 +11,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from pipelines.embeddings.assets import product_image_vectors, product_text_vectors, read_all_shards, vector_path
+from pipelines.embeddings.assets import product_image_features, product_text_vectors, read_all_shards, vector_path
 from pipelines.embeddings.resources import EncoderResource
 from pipelines.embeddings.partitions import catalog_shards
 from pipelines.resources import ProjectStorage
@@ -18,6 +19,7 @@ from scene_assets.indexes import sharded_build, sharded_files, sharded_params, s
 from scene_assets.indexes.errors import VectorIndexError
 from scene_assets.indexes.vector_sources import ParquetVectorSource, parquet_sources, vector_dim
 from scene_assets.locking import exclusive
+from scene_assets.embeddings import ImageFeatureStage
 from scene_assets.two_stage_bundle import chained, write_two_stage_bundle
 
 GROUP = "index"
@@ -57,12 +59,21 @@ def _root(storage: ProjectStorage, fingerprint: str):
     return storage.path("index", f"ivf-{fingerprint[:16]}")
 
 
-def _image_sources(storage: ProjectStorage) -> tuple[list[ParquetVectorSource], str]:
-    files = {key: vector_path(storage, "image", key) for key in catalog_shards.get_partition_keys()}
+# The sharded index holds what the scene index holds (product_image_features, centred on the catalog
+# mean), so a learned scorer fitted for the scene index serves a two-stage bundle too.
+FEATURES = "image_features"
+
+
+def _feature_sources(storage: ProjectStorage) -> tuple[list[ParquetVectorSource], str]:
+    files = {key: vector_path(storage, FEATURES, key) for key in catalog_shards.get_partition_keys()}
     try:
         return parquet_sources(files)
     except VectorIndexError as e:
-        raise dg.Failure(f"{e} (product_image_vectors)") from None
+        raise dg.Failure(f"{e} (product_image_features)") from None
+
+
+def _space(model) -> str:
+    return "trunk" if ImageFeatureStage.of(model).project is not None else "joint"
 
 
 def _trained_from_input(ivf_trained_index: dict) -> sharded_build.TrainedIndex:
@@ -94,16 +105,19 @@ def _previous_trained(context: dg.AssetExecutionContext, wanted_config: dict) ->
 
 @dg.asset(
     group_name=GROUP,
-    deps=[product_image_vectors],
+    deps=[product_image_features],
     io_manager_key="model_io_manager",
     description="Trained, empty IVF-PQ index for the sharded image index: parameters chosen from a memory budget "
-    "and a latency target (recorded with the rationale), trained once on a seeded sample of the image vectors. "
+    "and a latency target (recorded with the rationale), trained once on a seeded sample of the image features "
+    "centred on the catalog mean (computed over every shard and saved with it, as the scene index centres them). "
     "Reused while the catalog stays near the size it was trained for.",
     kinds={"faiss"},
 )
-def ivf_trained_index(context: dg.AssetExecutionContext, config: IvfIndexConfig, storage: ProjectStorage) -> dg.Output[dict]:
+def ivf_trained_index(context: dg.AssetExecutionContext, config: IvfIndexConfig, encoder: EncoderResource,
+                      storage: ProjectStorage) -> dg.Output[dict]:
     started = time.perf_counter()
-    sources, fingerprint = _image_sources(storage)
+    sources, fingerprint = _feature_sources(storage)
+    space = _space(encoder.encoder())
     n = sum(s.count() for s in sources)
     dim = vector_dim(sources)
     budget = int(config.memory_budget_gb * 2**30)
@@ -112,7 +126,8 @@ def ivf_trained_index(context: dg.AssetExecutionContext, config: IvfIndexConfig,
     reason = "force_retrain" if config.force_retrain else "no previous trained index with this config"
     if previous is not None:
         reason = sharded_build.reuse_reason(previous, n, dim, fingerprint, memory_budget_bytes=budget,
-                                 latency_target_ms=config.latency_target_ms, growth=config.retrain_growth)
+                                            latency_target_ms=config.latency_target_ms, growth=config.retrain_growth,
+                                            centre=True)
     if previous is not None and reason is None:
         trained = previous
     else:
@@ -124,7 +139,8 @@ def ivf_trained_index(context: dg.AssetExecutionContext, config: IvfIndexConfig,
             )
         except ValueError as e:
             raise dg.Failure(str(e)) from None
-        trained = sharded_build.train_index(sources, _root(storage, fingerprint), params, fingerprint=fingerprint, force=config.force_retrain)
+        trained = sharded_build.train_index(sources, _root(storage, fingerprint), params, fingerprint=fingerprint,
+                                            force=config.force_retrain, centre=True, vector_space=space)
     p = trained.params
     context.log.info(f"{p.factory} nprobe={p.nprobe}: {p.rationale}")
     return dg.Output(
@@ -136,6 +152,8 @@ def ivf_trained_index(context: dg.AssetExecutionContext, config: IvfIndexConfig,
             "retrain_reason": reason or "",
             "vectors": n,
             "dim": dim,
+            "vector_space": space,
+            "centred": trained.centred,
             "factory": p.factory,
             "nlist": p.nlist,
             "pq_m": p.m,
@@ -160,9 +178,9 @@ def ivf_trained_index(context: dg.AssetExecutionContext, config: IvfIndexConfig,
     group_name=GROUP,
     partitions_def=catalog_shards,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[product_image_vectors],
+    deps=[product_image_features],
     ins={"ivf_trained_index": dg.AssetIn(input_manager_key="model_io_manager")},
-    description="One catalog shard's image vectors added to a copy of the trained IVF-PQ index, saved in a folder "
+    description="One catalog shard's image features (centred on the trained index's catalog mean) added to a copy of the trained IVF-PQ index, saved in a folder "
     "keyed by the shard and named by (trained index, shard content): an unchanged shard is kept as it is, a "
     "retrained index re-adds every shard.",
     kinds={"faiss"},
@@ -173,7 +191,7 @@ def ivf_shard_index(context: dg.AssetExecutionContext, ivf_trained_index: dict, 
     fingerprint = trained.manifest["encoder_fingerprint"]
     shards = {}
     for key in context.partition_keys:
-        source = ParquetVectorSource(vector_path(storage, "image", key), key, fingerprint=fingerprint)
+        source = ParquetVectorSource(vector_path(storage, FEATURES, key), key, fingerprint=fingerprint)
         try:
             shards[key] = sharded_build.add_shard(trained, source, ivf_trained_index["root"])
         except VectorIndexError as e:
@@ -275,8 +293,9 @@ def ivf_merged_index(context: dg.AssetExecutionContext, ivf_trained_index: dict,
     },
     io_manager_key="model_io_manager",
     description="A recommender bundle served two-stage from the merged index (#19): stage 1 searches the memory-mapped "
-    "IVF-PQ lists, stage 2 re-scores the candidates from the exact image vectors (float16, in the index's lookup order) "
-    "and ranks them with the per-product columns; vectors, columns, attributes and ids are all memory-mapped, so a "
+    "IVF-PQ lists, stage 2 re-scores the candidates from the exact image features (centred as indexed, float16, in the "
+    "index's lookup order) and ranks them with the per-product columns and the learned scorer (its projection computed "
+    "for the candidates only); vectors, columns, attributes and ids are all memory-mapped, so a "
     "replica holds no Python object per product. Serve it with `scene-matcher serve --bundle-asset two_stage_bundle` "
     "(or `--index <path>`). Written in row "
     "chunks (scene_assets.two_stage_bundle).",
@@ -286,10 +305,11 @@ def two_stage_bundle(context: dg.AssetExecutionContext, ivf_merged_index: dict, 
                      image_text_alignment: dict, encoder: EncoderResource, storage: ProjectStorage) -> dg.Output[dict]:
     started = time.perf_counter()
     model = encoder.encoder()
-    sources, fingerprint = _image_sources(storage)
-    if fingerprint != ivf_merged_index["fingerprint"] or fingerprint != model.fingerprint():
-        raise dg.Failure(f"the merged index ({ivf_merged_index['fingerprint'][:16]}), the image vectors ({fingerprint[:16]}) "
-                         f"and the encoder ({model.fingerprint()[:16]}) must agree: re-materialize product_image_vectors "
+    sources, fingerprint = _feature_sources(storage)
+    stage = ImageFeatureStage.of(model)
+    if fingerprint != ivf_merged_index["fingerprint"] or fingerprint != stage.fingerprint:
+        raise dg.Failure(f"the merged index ({ivf_merged_index['fingerprint'][:16]}), the image features ({fingerprint[:16]}) "
+                         f"and the encoder ({stage.fingerprint[:16]}) must agree: re-materialize product_image_features "
                          "and the ivf_* assets with the current encoder")
     texts = read_all_shards(storage, "text", ["product_id", "fingerprint", "vector"])
     texts = texts.filter(pl.col("fingerprint") == model.text_fingerprint()).select("product_id", "vector")
@@ -313,6 +333,7 @@ def two_stage_bundle(context: dg.AssetExecutionContext, ivf_merged_index: dict, 
             "count": bundle["count"],
             "product_columns": len(columns["files"]),
             "text_vectors": texts.height,
+            "vector_space": bundle["vector_space"],
             "bytes_on_disk": sum(p.stat().st_size for p in directory.rglob("*") if p.is_file()),
             "write_seconds": bundle["write_seconds"],
             "seconds": round(time.perf_counter() - started, 3),

@@ -6,7 +6,9 @@ product has one int id whichever shard or index holds it. Folder layout in ``sha
 parameters in ``sharded_params``; serving in ``sharded_serving``.
 
 * ``train_index``: trained once on a seeded sample read from the shard files (only the sampled rows'
-  row groups, never the whole catalog in memory) -> the "trained empty index".
+  row groups, never the whole catalog in memory) -> the "trained empty index". With ``centre`` the
+  vectors are centred on the catalog mean first (streamed over the shards), as the scene index
+  centres them: the mean is saved with the trained index and every shard is centred on it.
 * ``add_shard``: a copy of the trained index plus one shard's vectors, streamed in chunks. The
   folder is named by (trained index sha256, shard content digest): an unchanged shard is found and
   skipped, a changed shard gets a new folder, and a retrained index invalidates every shard.
@@ -48,9 +50,11 @@ from scene_assets.indexes.sharded_files import (
     write_lookup,
 )
 from scene_assets.indexes.sharded_params import PQ_TRAIN_POINTS_PER_CENTROID, ShardedIndexParams, choose_params, tune_nprobe
-from scene_assets.indexes.vector_sources import CHUNK_ROWS, VectorSource, sample_vectors, vector_dim
-from scene_assets.indexes.vectors import prepare, validate_vectors
+from scene_assets.indexes.vector_sources import CHUNK_ROWS, VectorSource, sample_vectors, sources_mean, vector_dim
+from scene_assets.indexes.vectors import center_and_normalize_in_place, prepare, validate_vectors
 from scene_assets.locking import exclusive
+
+MEAN_FILE = "catalog_mean.npy"
 
 
 @dataclass
@@ -76,6 +80,19 @@ class TrainedIndex:
         """A fresh, empty copy of the trained index (sha256 checked on the bytes read)."""
         return read_index_verified(self.path, self.sha256)
 
+    @property
+    def centred(self) -> bool:
+        return bool(self.manifest.get("centred"))
+
+    @property
+    def catalog_mean(self) -> np.ndarray | None:
+        """The vector every shard is centred on (None: not centred), checked against its sha256."""
+        if not self.centred:
+            return None
+        entry = self.manifest["files"][MEAN_FILE]
+        store.verify_files(self.directory, {"files": {MEAN_FILE: entry}}, mode="sha256")
+        return np.load(self.directory / MEAN_FILE)
+
 
 def load_trained(directory: Path | str) -> TrainedIndex:
     directory = Path(directory)
@@ -86,7 +103,7 @@ def load_trained(directory: Path | str) -> TrainedIndex:
 
 
 def reuse_reason(trained: TrainedIndex, n_vectors: int, dim: int, fingerprint: str, *, memory_budget_bytes: int,
-                 latency_target_ms: float, growth: float = 4.0) -> str | None:
+                 latency_target_ms: float, growth: float = 4.0, centre: bool = False) -> str | None:
     """None if ``trained`` still fits a catalog of ``n_vectors`` (same encoder, dim, budget and
     target; n within ``growth`` x of what it was chosen for; the lists still inside the budget),
     otherwise why it must be retrained. Reusing keeps every shard index valid."""
@@ -95,6 +112,8 @@ def reuse_reason(trained: TrainedIndex, n_vectors: int, dim: int, fingerprint: s
         return "the encoder fingerprint changed"
     if p.dim != dim:
         return f"dimension changed ({p.dim} -> {dim})"
+    if trained.centred != centre:
+        return "centring on the catalog mean was " + ("turned on" if centre else "turned off")
     if p.memory_budget_bytes != memory_budget_bytes or p.latency_target_ms != latency_target_ms:
         return "memory budget or latency target changed"
     if not (p.n_planned / growth <= n_vectors <= p.n_planned * growth):
@@ -112,22 +131,28 @@ def train_index(
     fingerprint: str,
     tune: bool = True,
     force: bool = False,
+    centre: bool = False,
+    vector_space: str | None = None,
 ) -> TrainedIndex:
     """Train ``params.factory`` once on a seeded sample of ``params.train_size`` vectors from the
     shards and save the empty trained index under ``root/trained/<params.key()>``. With ``tune``,
     nprobe is measured on the sample (``tune_nprobe``). An existing valid trained index with the same
     key and fingerprint is reused unless ``force``; a forced retrain replaces it (and so
-    invalidates every shard index built on it)."""
+    invalidates every shard index built on it). ``centre``: centre the vectors on the catalog mean
+    (computed here over every shard, saved as ``catalog_mean.npy``; shards are centred on it when added,
+    so the mean stays fixed while this trained index is reused, like the scene index's).
+    ``vector_space``: recorded for readers ("trunk" / "joint")."""
     directory = Path(root) / "trained" / params.key()
     with exclusive(directory):
         if not force and (directory / MANIFEST_FILE).is_file():
             with contextlib.suppress(VectorIndexError):
                 existing = load_trained(directory)
-                if existing.manifest.get("encoder_fingerprint") == fingerprint:
+                if existing.manifest.get("encoder_fingerprint") == fingerprint and existing.centred == centre:
                     existing.load()  # checks the sha256
                     return existing
         started = time.perf_counter()
-        sample, sample_sha = sample_vectors(sources, params.train_size, params.seed)
+        mean = sources_mean(sources) if centre else None
+        sample, sample_sha = sample_vectors(sources, params.train_size, params.seed, mean)
         if sample.shape[1] != params.dim:
             raise VectorIndexError(f"vectors have dimension {sample.shape[1]}, parameters were chosen for {params.dim}")
         index = faiss.index_factory(params.dim, params.factory, faiss.METRIC_INNER_PRODUCT)
@@ -165,6 +190,13 @@ def train_index(
             faiss.write_index(index, str(tmp))
             store.fsync_file(tmp)
             entry = store.file_entry(tmp)
+            files = {TRAINED_FILE: entry}
+            if mean is not None:
+                mean_tmp = stage(MEAN_FILE)
+                with open(mean_tmp, "wb") as f:
+                    np.save(f, mean)
+                store.fsync_file(mean_tmp)
+                files[MEAN_FILE] = store.file_entry(mean_tmp)
             manifest = {
                 "format": FORMAT,
                 "stage": "trained",
@@ -175,7 +207,9 @@ def train_index(
                 "params": params.to_dict(),
                 "params_key": params.key(),
                 "index_sha256": entry["sha256"],
-                "files": {TRAINED_FILE: entry},
+                "files": files,
+                "centred": mean is not None,
+                "vector_space": vector_space,
                 "sample_size": int(sample.shape[0]),
                 "sample_sha256": sample_sha,
                 "train_seconds": round(train_s, 3),
@@ -213,8 +247,9 @@ def load_shard(directory: Path | str) -> ShardIndex:
     return ShardIndex(str(manifest["shard_key"]), directory, manifest, added=False)
 
 
-def shard_version(trained_sha256: str, source_digest: str) -> str:
-    return hashlib.sha256(f"{trained_sha256}\n{source_digest}".encode()).hexdigest()[:16]
+def shard_version(trained_sha256: str, source_digest: str, mean_sha256: str | None = None) -> str:
+    identity = f"{trained_sha256}\n{source_digest}" + (f"\n{mean_sha256}" if mean_sha256 else "")
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
 def add_shard(
@@ -228,12 +263,15 @@ def add_shard(
     """Add one shard's vectors (stable int64 ids from the product ids) to a copy of the trained
     index and save it under ``root/shards/<source.key>/<version>``, version = hash(trained sha256,
     source digest). If that folder already holds a valid shard index the shard is unchanged and is
-    kept (``added=False``). Memory: the codes of this shard + one chunk of vectors."""
+    kept (``added=False``). A centred trained index centres the shard's vectors on its catalog mean
+    (validated raw, then normalised and centred). Memory: the codes of this shard + one chunk of vectors."""
     parent = Path(root) / "shards" / source.key
     with exclusive(parent):
         parent.mkdir(parents=True, exist_ok=True)
         digest = source.digest()
-        version = shard_version(trained.sha256, digest)
+        mean = trained.catalog_mean
+        mean_sha = trained.manifest["files"][MEAN_FILE]["sha256"] if mean is not None else None
+        version = shard_version(trained.sha256, digest, mean_sha)
         final = parent / version
         if (final / MANIFEST_FILE).is_file():
             with contextlib.suppress(VectorIndexError):
@@ -254,7 +292,10 @@ def add_shard(
                 raise VectorIndexError(f"{source.describe()}: vectors have dimension {x.shape[1]}, index expects {index.d}")
             ids = assign_ids(pids)
             validate_vectors(x, pids, source.describe())
-            index.add_with_ids(prepare(x, True), ids)
+            x = prepare(x, True)
+            if mean is not None:
+                center_and_normalize_in_place(x, mean)
+            index.add_with_ids(x, ids)
             all_ids.append(ids)
             all_pids.extend(pids)
         ids = np.concatenate(all_ids) if all_ids else np.zeros(0, np.int64)
@@ -279,6 +320,7 @@ def add_shard(
                 "files": files,
                 "trained_sha256": trained.sha256,
                 "trained_dir": str(trained.directory),
+                "catalog_mean_sha256": mean_sha,
                 "source": source.describe(),
                 "source_digest": digest,
                 "add_seconds": round(add_s, 3),
@@ -415,6 +457,7 @@ def merge_shards(
                 return MergedIndex(final, manifest, merged=False)
             shutil.rmtree(final, ignore_errors=True)
         started = time.perf_counter()
+        mean = trained.catalog_mean
         for s in shards:
             store.verify_files(s.directory, s.manifest, mode="sha256")
         _check_unique_across(shards)
@@ -453,6 +496,11 @@ def merge_shards(
                 "bytes_per_product": round(sum(e["bytes"] for e in files.values()) / max(count, 1), 2),
                 "ivfdata_path": str(final / IVFDATA_FILE),
                 "trained_sha256": trained.sha256,
+                # what a reader needs to query it: the space of the vectors and the mean they were
+                # centred on (queries are centred the same way; Recommender.from_index_dir reads both)
+                "vector_space": trained.manifest.get("vector_space") or "joint",
+                "centred": trained.centred,
+                "catalog_mean": None if mean is None else [float(x) for x in mean],
                 "shards": [{"key": s.key, "count": s.count, "index_sha256": s.manifest["index_sha256"],
                             "ids_sha256": s.manifest["ids_sha256"], "version": s.manifest["version"]} for s in shards],
                 "segments": segments,
@@ -514,6 +562,8 @@ def build_sharded_index(
     previous_trained: TrainedIndex | None = None,
     force_retrain: bool = False,
     tune: bool = True,
+    centre: bool = False,
+    vector_space: str | None = None,
     **choose: Any,
 ) -> BuildReport:
     """Train (or reuse), add every changed shard, merge. ``choose`` goes to ``choose_params``
@@ -526,11 +576,12 @@ def build_sharded_index(
     trained = None
     if previous_trained is not None and not force_retrain:
         if reuse_reason(previous_trained, n, dim, fingerprint, memory_budget_bytes=memory_budget_bytes,
-                        latency_target_ms=latency_target_ms) is None:
+                        latency_target_ms=latency_target_ms, centre=centre) is None:
             trained = previous_trained
     if trained is None:
         params = choose_params(n, dim, memory_budget_bytes=memory_budget_bytes, latency_target_ms=latency_target_ms, **choose)
-        trained = train_index(sources, root, params, fingerprint=fingerprint, tune=tune, force=force_retrain)
+        trained = train_index(sources, root, params, fingerprint=fingerprint, tune=tune, force=force_retrain,
+                              centre=centre, vector_space=vector_space)
     t_train = time.perf_counter() - started
     shards = [add_shard(trained, s, root) for s in sources]
     t_add = time.perf_counter() - started - t_train

@@ -12,7 +12,7 @@ import faiss
 import numpy as np
 
 from scene_assets.indexes.errors import VectorIndexError
-from scene_assets.indexes.vectors import validate_vectors
+from scene_assets.indexes.vectors import center_and_normalize_in_place, validate_vectors
 
 CHUNK_ROWS = 65_536
 
@@ -176,9 +176,33 @@ def vector_dim(sources: Sequence[VectorSource]) -> int:
     raise VectorIndexError("no vectors: every shard is empty")
 
 
-def sample_vectors(sources: Sequence[VectorSource], n_sample: int, seed: int) -> tuple[np.ndarray, str]:
+def sources_mean(sources: Sequence[VectorSource], chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """Mean of the L2-normalised vectors of every shard (the centring vector, as
+    ``matching.catalog_mean`` computes it for a matrix), streamed a chunk at a time in float64: the
+    catalog is never in memory. Vectors are validated (finite, non-zero) on the way."""
+    total: np.ndarray | None = None
+    n = 0
+    for source in sorted(sources, key=lambda s: s.key):
+        for pids, x in source.chunks(chunk_rows):
+            if not len(pids):
+                continue
+            validate_vectors(x, pids, source.describe())
+            if total is None:
+                total = np.zeros(x.shape[1], dtype=np.float64)
+            elif x.shape[1] != total.shape[0]:
+                raise VectorIndexError(f"{source.describe()}: vectors of dimension {x.shape[1]}, other shards have {total.shape[0]}")
+            total += (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).sum(axis=0, dtype=np.float64)
+            n += len(pids)
+    if total is None:
+        raise VectorIndexError("no vectors: every shard is empty")
+    return (total / n).astype(np.float32)
+
+
+def sample_vectors(sources: Sequence[VectorSource], n_sample: int, seed: int,
+                   mean: np.ndarray | None = None) -> tuple[np.ndarray, str]:
     """A seeded uniform sample of ``n_sample`` rows over all shards (sorted by shard key), validated
-    and L2-normalised. Returns ``(sample, sha256 of the sample)``."""
+    and L2-normalised (then centred on ``mean`` and normalised again, when given: see
+    :func:`~scene_assets.indexes.vectors.center_and_normalize`). Returns ``(sample, sha256 of the sample)``."""
     sources = sorted(sources, key=lambda s: s.key)
     counts = [s.count() for s in sources]
     total = int(sum(counts))
@@ -206,6 +230,8 @@ def sample_vectors(sources: Sequence[VectorSource], n_sample: int, seed: int) ->
         validate_vectors(x, None, f"training sample from {source.describe()}")
         out[pos : pos + x.shape[0]] = x
         faiss.normalize_L2(out[pos : pos + x.shape[0]])
+        if mean is not None:
+            center_and_normalize_in_place(out[pos : pos + x.shape[0]], mean)
         pos += x.shape[0]
         del x
     assert out is not None and pos == m
