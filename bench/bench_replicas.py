@@ -10,6 +10,13 @@ measures the serving layer, not the model). Requests alternate between the repli
 from a cache: the replica's own LRU ("local") or the other replica's answer through Redis ("shared").
 Then the same load runs while DIR is switched to a second bundle (atomic symlink replace): both
 replicas must reach the new version with no failed request. Prints tables; exit status 1 on any error.
+
+The Python client (httpx, one thread per connection) shares the 2 cores with both replicas, so its own
+per-request cost is part of every latency it reports. When `wrk` (Debian package, a C load generator)
+is installed, cached answers are also measured with it at the same concurrency (half the connections
+on each replica, every answer from the replica's own cache), next to a floor: the same load on
+`GET /health`, which does nothing. Both rows are "what this machine can do", the floor the most any
+endpoint of this server could reach here.
 """
 
 from __future__ import annotations
@@ -114,6 +121,71 @@ def run_load(bases: list[str], scenes: list[bytes], requests: int, concurrency: 
     }
 
 
+_WRK_SCRIPT = """
+local f = assert(io.open(os.getenv("WRK_BODY_FILE"), "rb"))
+local body = f:read("*a")
+f:close()
+wrk.method = os.getenv("WRK_METHOD")
+if wrk.method == "POST" then
+  wrk.body = body
+  wrk.headers["Content-Type"] = os.getenv("WRK_CONTENT_TYPE")
+end
+"""
+
+
+def _wrk_report(text: str) -> dict:
+    """p50 / p99 (ms), requests/s and non-2xx / socket errors from ``wrk --latency`` output."""
+    import re
+
+    def ms(value: str) -> float:
+        number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()
+        return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    latency = {m.group(1): ms(m.group(2)) for m in re.finditer(r"^\s+(50|75|90|99)%\s+(\S+)$", text, re.M)}
+    requests = int(re.search(r"(\d+) requests in", text).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    return {"p50_ms": latency.get("50"), "p99_ms": latency.get("99"), "requests": requests,
+            "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+            "errors": (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, socket_errors.groups())) if socket_errors else 0)}
+
+
+def wrk_load(bases: list[str], path: str, connections: int, seconds: float, root: Path,
+             body: bytes = b"", content_type: str = "") -> dict | None:
+    """``connections`` connections split over ``bases`` (one single-threaded wrk each, run together) for
+    ``seconds``: merged p50 / p99 (the slower replica's), requests/s (summed), errors. None without wrk."""
+    binary = shutil.which("wrk")
+    if binary is None:
+        return None
+    (root / "wrk.lua").write_text(_WRK_SCRIPT)
+    (root / "wrk-body").write_bytes(body)
+    env = {**os.environ, "WRK_BODY_FILE": str(root / "wrk-body"), "WRK_METHOD": "POST" if body else "GET",
+           "WRK_CONTENT_TYPE": content_type}
+    per = max(1, connections // len(bases))
+    processes = [subprocess.Popen([binary, "-t1", f"-c{per}", f"-d{seconds:g}s", "--latency", "-s", str(root / "wrk.lua"),
+                                   f"{base}{path}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+                 for base in bases]
+    reports = [_wrk_report(p.communicate()[0]) for p in processes]
+    return {"connections": per * len(bases), "seconds": seconds, "requests": sum(r["requests"] for r in reports),
+            "rps": round(sum(r["rps"] for r in reports), 1), "errors": sum(r["errors"] for r in reports),
+            "p50_ms": round(max(r["p50_ms"] for r in reports), 2), "p99_ms": round(max(r["p99_ms"] for r in reports), 2)}
+
+
+def cached_payload(bases: list[str], payload: bytes) -> tuple[bytes, str]:
+    """The multipart body of a ``/match`` request for ``payload`` (as the load sends it) and its content
+    type, after one request of it to each replica (so every later one is a cache hit)."""
+    import httpx
+
+    request = httpx.Request("POST", f"{bases[0]}/match", data={"k": "10"},
+                            files={"image": ("scene.jpg", payload, "image/jpeg")})
+    body = request.read()
+    for base in bases:
+        response = httpx.post(f"{base}/match", content=body, headers={"content-type": request.headers["content-type"]},
+                              timeout=60, trust_env=False)
+        response.raise_for_status()
+    return body, request.headers["content-type"]
+
+
 def metric(base: str, name: str) -> float:
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
@@ -128,6 +200,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--distinct", type=int, default=200, help="distinct scene payloads")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--wrk-seconds", type=float, default=10, help="duration of each wrk run (when wrk is installed)")
     args = ap.parse_args()
     import httpx
 
@@ -160,6 +233,9 @@ def main() -> int:
             load = run_load(bases, payloads, args.requests, args.concurrency)
             shared_hits = sum(metric(b, "scene_matcher_shared_cache_hits_total") for b in bases)
             serial = run_load(bases, payloads[:50], 200, 1)  # cached answers, one request at a time
+            body, content_type = cached_payload(bases, payloads[0])
+            wrk_cached = wrk_load(bases, "/match", args.concurrency, args.wrk_seconds, root, body, content_type)
+            wrk_floor = wrk_load(bases, "/health", args.concurrency, args.wrk_seconds, root)
             swap_run = run_load(bases, payloads, args.requests, args.concurrency, during=swap)
             deadline = time.monotonic() + 30
             while True:
@@ -168,7 +244,7 @@ def main() -> int:
                     break
                 time.sleep(0.5)
     results = {"load": load, "shared_hits": shared_hits, "serial": serial, "swap": swap_run, "versions_before": before,
-               "versions_after": after}
+               "versions_after": after, "wrk_cached": wrk_cached, "wrk_floor": wrk_floor}
     print(f"\nTwo replicas + Redis on loopback, fake-encoder bundle of 400 products, {os.cpu_count()} cores "
           f"(ms, client side)")
     header = f"{'run':<28} {'requests':>8} {'errors':>6} {'p50':>7} {'p95':>7} {'cached':>7} {'cached p50':>10} {'req/s':>7}"
@@ -178,10 +254,19 @@ def main() -> int:
               f"{r['cached_p50_ms']:>10} {r['throughput_rps']:>7}")
     print(f"answers from the other replica through Redis: {int(shared_hits)}; versions before {before} -> after {after}; "
           f"swap run answered by versions {swap_run['versions']}")
+    if wrk_cached is None:
+        print("wrk not installed (apt-get install wrk): no C-client rows")
+    else:
+        print(f"\nwrk (C client), {wrk_cached['connections']} connections over both replicas, {args.wrk_seconds:g} s each")
+        header = f"{'run':<40} {'requests':>8} {'errors':>6} {'p50':>7} {'p99':>7} {'req/s':>7}"
+        print(header + "\n" + "-" * len(header))
+        for label, r in (("POST /match, every answer cached", wrk_cached), ("GET /health (floor: does nothing)", wrk_floor)):
+            print(f"{label:<40} {r['requests']:>8} {r['errors']:>6} {r['p50_ms']:>7} {r['p99_ms']:>7} {r['rps']:>7}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     swapped = len(set(after)) == 1 and after[0] != before[0]
-    return 0 if load["errors"] == 0 and swap_run["errors"] == 0 and swapped else 1
+    wrk_errors = sum(r["errors"] for r in (wrk_cached, wrk_floor) if r is not None)
+    return 0 if load["errors"] == 0 and swap_run["errors"] == 0 and swapped and wrk_errors == 0 else 1
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -230,7 +231,6 @@ def write_product_columns(directory: str | os.PathLike, encoder) -> dict:
     as .npy files named in ``bundle.json``; servers then memory-map them (:func:`map_npy`: no per-product
     Python loop at start-up, the pages shared by every replica in the page cache). The folder is per bundle version (a server still mapping the previous one keeps reading it;
     older folders are removed). Returns the bundle as rewritten."""
-    import shutil
 
     directory = Path(directory)
     bundle = read_bundle(directory)
@@ -248,10 +248,7 @@ def write_product_columns(directory: str | os.PathLike, encoder) -> dict:
         "files": files, "count": bundle["count"], "products_sha256": bundle["products_sha256"],
         "text_vectors_sha256": bundle.get("text_vectors_sha256"), "text_fingerprint": encoder.text_fingerprint(),
         "info": info}
-    write_atomic_bytes(directory / BUNDLE_FILE, json.dumps(bundle, indent=1).encode())
-    for old in (directory / PRODUCT_COLUMNS_DIR).iterdir():
-        if old.name != bundle["version"]:
-            shutil.rmtree(old, ignore_errors=True)
+    publish_bundle(directory, bundle)
     return bundle
 
 
@@ -462,15 +459,7 @@ def load_recommender(
         if matrix.shape[0] != len(manifest["product_ids"]):
             raise BundleError(f"{text_path}: {matrix.shape[0]} rows for {len(manifest['product_ids'])} indexed products")
         text_vectors = (manifest["product_ids"], matrix)
-    if learned is not None and not hasattr(learned, "projection"):
-        learned = load_learned_scorer(learned)
-    # A scorer fitted on another encoder's features is refused like an index of another encoder, never
-    # dropped silently: dropping it would change the weights, the confidences and the ranking unannounced.
-    if learned is not None and learned.trunk_fingerprint not in (None, bundle["encoder_fingerprint"]):
-        raise BundleError(f"learned scorer was fitted on encoder features {learned.trunk_fingerprint[:16]}, the "
-                          f"bundle in {directory} holds {bundle['encoder_fingerprint'][:16]}; refit it (materialize "
-                          "learned_scorer: scene-matcher materialize --job evaluation_job) or serve without it "
-                          "(--no-learned; the export job's use_learned: false)")
+    learned = _checked_scorer(learned, given, directory)
     stored_info = stored is not None and stored.info is not None
     catalog = None
     if not stored_info:
@@ -531,21 +520,42 @@ def _load_two_stage(directory: Path, bundle: dict, *, encoder: Any, device: str 
         vectors = map_npy(directory / bundle["product_columns"]["vectors"], touch=False)
     except (VectorIndexError, OSError, ValueError) as exc:
         raise BundleError(f"{directory}: {exc}") from exc
-    if learned is not None and not hasattr(learned, "projection"):
-        learned = load_learned_scorer(learned)
     from scene_assets.embeddings import ImageFeatureStage
 
-    # a scorer fitted on another encoder's features is refused, as for any bundle (load_recommender)
-    if learned is not None and learned.trunk_fingerprint not in (None, ImageFeatureStage.of(encoder).fingerprint):
-        raise BundleError(f"learned scorer was fitted on encoder features {learned.trunk_fingerprint[:16]}, the "
-                          f"encoder of {directory} gives {ImageFeatureStage.of(encoder).fingerprint[:16]}; refit it or "
-                          "serve without it (--no-learned)")
+    learned = _checked_scorer(learned, ImageFeatureStage.of(encoder).fingerprint, directory)
     mean = opened.manifest.get("catalog_mean")
     recommender = Recommender(
         encoder, opened.searcher, stored.product_ids, None, space=space,
         catalog_mean=None if mean is None else np.asarray(mean, dtype=np.float32), product_vectors=vectors, rescore=True, vector_prefetch=row_prefetcher(vectors), weights=weights, learned=learned, product_factors=stored.factors,
         product_info=stored.info, int_ids=stored.int_ids, **kwargs)
     return recommender, bundle
+
+
+def _checked_scorer(learned: Any, features_fingerprint: str, directory: Path):
+    """``learned`` (a ``LearnedScorer``, its folder, or None) for a bundle whose encoder gives image
+    features ``features_fingerprint``. A scorer fitted on other features is refused like an index of
+    another encoder, never dropped silently: dropping it would change the weights, the confidences and
+    the ranking unannounced."""
+    if learned is None:
+        return None
+    if not hasattr(learned, "projection"):
+        learned = load_learned_scorer(learned)
+    if learned.trunk_fingerprint not in (None, features_fingerprint):
+        raise BundleError(f"learned scorer was fitted on encoder features {learned.trunk_fingerprint[:16]}, the "
+                          f"bundle in {directory} holds {features_fingerprint[:16]}; refit it (materialize "
+                          "learned_scorer: scene-matcher materialize --job evaluation_job) or serve without it "
+                          "(--no-learned; the export job's use_learned: false)")
+    return learned
+
+
+def publish_bundle(directory: Path, bundle: dict) -> None:
+    """Write ``bundle.json`` (atomically: readers see the old or the new one), then remove the product
+    column folders of other versions. A server still mapping an old version's files keeps reading
+    them: unlinked files stay readable while they are mapped."""
+    write_atomic_bytes(directory / BUNDLE_FILE, json.dumps(bundle, indent=1).encode())
+    for old in (directory / PRODUCT_COLUMNS_DIR).iterdir():
+        if old.name != bundle["version"]:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def bundle_info(directory: Path, bundle: dict, recommender: Recommender | None = None) -> dict:

@@ -21,9 +21,7 @@ like any bundle. No Dagster imports.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import shutil
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -36,7 +34,7 @@ import pyarrow as pa
 from scene_assets.indexes.ids import assign_ids
 from scene_assets.indexes.searcher import open_index
 from scene_assets.indexes.sharded_files import MANIFEST_FILE
-from scene_assets.indexes.store import read_manifest, write_atomic_bytes
+from scene_assets.indexes.store import read_manifest
 from scene_assets.indexes.vectors import center_and_normalize
 from scene_assets.ranking.catalog import CodedColumn, ProductInfo, aligned_catalog
 from scene_assets.ranking.factors import ProductFactors
@@ -115,7 +113,7 @@ def write_two_stage_bundle(
     the indexed vectors as the vector sets store them (the sharded index's ``VectorSource.chunks``;
     centred here on the index's catalog mean when it is centred); ``text_vectors``: product_id, vector (optional). Returns the bundle dict."""
     from scene_assets.encoders import EncoderSpec
-    from scene_assets.recommender_bundle import BUNDLE_FILE, BUNDLE_FORMAT, PRODUCT_COLUMNS_DIR, write_product_info
+    from scene_assets.recommender_bundle import BUNDLE_FORMAT, PRODUCT_COLUMNS_DIR, publish_bundle, write_product_info
 
     started = time.perf_counter()
     directory, merged_dir = Path(directory), Path(merged_dir).resolve()
@@ -188,10 +186,7 @@ def write_two_stage_bundle(
             "text_fingerprint": encoder.text_fingerprint(), "info": info_entry,
             "vectors": f"{relative}/{VECTORS_FILE}"},
     }
-    write_atomic_bytes(directory / BUNDLE_FILE, json.dumps(bundle, indent=1).encode())
-    for old in (directory / PRODUCT_COLUMNS_DIR).iterdir():
-        if old.name != version:
-            shutil.rmtree(old, ignore_errors=True)
+    publish_bundle(directory, bundle)
     return bundle
 
 
