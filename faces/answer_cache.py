@@ -8,7 +8,11 @@ never hits an old answer; Redis entries expire after ``ttl_s``.
 A Redis outage degrades to "no shared cache", never to an error or a slow request: every Redis call
 has a short socket timeout, a failure is logged once and counted
 (``scene_matcher_shared_cache_errors_total``), and Redis is skipped for ``retry_after_s`` before it is
-tried again. The local LRU keeps answering hits meanwhile."""
+tried again. The local LRU keeps answering hits meanwhile.
+
+Answers are cached as their encoded JSON (``bytes``), as they are sent: a hit is served without
+decoding and re-encoding the answer (encoding it was the largest single cost of a cached request:
+14 % of its CPU, measured with py-spy under wrk), and Redis stores the same bytes."""
 
 from __future__ import annotations
 
@@ -25,20 +29,25 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "scene-matcher:answer:"
 
 
+def encode_answer(answer: dict) -> bytes:
+    """The answer as cached and sent: compact JSON, UTF-8, NaN refused (as ``JSONResponse`` encodes)."""
+    return json.dumps(answer, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
 class LocalAnswerCache:
-    """Thread-safe LRU of answers (dicts); ``size`` 0 disables it."""
+    """Thread-safe LRU of encoded answers; ``size`` 0 disables it."""
 
     def __init__(self, size: int) -> None:
         self._entries: LRUCache | None = LRUCache(maxsize=size) if size else None
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> dict | None:
+    def get(self, key: str) -> bytes | None:
         if self._entries is None:
             return None
         with self._lock:
             return self._entries.get(key)
 
-    def put(self, key: str, value: dict) -> None:
+    def put(self, key: str, value: bytes) -> None:
         if self._entries is not None:
             with self._lock:
                 self._entries[key] = value
@@ -89,18 +98,19 @@ class RedisAnswerCache:
                 self._on_error(what)
             return None
 
-    def get(self, key: str) -> dict | None:
+    def get(self, key: str) -> bytes | None:
         raw = self._call("get", lambda: self._client.get(KEY_PREFIX + key))
         if raw is None:
             return None
-        try:
-            return json.loads(raw)
+        try:  # checked once here, before the local LRU keeps it and it is sent as it is
+            if not isinstance(json.loads(raw), dict):
+                return None
         except ValueError:  # not ours or truncated: a miss, recomputed and overwritten
             return None
+        return bytes(raw)
 
-    def put(self, key: str, value: dict) -> None:
-        payload = json.dumps(value, separators=(",", ":"))
-        self._call("set", lambda: self._client.set(KEY_PREFIX + key, payload, ex=self.ttl_s))
+    def put(self, key: str, value: bytes) -> None:
+        self._call("set", lambda: self._client.set(KEY_PREFIX + key, value, ex=self.ttl_s))
 
     def close(self) -> None:
         self._client.close()
@@ -114,11 +124,15 @@ class AnswerCache:
         self.local = local
         self.shared = shared
 
-    def get(self, key: str) -> tuple[dict | None, str | None]:
-        """(answer, where it came from: "local" / "shared") or (None, None)."""
+    def get(self, key: str) -> tuple[bytes | None, str | None]:
+        """(encoded answer, where it came from: "local" / "shared") or (None, None)."""
         value = self.local.get(key)
         if value is not None:
             return value, "local"
+        return self.get_shared(key)
+
+    def get_shared(self, key: str) -> tuple[bytes | None, str | None]:
+        """The shared tier alone (a network round trip: callers on an event loop run it in a thread)."""
         if self.shared is not None:
             value = self.shared.get(key)
             if value is not None:
@@ -126,7 +140,7 @@ class AnswerCache:
                 return value, "shared"
         return None, None
 
-    def put(self, key: str, value: dict) -> None:
+    def put(self, key: str, value: bytes) -> None:
         self.local.put(key, value)
         if self.shared is not None:
             self.shared.put(key, value)

@@ -40,6 +40,7 @@ from fastapi.responses import JSONResponse, Response
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from faces.answer_cache import encode_answer
 from faces.http_runtime import (
     MATCH_PATH,
     BodyLimitMiddleware,
@@ -186,6 +187,19 @@ def _cache_key(sha: str, version: str, params: dict[str, Any]) -> str:
     return hashlib.sha256(
         json.dumps({"image": sha, "version": version, "params": params}, sort_keys=True).encode()
     ).hexdigest()
+
+
+def answer_response(encoded: bytes, *, index_version: str, cached: bool, took_ms: float) -> Response:
+    """A ``/match`` response from an encoded answer (``answer_cache.encode_answer``: a JSON object) with
+    this request's own fields spliced in front of its members, so a cached answer is sent without being
+    decoded and encoded again."""
+    if not encoded.startswith(b"{"):
+        raise ValueError("an encoded answer is a JSON object")
+    head = json.dumps({"index_version": index_version, "cached": cached, "took_ms": took_ms},
+                      separators=(",", ":")).encode()
+    members = encoded[1:]
+    body = head if members.strip() == b"}" else head[:-1] + b"," + members
+    return Response(body, media_type="application/json")
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,10 +398,7 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
                   "exclude_categories": sorted(exclude) or None, "room": room, "weights": overrides,
                   "ranking": ranking.model_dump(exclude={"weights"})}
         key = _cache_key(hashlib.sha256(data).hexdigest(), served.version, params)
-        # a Redis round trip blocks: off the event loop when a shared cache is configured (a local-only
-        # lookup is a dict access)
-        result = (await anyio.to_thread.run_sync(runtime.cache_get, key) if runtime.shared_cache is not None
-                  else runtime.cache_get(key))
+        result = await runtime.cache_get(key)
         cached = result is not None
         if cached:
             metrics.cache_hits.inc()
@@ -405,16 +416,10 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
                 observe_answer(metrics, res)
                 return res.to_dict()
 
-            result = await runtime.run_model(work)
-            if runtime.shared_cache is not None:
-                await anyio.to_thread.run_sync(runtime.cache_put, key, result)
-            else:
-                runtime.cache_put(key, result)
-        body = dict(result)
-        body["index_version"] = served.version
-        body["cached"] = cached
-        body["took_ms"] = round((time.perf_counter() - t0) * 1000, 2)
-        return JSONResponse(body)
+            result = encode_answer(await runtime.run_model(work))
+            await runtime.cache_put(key, result)
+        return answer_response(result, index_version=served.version, cached=cached,
+                               took_ms=round((time.perf_counter() - t0) * 1000, 2))
 
     @app.get("/health", summary="Liveness: 200 while the process runs")
     async def health() -> dict:

@@ -255,14 +255,22 @@ class ServingRuntime:
         self.model_slots: anyio.Semaphore | None = None  # made in the lifespan (needs the event loop)
 
     # -- cache ------------------------------------------------------------------------------
-    def cache_get(self, key: str) -> dict | None:
-        value, tier = self._cache.get(key)
+    async def cache_get(self, key: str) -> bytes | None:
+        """The encoded answer cached under ``key``: the local LRU on the event loop (a dict access), then
+        Redis, when configured, in a worker thread (a network round trip must not block the loop)."""
+        value = self._cache.local.get(key)
+        if value is not None or self._cache.shared is None:
+            return value
+        value, tier = await anyio.to_thread.run_sync(self._cache.get_shared, key)
         if tier == "shared":
             self.metrics.shared_cache_hits.inc()
         return value
 
-    def cache_put(self, key: str, value: dict) -> None:
-        self._cache.put(key, value)
+    async def cache_put(self, key: str, value: bytes) -> None:
+        if self._cache.shared is None:
+            self._cache.put(key, value)
+        else:
+            await anyio.to_thread.run_sync(self._cache.put, key, value)
 
     @property
     def shared_cache(self) -> RedisAnswerCache | None:
@@ -342,7 +350,9 @@ class ServingRuntime:
                 # activations at many image sizes; ~120 MiB in bench_serving). Never during a model
                 # call: malloc_trim holds the allocator lock and would stall it.
                 self._dirty_heap = False
-                release_free_memory()
+                # malloc_trim only: a full gc.collect() here held the GIL ~0.4 s under load (py-spy),
+                # stalling every cached answer meanwhile; the finished requests left no cycles to collect
+                release_free_memory(collect=False)
 
     def start_polling(self) -> None:
         self._stop.clear()

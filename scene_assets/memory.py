@@ -35,9 +35,11 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     return bool(libc.mallopt(_M_ARENA_MAX, int(arenas)))
 
 
-def release_free_memory() -> bool:
-    """Collect garbage and hand freed heap pages back to the OS (e.g. after loading an index)."""
-    gc.collect()
+def release_free_memory(*, collect: bool = True) -> bool:
+    """Collect garbage (unless ``collect`` is False) and hand freed heap pages back to the OS (e.g.
+    after loading an index)."""
+    if collect:
+        gc.collect()
     libc = _libc()
     if libc is None:
         return False

@@ -6,8 +6,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 
-from faces.answer_cache import KEY_PREFIX, RedisAnswerCache
+from faces.answer_cache import KEY_PREFIX, RedisAnswerCache, encode_answer
 from faces.http_app import ServingSettings
 from tests.redis_server import throwaway_redis
 from tests.test_serving import (
@@ -42,8 +43,6 @@ def test_settings_refuse_a_bad_redis_url_or_ttl():
 
 
 def test_two_replicas_share_answers_and_survive_a_redis_outage(recommenders, redis_server):
-    import redis
-
     settings = _settings(redis_url=redis_server.url, redis_ttl_s=120, redis_retry_after_s=0.5)
     with running(FakeProvider(recommenders, "v1"), settings) as a, running(FakeProvider(recommenders, "v1"), settings) as b:
         first = _post(a, k="5", caption="shared")
@@ -83,10 +82,33 @@ def test_two_replicas_share_answers_and_survive_a_redis_outage(recommenders, red
 def test_redis_cache_never_raises_and_skips_redis_while_down(redis_server):
     errors: list[str] = []
     cache = RedisAnswerCache(redis_server.url, ttl_s=60, retry_after_s=30, on_error=errors.append)
-    cache.put("k", {"items": [1, 2]})
-    assert cache.get("k") == {"items": [1, 2]} and cache.get("missing") is None
+    answer = encode_answer({"items": [1, 2], "title": "Fåtölj"})
+    cache.put("k", answer)
+    assert cache.get("k") == answer and cache.get("missing") is None
+    # not an answer (another writer, a truncated value): a miss, never sent
+    client = redis.Redis.from_url(redis_server.url)
+    client.set(KEY_PREFIX + "truncated", answer[:-3])
+    client.set(KEY_PREFIX + "not-an-object", b"[1, 2]")
+    assert cache.get("truncated") is None and cache.get("not-an-object") is None
     redis_server.kill()
     assert cache.get("k") is None and errors == ["get"] and not cache.available
-    cache.put("k2", {"x": 1})  # skipped: no second error, no wait for a timeout
+    cache.put("k2", encode_answer({"x": 1}))  # skipped: no second error, no wait for a timeout
     assert errors == ["get"]
     cache.close()
+
+
+def test_an_encoded_answer_is_sent_with_the_request_fields_spliced_in():
+    """A cached answer is sent as it was encoded, with index_version / cached / took_ms in front: the
+    same JSON object as the answer with those fields set, for any answer (empty, non-ASCII)."""
+    import json as json_module
+
+    from faces.http_app import answer_response
+
+    for answer in ({"items": [{"title": "Fåtölj", "score": 0.5}], "calibrated": True}, {}):
+        response = answer_response(encode_answer(answer), index_version="v1", cached=True, took_ms=1.25)
+        assert response.media_type == "application/json"
+        assert json_module.loads(response.body) == {**answer, "index_version": "v1", "cached": True, "took_ms": 1.25}
+    with pytest.raises(ValueError):
+        encode_answer({"score": float("nan")})  # refused as JSONResponse refuses it
+    with pytest.raises(ValueError):
+        answer_response(b"[1]", index_version="v1", cached=False, took_ms=0.0)
