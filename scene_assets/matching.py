@@ -48,7 +48,7 @@ import numpy as np
 import polars as pl
 
 from scene_assets.indexes import flat
-from scene_assets.indexes.flat_choice import best_per_id
+from scene_assets.indexes.flat_choice import available_cores, best_per_id
 from scene_assets.indexes.flat_spec import choose_index_spec
 from scene_assets.indexes.ids import assign_ids
 from scene_assets.indexes.searcher import VectorSearcher, as_searcher, open_index
@@ -146,9 +146,9 @@ class Recommender:
     ``predict`` (isotonic); set later with :meth:`set_calibrator`. ``weights``: the weights of the
     weighted fusion, given explicitly (they then win over a learned scorer's fusion ranker, see
     ``ranking.fusion.choose_fusion``); None: the defaults. ``search_threads``: FAISS
-    OpenMP threads during a query (1 by default: 30 region queries against a flat index of thousands
-    are not worth a second thread on small machines, and an idle-spinning pool slows the next torch
-    pass - measured 17 ms -> 5 ms per search on 2 cores; None = leave FAISS' setting). The numpy
+    OpenMP threads during a query, at most the machine's cores (1 by default; a saved index names the
+    count measured fastest when it was built, ``indexes.flat_choice``, which ``from_index_dir`` and
+    ``recommender_bundle.load_recommender`` pass; None = leave FAISS' setting). The numpy
     parts of a query likewise run with one BLAS thread (``regions.single_threaded``).
     """
 
@@ -189,7 +189,8 @@ class Recommender:
         self.fusion: Fusion = choose_fusion(weights, None)
         self.region_config = region_config or RegionConfig()
         self.per_region_k = int(per_region_k)
-        self.search_threads = search_threads
+        # a count chosen on a bigger build machine is capped to this one's cores (no oversubscription)
+        self.search_threads = None if search_threads is None else max(1, min(int(search_threads), available_cores()))
         self.temperature = float(temperature)
         self.room_classifier = room_classifier
         self.room_classes = room_classes
@@ -275,6 +276,7 @@ class Recommender:
         if opened.int_ids is not None:
             kwargs.setdefault("int_ids", opened.int_ids)
         kwargs.setdefault("space", manifest.get("vector_space", "joint"))
+        kwargs.setdefault("search_threads", (manifest.get("spec") or {}).get("search_threads", 1))
         if "catalog_mean" not in kwargs and manifest.get("catalog_mean") is not None:
             kwargs["catalog_mean"] = np.asarray(manifest["catalog_mean"], dtype=np.float32)
         return cls(encoder, index, pids, catalog, **kwargs)

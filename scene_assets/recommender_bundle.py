@@ -482,7 +482,7 @@ def load_recommender(
         product_factors=factors,
         product_info=stored.info if stored_info else None,
         int_ids=stored.int_ids if stored_info else None,
-        **kwargs,
+        **{"search_threads": (manifest.get("spec") or {}).get("search_threads", 1), **kwargs},
     )
     return recommender, bundle
 

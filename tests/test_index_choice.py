@@ -196,3 +196,50 @@ def test_scene_index_computes_its_sample_queries_only_when_the_kind_is_measured(
     again, recentred, _ = build_scene_index(changed, tmp_path, fingerprint=FP, space="trunk",
                                             latency_budget=LatencyBudget(search_ms=1e6), sample_queries=queries)
     assert again.mode == "incremental" and not recentred and calls == [1]  # the kind was kept: not computed
+
+
+def test_search_threads_measured_recorded_and_served(tmp_path, monkeypatch):
+    """The chosen index is timed on 1 and on the machine's cores (at most ``max_threads``); more threads
+    are kept only when they save enough, the count is saved in the manifest's spec, and a recommender
+    loaded from the folder searches with it (capped to the cores of the machine that serves it)."""
+    from scene_assets.encoders import FakeEncoder
+    from scene_assets.indexes import flat_choice
+    from scene_assets.matching import Recommender
+
+    x = clustered(6000)
+    ids = pids(6000)
+    timed: list[int] = []
+    real_median = flat_choice._median_ms
+
+    def fake_median(index, queries, k, repeats, batch=None, threads=1):
+        real_median(index, queries, k, 1, batch, threads)
+        timed.append(threads)
+        return 10.0 / threads  # two threads halve the search: kept
+
+    monkeypatch.setattr(flat_choice, "available_cores", lambda: 2)
+    monkeypatch.setattr(flat_choice, "_median_ms", fake_median)
+    _, spec, report = build_within_budget(x, ids, LatencyBudget(search_ms=1e6, k=10))
+    assert spec.search_threads == 2 and report["threads"] == {"search_ms_by_threads": {"1": 10.0, "2": 5.0},
+                                                             "chosen": 2, "cores": 2}
+    assert timed[-2:] == [1, 2]
+    # a saving under thread_gain (or under thread_min_saving_ms) keeps one thread
+    monkeypatch.setattr(flat_choice, "_median_ms", lambda *a, threads=1, **kw: 1.0 if threads == 1 else 0.7)
+    assert build_within_budget(x, ids, LatencyBudget(search_ms=1e6, k=10))[1].search_threads == 1
+    monkeypatch.setattr(flat_choice, "_median_ms", lambda *a, threads=1, **kw: 10.0 if threads == 1 else 9.0)
+    assert build_within_budget(x, ids, LatencyBudget(search_ms=1e6, k=10))[1].search_threads == 1
+    # a one-core machine times one thread only
+    monkeypatch.setattr(flat_choice, "available_cores", lambda: 1)
+    _, one, one_report = build_within_budget(x, ids, LatencyBudget(search_ms=1e6, k=10))
+    assert one.search_threads == 1 and list(one_report["threads"]["search_ms_by_threads"]) == ["1"]
+
+    monkeypatch.setattr(flat_choice, "available_cores", lambda: 2)
+    monkeypatch.setattr(flat_choice, "_median_ms", fake_median)
+    built = build_or_update_index(vectors_frame(ids, [f"h{i}" for i in range(6000)], FP, x), tmp_path, fingerprint=FP,
+                                  latency_budget=LatencyBudget(search_ms=1e6, k=10))
+    assert built.manifest["spec"]["search_threads"] == 2
+    import scene_assets.matching as matching
+
+    served = Recommender.from_index_dir(FakeEncoder(dim=x.shape[1]), tmp_path, None, expected_fingerprint=FP)
+    assert served.search_threads == 2
+    monkeypatch.setattr(matching, "available_cores", lambda: 1)  # served on a smaller machine
+    assert Recommender.from_index_dir(FakeEncoder(dim=x.shape[1]), tmp_path, None, expected_fingerprint=FP).search_threads == 1

@@ -119,6 +119,9 @@ def test_main_job_then_incremental_rerun(tmp_path: Path, instance: dg.DagsterIns
     assert scene_event.asset_materialization.metadata["index_choice"].value == "Flat"
     # timed on the region queries of the embedded sample's scene photos (8 scenes x 30 regions)
     assert scene_event.asset_materialization.metadata["search_timed_on"].value == "240 given"
+    # the FAISS thread count measured for the chosen index, and its timings, are shown too
+    threads = scene_event.asset_materialization.metadata["search_threads"].value
+    assert threads >= 1 and "1" in scene_event.asset_materialization.metadata["search_ms_by_threads"].value
     assert "| Flat |" in scene_event.asset_materialization.metadata["index_candidates"].value
     assert scene_event.asset_materialization.metadata["bundle_version"].value == bundle["version"]
 

@@ -148,6 +148,9 @@ def _selection_metadata(selection: dict | None) -> dict:
         "search_ms_measured": selection["search_ms"],
         "within_search_budget": selection["within_budget"],
         "search_timed_on": selection.get("queries", "synthetic"),
+        **({"search_threads": selection["threads"]["chosen"],
+            "search_ms_by_threads": dg.MetadataValue.json(selection["threads"]["search_ms_by_threads"])}
+           if "threads" in selection else {}),
         "index_candidates": dg.MetadataValue.md(
             "| index | nprobe | efSearch | search ms | recall | per-region recall |\n|---|---|---|---|---|---|\n"
             + "\n".join(

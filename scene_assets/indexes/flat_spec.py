@@ -24,6 +24,8 @@ class IndexSpec:
     train_size: int = 0  # vectors sampled (seeded) for training; 0 = no training needed
     seed: int = 0
     search_params: dict[str, int] = field(default_factory=dict)  # defaults, e.g. {"nprobe": 32}
+    # FAISS threads a scene's batched search runs on (measured at build: ``flat_choice``); 1 before it was
+    search_threads: int = 1
     supports_remove: bool = True
     rationale: str = ""
 
