@@ -20,6 +20,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from cachetools import LRUCache
@@ -34,6 +35,31 @@ def encode_answer(answer: dict) -> bytes:
     return json.dumps(answer, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
+@dataclass(frozen=True)
+class EncodedAnswer:
+    """A cached answer: its encoded JSON (sent as it is) and the product ids it lists, in rank order
+    (what the feedback log records for each time it is served, without decoding it)."""
+
+    body: bytes
+    product_ids: tuple[str, ...]
+
+    @classmethod
+    def of(cls, answer: dict) -> "EncodedAnswer":
+        return cls(encode_answer(answer), tuple(str(item["product_id"]) for item in answer.get("items", [])))
+
+    @classmethod
+    def parse(cls, raw: bytes) -> "EncodedAnswer | None":
+        """From stored bytes; None when they are not an answer (another writer, a truncated value)."""
+        try:
+            answer = json.loads(raw)
+            if not isinstance(answer, dict):
+                return None
+            ids = tuple(str(item["product_id"]) for item in answer.get("items", []))
+        except (ValueError, TypeError, KeyError):
+            return None
+        return cls(bytes(raw), ids)
+
+
 class LocalAnswerCache:
     """Thread-safe LRU of encoded answers; ``size`` 0 disables it."""
 
@@ -41,13 +67,13 @@ class LocalAnswerCache:
         self._entries: LRUCache | None = LRUCache(maxsize=size) if size else None
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str) -> EncodedAnswer | None:
         if self._entries is None:
             return None
         with self._lock:
             return self._entries.get(key)
 
-    def put(self, key: str, value: bytes) -> None:
+    def put(self, key: str, value: EncodedAnswer) -> None:
         if self._entries is not None:
             with self._lock:
                 self._entries[key] = value
@@ -98,19 +124,14 @@ class RedisAnswerCache:
                 self._on_error(what)
             return None
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str) -> EncodedAnswer | None:
         raw = self._call("get", lambda: self._client.get(KEY_PREFIX + key))
-        if raw is None:
-            return None
-        try:  # checked once here, before the local LRU keeps it and it is sent as it is
-            if not isinstance(json.loads(raw), dict):
-                return None
-        except ValueError:  # not ours or truncated: a miss, recomputed and overwritten
-            return None
-        return bytes(raw)
+        # parsed once here, before the local LRU keeps it and it is sent as it is; not an answer (not
+        # ours, truncated): a miss, recomputed and overwritten
+        return None if raw is None else EncodedAnswer.parse(raw)
 
-    def put(self, key: str, value: bytes) -> None:
-        self._call("set", lambda: self._client.set(KEY_PREFIX + key, value, ex=self.ttl_s))
+    def put(self, key: str, value: EncodedAnswer) -> None:
+        self._call("set", lambda: self._client.set(KEY_PREFIX + key, value.body, ex=self.ttl_s))
 
     def close(self) -> None:
         self._client.close()
@@ -124,14 +145,14 @@ class AnswerCache:
         self.local = local
         self.shared = shared
 
-    def get(self, key: str) -> tuple[bytes | None, str | None]:
+    def get(self, key: str) -> tuple[EncodedAnswer | None, str | None]:
         """(encoded answer, where it came from: "local" / "shared") or (None, None)."""
         value = self.local.get(key)
         if value is not None:
             return value, "local"
         return self.get_shared(key)
 
-    def get_shared(self, key: str) -> tuple[bytes | None, str | None]:
+    def get_shared(self, key: str) -> tuple[EncodedAnswer | None, str | None]:
         """The shared tier alone (a network round trip: callers on an event loop run it in a thread)."""
         if self.shared is not None:
             value = self.shared.get(key)
@@ -140,7 +161,7 @@ class AnswerCache:
                 return value, "shared"
         return None, None
 
-    def put(self, key: str, value: bytes) -> None:
+    def put(self, key: str, value: EncodedAnswer) -> None:
         self.local.put(key, value)
         if self.shared is not None:
             self.shared.put(key, value)

@@ -240,8 +240,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     keep_gpu_compilers_out(args.device)  # before torch loads: a CPU server never compiles GPU kernels
     provider = _provider(args)
+    from scene_assets import feedback
+    from scene_assets.settings import data_dir
+
     settings_ = ServingSettings(allow_url_fetch=args.allow_url_fetch, reload_interval_s=args.reload_interval,
-                                redis_url=args.redis_url or None, redis_ttl_s=args.redis_ttl)
+                                redis_url=args.redis_url or None, redis_ttl_s=args.redis_ttl,
+                                feedback_db_url=(None if args.feedback_db_url == "off"
+                                                 else args.feedback_db_url or feedback.default_url(data_dir())))
     print(f"scene-matcher: serving {provider.describe()}\n  (a learned scorer fitted on another encoder is refused; "
           "/ready says why)")
     print(f"scene-matcher: serving on http://{args.host}:{args.port} (docs at /docs, metrics at /metrics)")
@@ -533,6 +538,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Redis shared by the replicas for /match answers (default $SCENE_MATCHER_REDIS_URL; "
                         "empty: only the in-process cache). A Redis outage only turns the shared cache off.")
     serve_.add_argument("--redis-ttl", type=int, default=3600, help="seconds a shared answer lives in Redis")
+    serve_.add_argument("--feedback-db-url", default=os.environ.get("SCENE_MATCHER_FEEDBACK_DB_URL", ""),
+                        help="database recording served recommendations and shopper feedback (POST /feedback): a "
+                        "SQLAlchemy URL, e.g. postgresql+psycopg2://... (default $SCENE_MATCHER_FEEDBACK_DB_URL; "
+                        "empty: a SQLite file under the data folder; 'off': no capture)")
     serve_.add_argument("--allow-url-fetch", action="store_true",
                         help="accept image_url in /match (public http(s) addresses only)")
     recommender_options(serve_)

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -38,10 +39,14 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from faces.answer_cache import encode_answer
+from faces.answer_cache import EncodedAnswer
 from faces.http_runtime import (
+    DEFAULT_VARIANT,
+    FEEDBACK_MAX_BYTES,
+    FEEDBACK_PATH,
     MATCH_PATH,
     BodyLimitMiddleware,
     MetricsMiddleware,
@@ -63,6 +68,7 @@ from scene_assets.matching import Recommender
 from scene_assets.memory import limit_malloc_arenas
 from scene_assets.ranking import FACTORS, RankingConfig, ScoringWeights
 from scene_assets.ranking.config import FusionChoice
+from scene_assets.feedback import EVENTS, FeedbackError, ServedRecommendation, UnknownRecommendation
 from scene_assets.scene_analysis import ROOM_TYPES
 
 log = logging.getLogger(__name__)
@@ -79,6 +85,7 @@ _READ_CHUNK = 64 * 1024
 # body cap is max_upload_bytes + this, the exact per-file cap is applied when the upload is read.
 _FORM_OVERHEAD_BYTES = 64 * 1024
 _MAX_CAPTION_CHARS = 2000
+_MAX_SESSION_CHARS = 128
 # Per-request scoring weights: each within [0, MAX_REQUEST_WEIGHT]. The score is a weighted mean, so only
 # ratios matter; the cap keeps a request from drowning every other factor by orders of magnitude.
 MAX_REQUEST_WEIGHT = 10.0
@@ -189,14 +196,38 @@ def _cache_key(sha: str, version: str, params: dict[str, Any]) -> str:
     ).hexdigest()
 
 
-def answer_response(encoded: bytes, *, index_version: str, cached: bool, took_ms: float) -> Response:
+class FeedbackEvent(BaseModel):
+    """One shopper event on a product of a served recommendation (``POST /feedback``, JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+    recommendation_id: str | None = Field(
+        None, pattern=r"^[0-9a-f]{32}$", description="The recommendation_id of the /match answer.")
+    scene_sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$",
+        description="Instead of recommendation_id: sha256 of the scene photo's bytes (its latest recommendation, "
+                    "in session_id when given).")
+    product_id: str = Field(min_length=1, max_length=256, description="A product the recommendation listed.")
+    event: Literal[EVENTS] = Field(description="impression, click, add_to_cart or purchase.")
+    session_id: str | None = Field(None, max_length=_MAX_SESSION_CHARS, description="Optional shopper session id.")
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> "FeedbackEvent":
+        if (self.recommendation_id is None) == (self.scene_sha256 is None):
+            raise ValueError("give exactly one of recommendation_id and scene_sha256")
+        return self
+
+
+def answer_response(encoded: bytes, *, index_version: str, cached: bool, took_ms: float,
+                    recommendation_id: str | None = None, variant: str | None = None) -> Response:
     """A ``/match`` response from an encoded answer (``answer_cache.encode_answer``: a JSON object) with
     this request's own fields spliced in front of its members, so a cached answer is sent without being
     decoded and encoded again."""
     if not encoded.startswith(b"{"):
         raise ValueError("an encoded answer is a JSON object")
-    head = json.dumps({"index_version": index_version, "cached": cached, "took_ms": took_ms},
-                      separators=(",", ":")).encode()
+    fields: dict[str, Any] = {"index_version": index_version, "cached": cached, "took_ms": took_ms}
+    if recommendation_id is not None:
+        fields.update(recommendation_id=recommendation_id, variant=variant)
+    head = json.dumps(fields, separators=(",", ":")).encode()
     members = encoded[1:]
     body = head if members.strip() == b"}" else head[:-1] + b"," + members
     return Response(body, media_type="application/json")
@@ -253,8 +284,10 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
     )
     app.state.serving = runtime
     # Added last = outermost: the metrics middleware also counts the 413s of the body limit.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_upload_bytes + _FORM_OVERHEAD_BYTES,
-                       max_upload_bytes=settings.max_upload_bytes)
+    app.add_middleware(BodyLimitMiddleware, limits={
+        MATCH_PATH: (settings.max_upload_bytes + _FORM_OVERHEAD_BYTES,
+                     f"request body too large: uploads are limited to {settings.max_upload_bytes} bytes"),
+        FEEDBACK_PATH: (FEEDBACK_MAX_BYTES, f"request body too large: a feedback event is at most {FEEDBACK_MAX_BYTES} bytes")})
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     def json_error(status: int, detail: Any, headers: dict | None = None) -> JSONResponse:
@@ -353,6 +386,10 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
         collapse_variants: Annotated[bool, Form(
             description=RankingConfig.field_help("collapse_variants")["description"])] = (
                 _RANKING_DEFAULTS.collapse_variants),
+        session_id: Annotated[str | None, Form(
+            max_length=_MAX_SESSION_CHARS,
+            description="Optional shopper session id, recorded with the recommendation and its feedback "
+                        "(POST /feedback).")] = None,
     ) -> JSONResponse:
         t0 = time.perf_counter()
         served = runtime.served  # one read: a reload during this request does not mix versions
@@ -397,7 +434,8 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
         params = {"k": k, "caption": caption, "include_categories": sorted(include) or None,
                   "exclude_categories": sorted(exclude) or None, "room": room, "weights": overrides,
                   "ranking": ranking.model_dump(exclude={"weights"})}
-        key = _cache_key(hashlib.sha256(data).hexdigest(), served.version, params)
+        scene_sha256 = hashlib.sha256(data).hexdigest()
+        key = _cache_key(scene_sha256, served.version, params)
         result = await runtime.cache_get(key)
         cached = result is not None
         if cached:
@@ -416,10 +454,48 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
                 observe_answer(metrics, res)
                 return res.to_dict()
 
-            result = encode_answer(await runtime.run_model(work))
+            result = EncodedAnswer.of(await runtime.run_model(work))
             await runtime.cache_put(key, result)
-        return answer_response(result, index_version=served.version, cached=cached,
-                               took_ms=round((time.perf_counter() - t0) * 1000, 2))
+        # every answer served (cached ones too) is a recommendation shoppers may act on (POST /feedback)
+        recommendation_id = uuid.uuid4().hex
+        if runtime.recommendation_log is not None:
+            runtime.recommendation_log.submit(ServedRecommendation(
+                recommendation_id, scene_sha256, served.version, DEFAULT_VARIANT, result.product_ids,
+                session_id.strip() if session_id and session_id.strip() else None))
+        return answer_response(result.body, index_version=served.version, cached=cached,
+                               took_ms=round((time.perf_counter() - t0) * 1000, 2),
+                               recommendation_id=recommendation_id, variant=DEFAULT_VARIANT)
+
+    @app.post(
+        FEEDBACK_PATH,
+        status_code=202,
+        summary="Record what a shopper did with a recommended product",
+        responses={
+            404: {"description": "No recommendation with that id (or none served for that scene)"},
+            413: {"description": f"Body over {FEEDBACK_MAX_BYTES} bytes"},
+            422: {"description": "Not an event of a product the recommendation listed, or invalid fields"},
+            503: {"description": "Feedback capture is off on this server"},
+        },
+    )
+    async def feedback(event: FeedbackEvent) -> JSONResponse:
+        store, served_log = runtime.feedback, runtime.recommendation_log
+        if store is None or served_log is None:
+            raise HTTPException(503, "feedback capture is off on this server (serve --feedback-db-url)")
+
+        def record() -> int:
+            kwargs = event.model_dump()
+            try:
+                return store.append_event(**kwargs)
+            except UnknownRecommendation:
+                # the recommendation may still be queued for the database (RecommendationLog): write it, retry
+                served_log.flush()
+                return store.append_event(**kwargs)
+
+        try:  # committed before the 202: an acknowledged event survives the process being killed
+            event_id = await anyio.to_thread.run_sync(record)
+        except FeedbackError as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        return JSONResponse({"event_id": event_id}, status_code=202)
 
     @app.get("/health", summary="Liveness: 200 while the process runs")
     async def health() -> dict:

@@ -21,7 +21,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from faces.answer_cache import AnswerCache, LocalAnswerCache, RedisAnswerCache
+from faces.answer_cache import AnswerCache, EncodedAnswer, LocalAnswerCache, RedisAnswerCache
+from scene_assets.feedback import FeedbackStore, RecommendationLog
 from scene_assets.matching import Recommender
 from scene_assets.memory import release_free_memory
 from scene_assets.recommender_bundle import LoadedRecommender
@@ -29,7 +30,11 @@ from scene_assets.recommender_bundle import LoadedRecommender
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
-MATCH_PATH = "/match"  # the one route with a streamed body cap and its own latency histogram
+MATCH_PATH = "/match"  # the route with its own latency histogram; it and /feedback have streamed body caps
+FEEDBACK_PATH = "/feedback"
+FEEDBACK_MAX_BYTES = 4096  # one event is a few hundred bytes
+# the scoring configuration that serves every answer until A/B variants exist (#20)
+DEFAULT_VARIANT = "default"
 
 T = TypeVar("T")
 
@@ -87,6 +92,10 @@ class ServingSettings:
       its answer is returned and cached. ``None``: wait forever.
     * ``max_concurrency``: model calls (decode + recommend) running at once; the rest queue. Default
       1 on machines with <= 4 cores, else 2.
+    * ``feedback_db_url``: where served recommendations and shopper feedback are recorded
+      (``scene_assets.feedback``: a ``sqlite:///`` file, or PostgreSQL; the CLI defaults it to
+      ``$SCENE_MATCHER_FEEDBACK_DB_URL``, else a SQLite file under the data folder); None = ``/feedback``
+      answers 503 and nothing is recorded.
     """
 
     max_upload_bytes: int = 10 * MiB
@@ -103,6 +112,7 @@ class ServingSettings:
     url_fetch_timeout_s: float = 10.0
     request_timeout_s: float | None = 60.0
     max_concurrency: int = field(default_factory=_default_concurrency)
+    feedback_db_url: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_pixels", "max_k", "default_k", "max_concurrency"):
@@ -241,6 +251,11 @@ class ServingRuntime:
                                       retry_after_s=settings.redis_retry_after_s,
                                       on_error=lambda op: self.metrics.shared_cache_errors.labels(operation=op).inc())
         self._cache = AnswerCache(LocalAnswerCache(settings.cache_size), shared)
+        self.feedback: FeedbackStore | None = None
+        self.recommendation_log: RecommendationLog | None = None
+        if settings.feedback_db_url:
+            self.feedback = FeedbackStore(settings.feedback_db_url)
+            self.recommendation_log = RecommendationLog(self.feedback)
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
         # Model calls running, and whether any finished since the last heap trim (guarded by the GIL:
@@ -255,7 +270,7 @@ class ServingRuntime:
         self.model_slots: anyio.Semaphore | None = None  # made in the lifespan (needs the event loop)
 
     # -- cache ------------------------------------------------------------------------------
-    async def cache_get(self, key: str) -> bytes | None:
+    async def cache_get(self, key: str) -> EncodedAnswer | None:
         """The encoded answer cached under ``key``: the local LRU on the event loop (a dict access), then
         Redis, when configured, in a worker thread (a network round trip must not block the loop)."""
         value = self._cache.local.get(key)
@@ -266,7 +281,7 @@ class ServingRuntime:
             self.metrics.shared_cache_hits.inc()
         return value
 
-    async def cache_put(self, key: str, value: bytes) -> None:
+    async def cache_put(self, key: str, value: EncodedAnswer) -> None:
         if self._cache.shared is None:
             self._cache.put(key, value)
         else:
@@ -278,6 +293,10 @@ class ServingRuntime:
 
     def close(self) -> None:
         self._cache.close()
+        if self.recommendation_log is not None:
+            self.recommendation_log.close()  # writes what is queued
+        if self.feedback is not None:
+            self.feedback.close()
 
     # -- reload -----------------------------------------------------------------------------
     def check_for_update(self) -> bool:
@@ -402,25 +421,24 @@ class ServingRuntime:
 
 
 class BodyLimitMiddleware:
-    """Caps the request body of ``POST /match`` while it streams in.
+    """Caps the request body of the POST routes in ``limits`` (path -> (bytes, what the 413 says)) while
+    it streams in.
 
     A declared ``Content-Length`` over the cap is refused before reading anything; otherwise the
     bytes are counted as they arrive (chunked uploads too) and the read fails with a 413 as soon as
     the cap is passed, so the multipart parser never spools an unbounded body. (FastAPI's own
     ``max_body_size`` would answer in plain text; this keeps the JSON error shape.)"""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, max_upload_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, limits: dict[str, tuple[int, str]]) -> None:
         self.app = app
-        self.max_body_bytes = max_body_bytes
-        self.max_upload_bytes = max_upload_bytes
-
-    def _detail(self) -> str:
-        return f"request body too large: uploads are limited to {self.max_upload_bytes} bytes"
+        self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != MATCH_PATH or scope["method"] != "POST":
+        limit = self.limits.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if limit is None:
             await self.app(scope, receive, send)
             return
+        max_body_bytes, detail = limit
         declared = None
         for name, value in scope.get("headers", []):
             if name == b"content-length":
@@ -428,8 +446,8 @@ class BodyLimitMiddleware:
                     declared = int(value)
                 except ValueError:
                     declared = None
-        if declared is not None and declared > self.max_body_bytes:
-            response = JSONResponse({"detail": self._detail()}, status_code=413, headers={"Connection": "close"})
+        if declared is not None and declared > max_body_bytes:
+            response = JSONResponse({"detail": detail}, status_code=413, headers={"Connection": "close"})
             await response(scope, receive, send)
             return
         total = 0
@@ -439,9 +457,9 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 total += len(message.get("body", b""))
-                if total > self.max_body_bytes:
+                if total > max_body_bytes:
                     # FastAPI re-raises HTTPExceptions raised while it parses the form.
-                    raise HTTPException(413, self._detail(), headers={"Connection": "close"})
+                    raise HTTPException(413, detail, headers={"Connection": "close"})
             return message
 
         await self.app(scope, limited_receive, send)

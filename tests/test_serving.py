@@ -474,8 +474,11 @@ def test_openapi_documents_match_form(client):
     form = schema["components"]["schemas"][ref.rsplit("/", 1)[-1]]
     assert set(form["properties"]) == {"image", "caption", "k", "include_categories", "exclude_categories",
                                        "room", "image_url", "weights", "fusion", "diversity", "mmr_lambda",
-                                       "category_cap", "collapse_variants"}
+                                       "category_cap", "collapse_variants", "session_id"}
     assert "[0, 10]" in form["properties"]["weights"]["description"]
+    # the feedback endpoint is documented with its body and statuses
+    feedback = schema["paths"]["/feedback"]["post"]
+    assert {"202", "404", "413", "422", "503"} <= set(feedback["responses"])
     # the re-rank options carry RankingConfig's limits, so the schema documents what the engine enforces
     assert (form["properties"]["mmr_lambda"]["minimum"], form["properties"]["mmr_lambda"]["maximum"]) == (0, 1)
     assert (form["properties"]["category_cap"]["minimum"], form["properties"]["category_cap"]["maximum"]) == (1, 100)

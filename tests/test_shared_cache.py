@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from faces.answer_cache import KEY_PREFIX, RedisAnswerCache, encode_answer
+from faces.answer_cache import KEY_PREFIX, EncodedAnswer, RedisAnswerCache, encode_answer
 from faces.http_app import ServingSettings
 from tests.redis_server import throwaway_redis
 from tests.test_serving import (
@@ -82,17 +82,18 @@ def test_two_replicas_share_answers_and_survive_a_redis_outage(recommenders, red
 def test_redis_cache_never_raises_and_skips_redis_while_down(redis_server):
     errors: list[str] = []
     cache = RedisAnswerCache(redis_server.url, ttl_s=60, retry_after_s=30, on_error=errors.append)
-    answer = encode_answer({"items": [1, 2], "title": "Fåtölj"})
+    answer = EncodedAnswer.of({"items": [{"product_id": "p1"}, {"product_id": "p2"}], "title": "Fåtölj"})
     cache.put("k", answer)
-    assert cache.get("k") == answer and cache.get("missing") is None
+    assert cache.get("k") == answer and answer.product_ids == ("p1", "p2") and cache.get("missing") is None
     # not an answer (another writer, a truncated value): a miss, never sent
     client = redis.Redis.from_url(redis_server.url)
-    client.set(KEY_PREFIX + "truncated", answer[:-3])
+    client.set(KEY_PREFIX + "truncated", answer.body[:-3])
     client.set(KEY_PREFIX + "not-an-object", b"[1, 2]")
-    assert cache.get("truncated") is None and cache.get("not-an-object") is None
+    client.set(KEY_PREFIX + "no-product-ids", b'{"items": [{"title": "x"}]}')
+    assert cache.get("truncated") is None and cache.get("not-an-object") is None and cache.get("no-product-ids") is None
     redis_server.kill()
     assert cache.get("k") is None and errors == ["get"] and not cache.available
-    cache.put("k2", encode_answer({"x": 1}))  # skipped: no second error, no wait for a timeout
+    cache.put("k2", EncodedAnswer.of({"x": 1}))  # skipped: no second error, no wait for a timeout
     assert errors == ["get"]
     cache.close()
 

@@ -1,0 +1,242 @@
+"""Shopper feedback on served recommendations (#20): what was served, and what shoppers did with it.
+
+Two tables in one SQL database (SQLAlchemy Core): a SQLite file by default, PostgreSQL when the server
+is given ``SCENE_MATCHER_FEEDBACK_DB_URL`` (any SQLAlchemy URL with an installed driver):
+
+* ``served_recommendations``: one row per ``/match`` answer - its ``recommendation_id``, the scene
+  photo's sha256, the index version and scoring variant that served it, the optional session id and the
+  product ids in rank order. Written by :class:`RecommendationLog` in small batches from a background
+  thread (a ``/match`` answer, cached ones included, must not wait for a database commit).
+* ``feedback_events``: one row per shopper event (impression, click, add_to_cart, purchase) on a product
+  of a served recommendation, with its rank there. :meth:`FeedbackStore.append_event` validates the event
+  against the served list and commits before it returns, so an acknowledged event survives the server
+  process being killed (SQLite in WAL mode with ``synchronous=NORMAL``: the commit is in the operating
+  system before the call returns; a power loss may still drop the last commits:
+  ``FeedbackStore(url, sqlite_synchronous="FULL")`` for that).
+
+``event_id`` increases with every event, so a consumer (the Dagster sensor of #20) reads new events
+after a cursor (:meth:`FeedbackStore.events_after`). No Dagster imports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
+
+EVENTS = ("impression", "click", "add_to_cart", "purchase")
+
+_metadata = sa.MetaData()
+served_recommendations = sa.Table(
+    "served_recommendations", _metadata,
+    sa.Column("recommendation_id", sa.String(64), primary_key=True),
+    sa.Column("scene_sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("index_version", sa.String(128), nullable=False),
+    sa.Column("variant", sa.String(64), nullable=False),
+    sa.Column("session_id", sa.String(128)),
+    sa.Column("product_ids", sa.Text, nullable=False),  # JSON list, rank order
+    sa.Column("served_at", sa.Float, nullable=False),  # unix seconds
+)
+feedback_events = sa.Table(
+    "feedback_events", _metadata,
+    sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("recommendation_id", sa.String(64), sa.ForeignKey("served_recommendations.recommendation_id"),
+              nullable=False, index=True),
+    sa.Column("product_id", sa.String(256), nullable=False),
+    sa.Column("rank", sa.Integer, nullable=False),  # 1-based rank of the product in the served list
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("variant", sa.String(64), nullable=False),
+    sa.Column("session_id", sa.String(128)),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
+class FeedbackError(ValueError):
+    """An event that cannot be recorded; ``status`` is the HTTP status it is answered with."""
+
+    status = 422
+
+
+class UnknownRecommendation(FeedbackError):
+    status = 404
+
+
+@dataclass(frozen=True)
+class ServedRecommendation:
+    recommendation_id: str
+    scene_sha256: str
+    index_version: str
+    variant: str
+    product_ids: Sequence[str]
+    session_id: str | None = None
+    served_at: float = field(default_factory=time.time)
+
+    def row(self) -> dict[str, Any]:
+        return {"recommendation_id": self.recommendation_id, "scene_sha256": self.scene_sha256,
+                "index_version": self.index_version, "variant": self.variant, "session_id": self.session_id,
+                "product_ids": json.dumps(list(self.product_ids)), "served_at": self.served_at}
+
+
+def default_url(data_dir: str | Path) -> str:
+    """The embedded default: a SQLite file under the data folder."""
+    path = Path(data_dir) / "feedback" / "feedback.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+class FeedbackStore:
+    """Served recommendations and feedback events in the database at ``url`` (tables created if missing)."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
+        self.url = url
+        self.engine = sa.create_engine(url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            @sa.event.listens_for(self.engine, "connect")
+            def _sqlite_pragmas(connection, _record):  # per connection: WAL lets readers run beside the writer
+                cursor = connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
+                cursor.execute("PRAGMA busy_timeout=5000")
+                cursor.close()
+        _metadata.create_all(self.engine)
+
+    def describe(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def record_recommendations(self, served: Sequence[ServedRecommendation]) -> None:
+        """Insert served recommendations in one transaction."""
+        if served:
+            with self.engine.begin() as connection:
+                connection.execute(served_recommendations.insert(), [s.row() for s in served])
+
+    def served(self, recommendation_id: str) -> ServedRecommendation | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(served_recommendations).where(
+                served_recommendations.c.recommendation_id == recommendation_id)).mappings().first()
+        return None if row is None else _served(row)
+
+    def latest_for_scene(self, scene_sha256: str, session_id: str | None = None) -> ServedRecommendation | None:
+        """The most recent recommendation served for a scene photo (in ``session_id`` when given)."""
+        query = sa.select(served_recommendations).where(served_recommendations.c.scene_sha256 == scene_sha256)
+        if session_id is not None:
+            query = query.where(served_recommendations.c.session_id == session_id)
+        with self.engine.connect() as connection:
+            row = connection.execute(query.order_by(served_recommendations.c.served_at.desc()).limit(1)).mappings().first()
+        return None if row is None else _served(row)
+
+    def append_event(self, *, product_id: str, event: str, recommendation_id: str | None = None,
+                     scene_sha256: str | None = None, session_id: str | None = None) -> int:
+        """Record one event on ``product_id`` of a served recommendation (by its id, or the latest one
+        served for ``scene_sha256``); committed before it returns. Returns the event id. Raises
+        :class:`UnknownRecommendation` (no such recommendation) or :class:`FeedbackError` (an unknown event,
+        a product that recommendation did not list)."""
+        if event not in EVENTS:
+            raise FeedbackError(f"event {event!r}: one of {', '.join(EVENTS)}")
+        if recommendation_id is not None:
+            served = self.served(recommendation_id)
+            where = f"recommendation {recommendation_id!r}"
+        elif scene_sha256 is not None:
+            served = self.latest_for_scene(scene_sha256, session_id)
+            where = f"scene {scene_sha256[:16]}…" + (f" in session {session_id!r}" if session_id else "")
+        else:
+            raise FeedbackError("give recommendation_id (from the /match answer) or scene_sha256")
+        if served is None:
+            raise UnknownRecommendation(f"{where}: no recommendation served")
+        try:
+            rank = list(served.product_ids).index(product_id) + 1
+        except ValueError:
+            raise FeedbackError(f"product {product_id!r} is not in {where} "
+                                f"({len(served.product_ids)} products)") from None
+        with self.engine.begin() as connection:
+            result = connection.execute(feedback_events.insert().values(
+                recommendation_id=served.recommendation_id, product_id=product_id, rank=rank, event=event,
+                variant=served.variant, session_id=session_id if session_id is not None else served.session_id,
+                created_at=time.time()))
+            return int(result.inserted_primary_key[0])
+
+    def events_after(self, event_id: int, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Events with ids above ``event_id`` in id order (at most ``limit``): a consumer's next batch."""
+        query = (sa.select(feedback_events, served_recommendations.c.scene_sha256,
+                           served_recommendations.c.index_version)
+                 .join(served_recommendations)
+                 .where(feedback_events.c.event_id > int(event_id))
+                 .order_by(feedback_events.c.event_id).limit(int(limit)))
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _served(row) -> ServedRecommendation:
+    return ServedRecommendation(row["recommendation_id"], row["scene_sha256"], row["index_version"], row["variant"],
+                                json.loads(row["product_ids"]), row["session_id"], row["served_at"])
+
+
+class RecommendationLog:
+    """Served recommendations written to a :class:`FeedbackStore` from a background thread, in batches
+    of what arrived within ``flush_interval_s``: ``submit`` is a queue put. :meth:`flush` waits until
+    everything submitted so far is written (``/feedback`` calls it when it does not find a
+    recommendation, which may still be queued). A process killed between a submit and the next batch
+    loses those recommendations (at most ``flush_interval_s`` of them); events on them are then refused
+    as unknown. Write failures are logged and counted (``failures``), never raised into a request."""
+
+    def __init__(self, store: FeedbackStore, *, flush_interval_s: float = 0.05, max_batch: int = 500) -> None:
+        self.store = store
+        self.flush_interval_s = flush_interval_s
+        self.max_batch = max_batch
+        self.failures = 0
+        self._queue: queue.Queue[ServedRecommendation | threading.Event | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="scene-matcher-recommendation-log", daemon=True)
+        self._thread.start()
+
+    def submit(self, served: ServedRecommendation) -> None:
+        self._queue.put(served)
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout_s)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            batch: list[ServedRecommendation] = []
+            waiters: list[threading.Event] = []
+            item = self._queue.get()
+            deadline = time.monotonic() + self.flush_interval_s
+            while True:
+                if item is None:
+                    stop = True
+                elif isinstance(item, threading.Event):
+                    waiters.append(item)
+                else:
+                    batch.append(item)
+                if stop or waiters or len(batch) >= self.max_batch:
+                    break
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+            try:
+                self.store.record_recommendations(batch)
+            except Exception as exc:  # noqa: BLE001 - a database error must not end the writer
+                self.failures += len(batch)
+                log.warning("feedback store %s: %d served recommendations not recorded (%s)",
+                            self.store.describe(), len(batch), exc)
+            for waiter in waiters:
+                waiter.set()
