@@ -246,7 +246,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings_ = ServingSettings(allow_url_fetch=args.allow_url_fetch, reload_interval_s=args.reload_interval,
                                 redis_url=args.redis_url or None, redis_ttl_s=args.redis_ttl,
                                 feedback_db_url=(None if args.feedback_db_url == "off"
-                                                 else args.feedback_db_url or feedback.default_url(data_dir())))
+                                                 else args.feedback_db_url or feedback.configured_url(data_dir())))
     print(f"scene-matcher: serving {provider.describe()}\n  (a learned scorer fitted on another encoder is refused; "
           "/ready says why)")
     print(f"scene-matcher: serving on http://{args.host}:{args.port} (docs at /docs, metrics at /metrics)")

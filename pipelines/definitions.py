@@ -13,6 +13,8 @@ from pipelines.evaluation.resources import LabeledData, MlflowTracking
 from pipelines.executors import executor_from_environment
 from pipelines.export import definitions as export
 from pipelines.export.resources import SceneInbox
+from pipelines.feedback import definitions as feedback
+from pipelines.feedback.resources import FeedbackDatabase
 from pipelines.index import definitions as index
 from pipelines.io_managers import PolarsParquetIOManager
 from pipelines.jobs import ALL_JOBS
@@ -45,6 +47,7 @@ def default_resources() -> dict[str, object]:
         "scene_inbox": SceneInbox(),
         "labeled_data": LabeledData(),
         "mlflow_tracking": MlflowTracking(),
+        "feedback_db": FeedbackDatabase(),
     }
 
 
@@ -59,6 +62,7 @@ def build_defs(resource_overrides: dict | None = None) -> dg.Definitions:
         index.defs(),
         export.defs(),
         evaluation.defs(),
+        feedback.defs(),
         dg.Definitions(jobs=ALL_JOBS, resources=resources, executor=executor_from_environment()),
     )
 

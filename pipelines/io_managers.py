@@ -34,6 +34,15 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
+        if context.has_asset_partitions and len(context.asset_partition_keys) != 1:
+            # a downstream asset reading every partition (AllPartitionMapping): their frames, in key order
+            base = Path(self.base_dir).joinpath(*context.asset_key.path)
+            paths = [base / f"{key}.parquet" for key in sorted(context.asset_partition_keys)]
+            missing = [p.stem for p in paths if not p.is_file()]
+            if missing:
+                raise dg.Failure(f"{context.asset_key.to_user_string()}: partitions {missing[:5]} not materialized "
+                                 f"({len(missing)} of {len(paths)}); materialize them first")
+            return pl.concat([pl.read_parquet(p) for p in paths], how="vertical_relaxed") if paths else pl.DataFrame()
         path = self._path(context)
         if not path.is_file():
             raise dg.Failure(f"{path} not found: materialize {context.asset_key.to_user_string()} first")

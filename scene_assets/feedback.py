@@ -15,7 +15,9 @@ is given ``SCENE_MATCHER_FEEDBACK_DB_URL`` (any SQLAlchemy URL with an installed
   ``FeedbackStore(url, sqlite_synchronous="FULL")`` for that).
 
 ``event_id`` increases with every event, so a consumer (the Dagster sensor of #20) reads new events
-after a cursor (:meth:`FeedbackStore.events_after`). No Dagster imports.
+after a cursor (:meth:`FeedbackStore.events_after`, :meth:`FeedbackStore.events_between`).
+:func:`feedback_pairs` turns events into weighted (scene, product) training pairs, corrected for
+position bias. No Dagster imports.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import polars as pl
 import sqlalchemy as sa
 
 log = logging.getLogger(__name__)
@@ -92,6 +96,16 @@ def default_url(data_dir: str | Path) -> str:
     path = Path(data_dir) / "feedback" / "feedback.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
+
+
+ENV_FEEDBACK_DB_URL = "SCENE_MATCHER_FEEDBACK_DB_URL"
+
+
+def configured_url(data_dir: str | Path) -> str:
+    """``$SCENE_MATCHER_FEEDBACK_DB_URL``, else :func:`default_url` (what the server and the pipeline share)."""
+    import os
+
+    return os.environ.get(ENV_FEEDBACK_DB_URL) or default_url(data_dir)
 
 
 class FeedbackStore:
@@ -174,8 +188,95 @@ class FeedbackStore:
         with self.engine.connect() as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
 
+    def events_between(self, first: int, last: int) -> list[dict[str, Any]]:
+        """Events with ``first <= event_id <= last`` in id order (one partition of ``feedback_events``)."""
+        query = (sa.select(feedback_events, served_recommendations.c.scene_sha256,
+                           served_recommendations.c.index_version)
+                 .join(served_recommendations)
+                 .where(feedback_events.c.event_id.between(int(first), int(last)))
+                 .order_by(feedback_events.c.event_id))
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    def max_event_id(self) -> int:
+        """The newest event's id (0 when there is none): a sensor's check for new feedback."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.max(feedback_events.c.event_id))).scalar() or 0)
+
     def close(self) -> None:
         self.engine.dispose()
+
+
+EVENT_COLUMNS = {"event_id": pl.Int64, "recommendation_id": pl.String, "product_id": pl.String, "rank": pl.Int64,
+                 "event": pl.String, "variant": pl.String, "session_id": pl.String, "created_at": pl.Float64,
+                 "scene_sha256": pl.String, "index_version": pl.String}
+
+
+def events_frame(events: Sequence[dict[str, Any]]) -> pl.DataFrame:
+    """Events (as the store returns them) as a frame with a fixed schema, also when there are none."""
+    return pl.DataFrame([{name: e.get(name) for name in EVENT_COLUMNS} for e in events], schema=EVENT_COLUMNS)
+
+
+# How much each engagement says "this product fits this scene"; an impression alone says nothing but that
+# the product was shown (it is what the position bias is estimated from, and what negatives are made of).
+EVENT_WEIGHTS = {"click": 0.3, "add_to_cart": 0.6, "purchase": 1.0}
+
+
+def examination_propensity(per_rank: pl.DataFrame, *, min_impressions: int = 50, floor: float = 0.05) -> dict[int, float]:
+    """P(a shopper looks at rank r) relative to rank 1, from impressions and engagements by rank
+    (``per_rank``: rank, impressions, engaged): the engagement rate at r over the rate at rank 1, made
+    non-increasing and clipped to ``[floor, 1]`` (the examination model of click logs). Ranks with fewer
+    than ``min_impressions`` impressions use the ``1 / log2(r + 1)`` prior instead."""
+    prior = {int(r): 1.0 / np.log2(int(r) + 1) for r in per_rank["rank"]}
+    rates = {int(r): e / i for r, i, e in per_rank.select("rank", "impressions", "engaged").iter_rows()
+             if i >= min_impressions}
+    top = rates.get(1)
+    out: dict[int, float] = {}
+    running = 1.0
+    for r in sorted(prior):
+        value = rates[r] / top if top and r in rates else prior[r]
+        running = min(running, float(np.clip(value, floor, 1.0)))  # never more likely to be seen further down
+        out[r] = running
+    return out
+
+
+def feedback_pairs(events: pl.DataFrame, *, min_impressions: int = 50) -> tuple[pl.DataFrame, dict[int, float]]:
+    """(scene, product) training pairs from shopper events, and the propensity by rank used.
+
+    Per served recommendation and product, the strongest engagement counts once (``EVENT_WEIGHTS``; repeated
+    clicks are one); a product engaged with was shown even without an impression event. Per (scene photo,
+    product) over all its recommendations: a **positive** (label 1) with weight Σ value / propensity(rank)
+    (inverse propensity: a purchase at rank 8, which few shoppers look at, says more than one at rank 1);
+    else, if shown, a **negative** (label 0) with weight Σ propensity(rank) (how likely it was seen and
+    passed over). Columns: scene_sha256, product_id, label, weight, best_event, recommendations, shown."""
+    schema = {"scene_sha256": pl.String, "product_id": pl.String, "label": pl.Int8, "weight": pl.Float64,
+              "best_event": pl.String, "recommendations": pl.UInt32, "shown": pl.UInt32}
+    if events.is_empty():
+        return pl.DataFrame(schema=schema), {}
+    values = pl.DataFrame({"event": list(EVENT_WEIGHTS), "value": list(EVENT_WEIGHTS.values())})
+    per_item = (events.join(values, on="event", how="left")
+                .with_columns(pl.col("value").fill_null(0.0))
+                .group_by("recommendation_id", "product_id")
+                .agg(pl.col("scene_sha256").first(), pl.col("rank").first(), pl.col("value").max(),
+                     pl.col("event").sort_by("value").last().alias("best_event")))
+    per_rank = per_item.group_by("rank").agg(pl.len().alias("impressions"),
+                                             (pl.col("value") > 0).sum().alias("engaged")).sort("rank")
+    propensity = examination_propensity(per_rank, min_impressions=min_impressions)
+    weighted = per_item.with_columns(
+        pl.col("rank").replace_strict(propensity, return_dtype=pl.Float64).alias("propensity"))
+    pairs = (weighted.group_by("scene_sha256", "product_id")
+             .agg((pl.col("value") / pl.col("propensity")).filter(pl.col("value") > 0).sum().alias("positive"),
+                  pl.col("propensity").filter(pl.col("value") == 0).sum().alias("negative"),
+                  pl.col("best_event").sort_by("value").last(),
+                  pl.col("recommendation_id").n_unique().cast(pl.UInt32).alias("recommendations"),
+                  pl.len().cast(pl.UInt32).alias("shown"))
+             .with_columns(label=(pl.col("positive") > 0).cast(pl.Int8))
+             .with_columns(weight=pl.when(pl.col("label") == 1).then(pl.col("positive")).otherwise(pl.col("negative")),
+                           best_event=pl.when(pl.col("label") == 1).then(pl.col("best_event")).otherwise(pl.lit("impression")))
+             .filter(pl.col("weight") > 0)
+             .select(list(schema))
+             .sort("scene_sha256", "product_id"))
+    return pairs.cast(schema), propensity
 
 
 def _served(row) -> ServedRecommendation:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from scene_assets.feedback import EVENTS, FeedbackError, FeedbackStore, RecommendationLog, ServedRecommendation, UnknownRecommendation
@@ -206,3 +207,113 @@ def test_an_acknowledged_event_survives_sigkill(tmp_path: Path):
     store = FeedbackStore(f"sqlite:///{data / 'feedback' / 'feedback.db'}")
     assert [e["event_id"] for e in store.events_after(0)] == acknowledged and len(acknowledged) == 9
     store.close()
+
+
+# --------------------------------------------------------------------------------------------
+# training pairs
+
+
+def _events(rows) -> "pl.DataFrame":
+    import polars as pl
+
+    from scene_assets.feedback import events_frame
+
+    return events_frame([{"event_id": i + 1, "recommendation_id": r, "product_id": p, "rank": k, "event": e,
+                          "variant": "default", "session_id": None, "created_at": 0.0, "scene_sha256": s,
+                          "index_version": "v1"} for i, (r, s, p, k, e) in enumerate(rows)]) if rows else events_frame([])
+
+
+def test_feedback_pairs_weigh_events_once_per_recommendation_and_correct_for_position():
+    from scene_assets.feedback import EVENT_WEIGHTS, examination_propensity, feedback_pairs
+
+    rows = [
+        ("r1", "S", "a", 1, "impression"), ("r1", "S", "a", 1, "click"), ("r1", "S", "a", 1, "click"),  # one click
+        ("r1", "S", "b", 2, "impression"),                                   # shown, passed over: a negative
+        ("r1", "S", "c", 8, "purchase"),                                     # engaged without an impression row
+        ("r2", "S", "a", 1, "add_to_cart"),                                  # a second recommendation of scene S
+        ("r3", "T", "b", 3, "impression"),
+    ]
+    pairs, propensity = feedback_pairs(_events(rows))
+    # too few impressions to estimate: the 1/log2(r+1) prior, non-increasing
+    assert propensity == pytest.approx({1: 1.0, 2: 1 / np.log2(3), 3: 0.5, 8: 1 / np.log2(9)})
+    got = {(r["scene_sha256"], r["product_id"]): r for r in pairs.iter_rows(named=True)}
+    assert set(got) == {("S", "a"), ("S", "b"), ("S", "c"), ("T", "b")}
+    assert got[("S", "a")]["label"] == 1 and got[("S", "a")]["recommendations"] == 2
+    assert got[("S", "a")]["weight"] == pytest.approx(EVENT_WEIGHTS["click"] + EVENT_WEIGHTS["add_to_cart"])
+    assert got[("S", "a")]["best_event"] == "add_to_cart"
+    assert got[("S", "c")]["weight"] == pytest.approx(EVENT_WEIGHTS["purchase"] * np.log2(9))  # inverse propensity
+    assert (got[("S", "b")]["label"], got[("S", "b")]["best_event"]) == (0, "impression")
+    assert got[("S", "b")]["weight"] == pytest.approx(1 / np.log2(3))
+    assert got[("T", "b")]["weight"] == pytest.approx(0.5)
+    empty, none = feedback_pairs(_events([]))
+    assert empty.is_empty() and none == {} and empty.columns == pairs.columns
+
+
+def test_examination_propensity_is_measured_where_impressions_suffice():
+    import polars as pl
+
+    from scene_assets.feedback import examination_propensity
+
+    per_rank = pl.DataFrame({"rank": [1, 2, 3, 4], "impressions": [1000, 1000, 1000, 10], "engaged": [200, 100, 120, 9]})
+    p = examination_propensity(per_rank, min_impressions=50)
+    # rank 2: .1/.2; rank 3 measured higher than rank 2, kept at it; rank 4 too few: the 1/log2(5) prior
+    assert p == pytest.approx({1: 1.0, 2: 0.5, 3: 0.5, 4: 1 / np.log2(5)})
+
+
+# --------------------------------------------------------------------------------------------
+# pipeline
+
+
+def test_sensor_partitions_new_events_and_pairs_read_every_partition(tmp_path: Path):
+    import dagster as dg
+
+    from pipelines.feedback.assets import feedback_events, feedback_pairs
+    from pipelines.feedback.resources import FeedbackDatabase
+    from pipelines.feedback.sensors import feedback_sensor
+    from pipelines.io_managers import PolarsParquetIOManager
+    from scene_assets.feedback import feedback_pairs as make_pairs, events_frame
+
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    store = FeedbackStore(url)
+    store.record_recommendations([_served("r1", ("a", "b", "c"), scene="S" * 64), _served("r2", ("a", "d"), scene="T" * 64)])
+    for product, event in (("a", "impression"), ("b", "impression"), ("a", "click"), ("c", "purchase")):
+        store.append_event(recommendation_id="r1", product_id=product, event=event)
+    resources = {"feedback_db": FeedbackDatabase(url=url), "io_manager": PolarsParquetIOManager(base_dir=str(tmp_path / "wh"))}
+    with dg.instance_for_test() as instance:
+        def sense(cursor=None):
+            return feedback_sensor(dg.build_sensor_context(instance=instance, cursor=cursor,
+                                                           resources={"feedback_db": FeedbackDatabase(url=url)}))
+
+        first = sense()
+        assert isinstance(first, dg.SensorResult) and first.cursor == "4"
+        key = first.run_requests[0].partition_key
+        assert key == "000000000001-000000000004"
+        instance.add_dynamic_partitions("feedback_event_ranges", [key])
+        run = dg.materialize([feedback_events], partition_key=key, instance=instance, resources=resources)
+        meta = run.asset_materializations_for_node("feedback_events")[0].metadata
+        assert meta["events"].value == 4 and meta["last_event_id"].value == 4 and "preview" in meta
+        assert isinstance(sense(first.cursor), dg.SkipReason)  # nothing new
+
+        store.append_event(recommendation_id="r2", product_id="d", event="add_to_cart")
+        second = sense(first.cursor)
+        assert second.cursor == "5" and second.run_requests[0].partition_key == "000000000005-000000000005"
+        instance.add_dynamic_partitions("feedback_event_ranges", [second.run_requests[0].partition_key])
+        assert dg.materialize([feedback_events], partition_key=second.run_requests[0].partition_key, instance=instance,
+                              resources=resources).success
+        pairs_run = dg.materialize([feedback_events, feedback_pairs], selection=[feedback_pairs], instance=instance,
+                                   resources=resources)
+        pairs = pairs_run.output_for_node("feedback_pairs")
+        expected, _ = make_pairs(events_frame(store.events_after(0)))
+        assert pairs.equals(expected) and pairs.height == 4  # a, b, c of scene S; d of scene T
+        pairs_meta = pairs_run.asset_materializations_for_node("feedback_pairs")[0].metadata
+        assert (pairs_meta["events"].value, pairs_meta["positives"].value, pairs_meta["negatives"].value) == (5, 3, 1)
+        assert "propensity_by_rank" in pairs_meta
+    store.close()
+
+
+def test_feedback_assets_are_in_the_project_definitions():
+    from pipelines.definitions import defs
+
+    repo = defs.get_repository_def()
+    assert {"feedback_events", "feedback_pairs"} <= {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert repo.get_sensor_def("feedback_sensor") and repo.get_job("feedback_events_job")

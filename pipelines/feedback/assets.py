@@ -1,0 +1,72 @@
+"""Feedback domain (#20): shopper events read from the server's database in ranges of event ids, and
+the weighted (scene, product) training pairs made from them. Logic in scene_assets/feedback.py."""
+
+import time
+
+import dagster as dg
+import polars as pl
+
+from pipelines.feedback.partitions import feedback_event_ranges, parse_range
+from pipelines.metadata import counts_table, markdown_table
+from pipelines.feedback.resources import FeedbackDatabase
+from scene_assets.feedback import events_frame, feedback_pairs as make_pairs
+
+GROUP = "feedback"
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=feedback_event_ranges,
+    kinds={"sql", "polars"},
+    description="Shopper events (impression, click, add_to_cart, purchase) on served recommendations, one partition "
+    "per range of event ids the feedback sensor found new, with the scene photo's sha256 and the index version and "
+    "variant that served them. Re-materializing a partition reads the same ids again.",
+)
+def feedback_events(context: dg.AssetExecutionContext, feedback_db: FeedbackDatabase) -> dg.Output[pl.DataFrame]:
+    started = time.perf_counter()
+    first, last = parse_range(context.partition_key)
+    store = feedback_db.store()
+    try:
+        frame = events_frame(store.events_between(first, last))
+    finally:
+        store.close()
+    return dg.Output(frame, metadata={
+        "events": frame.height,
+        "first_event_id": first,
+        "last_event_id": last,
+        "by_event": counts_table(frame, "event"),
+        "variants": dg.MetadataValue.json(sorted(frame["variant"].unique().to_list())),
+        "recommendations": frame["recommendation_id"].n_unique(),
+        "database": store.describe(),
+        "seconds": round(time.perf_counter() - started, 3),
+        "preview": markdown_table(frame.select("event_id", "product_id", "rank", "event", "variant")),
+    })
+
+
+@dg.asset(
+    group_name=GROUP,
+    ins={"feedback_events": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+    kinds={"polars"},
+    automation_condition=dg.AutomationCondition.eager(),
+    description="Training pairs from every feedback partition: per (scene photo, product) a positive (engaged: "
+    "click .3, add to cart .6, purchase 1, once per recommendation, weighted by the inverse of how likely its rank "
+    "is looked at) or a negative (shown and passed over, weighted by that likelihood). The examination propensity "
+    "by rank is estimated from the impressions (a 1/log2(rank+1) prior where they are too few).",
+)
+def feedback_pairs(context: dg.AssetExecutionContext, feedback_events: pl.DataFrame) -> dg.Output[pl.DataFrame]:
+    started = time.perf_counter()
+    # a partition re-read after new events were appended to an earlier range must not count twice
+    events = (feedback_events if feedback_events.width else events_frame([])).unique("event_id", keep="last")
+    pairs, propensity = make_pairs(events)
+    return dg.Output(pairs, metadata={
+        "events": events.height,
+        "pairs": pairs.height,
+        "positives": int((pairs["label"] == 1).sum()),
+        "negatives": int((pairs["label"] == 0).sum()),
+        "scenes": pairs["scene_sha256"].n_unique(),
+        "products": pairs["product_id"].n_unique(),
+        "propensity_by_rank": dg.MetadataValue.md(
+            "| rank | P(examined) |\n|---|---|\n" + "\n".join(f"| {r} | {p:.3f} |" for r, p in sorted(propensity.items()))),
+        "seconds": round(time.perf_counter() - started, 3),
+        "preview": markdown_table(pairs),
+    })
