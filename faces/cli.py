@@ -241,12 +241,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     keep_gpu_compilers_out(args.device)  # before torch loads: a CPU server never compiles GPU kernels
     provider = _provider(args)
     from scene_assets import feedback
+    from scene_assets.ranking.variants import VariantPlan
     from scene_assets.settings import data_dir
 
     settings_ = ServingSettings(allow_url_fetch=args.allow_url_fetch, reload_interval_s=args.reload_interval,
                                 redis_url=args.redis_url or None, redis_ttl_s=args.redis_ttl,
                                 feedback_db_url=(None if args.feedback_db_url == "off"
-                                                 else args.feedback_db_url or feedback.configured_url(data_dir())))
+                                                 else args.feedback_db_url or feedback.configured_url(data_dir())),
+                                variants=VariantPlan.load(args.variants) if args.variants else None)
     print(f"scene-matcher: serving {provider.describe()}\n  (a learned scorer fitted on another encoder is refused; "
           "/ready says why)")
     print(f"scene-matcher: serving on http://{args.host}:{args.port} (docs at /docs, metrics at /metrics)")
@@ -542,6 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="database recording served recommendations and shopper feedback (POST /feedback): a "
                         "SQLAlchemy URL, e.g. postgresql+psycopg2://... (default $SCENE_MATCHER_FEEDBACK_DB_URL; "
                         "empty: a SQLite file under the data folder; 'off': no capture)")
+    serve_.add_argument("--variants", default=os.environ.get("SCENE_MATCHER_VARIANTS", ""),
+                        help="A/B plan (JSON or YAML: salt, variants with name, share, weights): each /match with a "
+                        "session_id is scored with its shopper's variant (default $SCENE_MATCHER_VARIANTS; empty: none)")
     serve_.add_argument("--allow-url-fetch", action="store_true",
                         help="accept image_url in /match (public http(s) addresses only)")
     recommender_options(serve_)
@@ -613,9 +618,10 @@ def main(argv: list[str] | None = None) -> int:
 
         from pipelines.serving import NoBundleError
         from scene_assets.database_urls import DatabaseUrlError
+        from scene_assets.ranking.variants import VariantPlanError
         from scene_assets.recommender_bundle import BundleError
 
-        if isinstance(exc, (CatalogError, FileNotFoundError, NoBundleError, BundleError, DatabaseUrlError)):
+        if isinstance(exc, (CatalogError, FileNotFoundError, NoBundleError, BundleError, DatabaseUrlError, VariantPlanError)):
             print(f"scene-matcher: error: {exc}", file=sys.stderr)
             return 2
         raise

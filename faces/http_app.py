@@ -403,7 +403,12 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
             raise HTTPException(422, f"unknown categories {unknown}; use the categories of "
                                      "scene_assets.vocabulary.CATEGORIES or their groups")
         caption = caption.strip() if caption and caption.strip() else None
+        session = session_id.strip() if session_id and session_id.strip() else None
+        variant = settings.variants.assign(session) if settings.variants is not None else None
+        variant_name = variant.name if variant is not None else DEFAULT_VARIANT
         overrides = _request_weights(weights)
+        if overrides is None and variant is not None and variant.weights:
+            overrides = dict(variant.weights)  # the shopper's A/B variant; weights sent with the request win
         recommender = served.recommender
         try:
             request_weights = None if overrides is None else _request_scoring_weights(recommender, overrides)
@@ -433,7 +438,7 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
 
         params = {"k": k, "caption": caption, "include_categories": sorted(include) or None,
                   "exclude_categories": sorted(exclude) or None, "room": room, "weights": overrides,
-                  "ranking": ranking.model_dump(exclude={"weights"})}
+                  "ranking": ranking.model_dump(exclude={"weights"}), "variant": variant_name}
         scene_sha256 = hashlib.sha256(data).hexdigest()
         key = _cache_key(scene_sha256, served.version, params)
         result = await runtime.cache_get(key)
@@ -460,11 +465,10 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
         recommendation_id = uuid.uuid4().hex
         if runtime.recommendation_log is not None:
             runtime.recommendation_log.submit(ServedRecommendation(
-                recommendation_id, scene_sha256, served.version, DEFAULT_VARIANT, result.product_ids,
-                session_id.strip() if session_id and session_id.strip() else None))
+                recommendation_id, scene_sha256, served.version, variant_name, result.product_ids, session))
         return answer_response(result.body, index_version=served.version, cached=cached,
                                took_ms=round((time.perf_counter() - t0) * 1000, 2),
-                               recommendation_id=recommendation_id, variant=DEFAULT_VARIANT)
+                               recommendation_id=recommendation_id, variant=variant_name)
 
     @app.post(
         FEEDBACK_PATH,

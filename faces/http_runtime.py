@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from faces.answer_cache import AnswerCache, EncodedAnswer, LocalAnswerCache, RedisAnswerCache
 from scene_assets.feedback import FeedbackStore, RecommendationLog
+from scene_assets.ranking.variants import VariantPlan
 from scene_assets.matching import Recommender
 from scene_assets.memory import release_free_memory
 from scene_assets.recommender_bundle import LoadedRecommender
@@ -96,6 +97,9 @@ class ServingSettings:
       (``scene_assets.feedback``: a ``sqlite:///`` file, or PostgreSQL; the CLI defaults it to
       ``$SCENE_MATCHER_FEEDBACK_DB_URL``, else a SQLite file under the data folder); None = ``/feedback``
       answers 503 and nothing is recorded.
+    * ``variants``: an A/B plan (``scene_assets.ranking.variants.VariantPlan``): each ``/match`` with a
+      ``session_id`` is scored with its shopper's variant (stable hash of the session id); None = every
+      answer is the ``default`` variant.
     """
 
     max_upload_bytes: int = 10 * MiB
@@ -113,6 +117,7 @@ class ServingSettings:
     request_timeout_s: float | None = 60.0
     max_concurrency: int = field(default_factory=_default_concurrency)
     feedback_db_url: str | None = None
+    variants: VariantPlan | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_pixels", "max_k", "default_k", "max_concurrency"):

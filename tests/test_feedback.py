@@ -317,3 +317,58 @@ def test_feedback_assets_are_in_the_project_definitions():
     repo = defs.get_repository_def()
     assert {"feedback_events", "feedback_pairs"} <= {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert repo.get_sensor_def("feedback_sensor") and repo.get_job("feedback_events_job")
+
+
+# --------------------------------------------------------------------------------------------
+# A/B variants
+
+
+def test_variant_plan_assigns_shoppers_stably_by_share(tmp_path: Path):
+    from scene_assets.ranking.variants import VariantPlan, VariantPlanError
+
+    path = tmp_path / "plan.yaml"
+    path.write_text("salt: s1\nvariants:\n  - {name: control, share: 0.7}\n  - {name: colour, share: 0.3, weights: {color: 2}}\n")
+    plan = VariantPlan.load(path)
+    assert plan.control.name == "control" and plan.variants[1].weights == {"color": 2}
+    assigned = [plan.assign(f"shopper-{i}").name for i in range(20000)]
+    assert abs(assigned.count("colour") / len(assigned) - 0.3) < 0.015  # the shares hold over many shoppers
+    assert [plan.assign(f"shopper-{i}").name for i in range(200)] == assigned[:200]  # and per shopper
+    assert plan.assign(None).name == "control"  # no session: the control
+    resalted = VariantPlan.from_dict({**plan.to_dict(), "salt": "s2"})
+    assert sum(resalted.assign(f"shopper-{i}").name != a for i, a in enumerate(assigned[:2000])) > 500  # reshuffled
+    bad = {"shares": {"variants": [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.4}]},
+           "names": {"variants": [{"name": "a", "share": 0.5}, {"name": "a", "share": 0.5}]},
+           "factor": {"variants": [{"name": "a", "share": 1, "weights": {"sparkle": 1}}]},
+           "weight": {"variants": [{"name": "a", "share": 1, "weights": {"color": -1}}]},
+           "key": {"variants": [{"name": "a", "share": 1}], "extra": 1},
+           "empty": {"variants": []}}
+    for what, data in bad.items():
+        with pytest.raises(VariantPlanError, match="plan.json"):
+            VariantPlan.from_dict(data, "plan.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(VariantPlanError, match="broken.json: not valid JSON"):
+        VariantPlan.load(broken)
+
+
+def test_match_serves_each_shopper_its_variant_and_records_it(recommenders, tmp_path: Path):
+    from scene_assets.ranking.variants import Variant, VariantPlan
+
+    plan = VariantPlan((Variant("control", 0.5), Variant("visual-only", 0.5, {"visual": 1.0, "color": 0.0, "style": 0.0})),
+                       salt="t")
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    sessions = {name: next(f"s{i}" for i in range(1000) if plan.assign(f"s{i}").name == name) for name in ("control", "visual-only")}
+    with running(FakeProvider(recommenders, "v1"), _settings(feedback_db_url=url, variants=plan)) as client:
+        answers = {name: _post(client, k="3", session_id=session).json() for name, session in sessions.items()}
+        assert {name: a["variant"] for name, a in answers.items()} == {"control": "control", "visual-only": "visual-only"}
+        assert answers["visual-only"]["weights"]["color"] == 0.0 and answers["control"]["weights"]["color"] > 0
+        assert answers["visual-only"]["cached"] is False  # another variant is another answer, not the cached one
+        assert _post(client, k="3").json()["variant"] == "control"  # no session id
+        again = _post(client, k="3", session_id=sessions["visual-only"]).json()
+        assert again["variant"] == "visual-only" and again["cached"] is True
+        rid = answers["visual-only"]["recommendation_id"]
+        assert client.post("/feedback", json={"recommendation_id": rid, "product_id": answers["visual-only"]["items"][0]["product_id"],
+                                              "event": "click"}).status_code == 202
+    store = FeedbackStore(url)
+    assert [(e["variant"], e["session_id"]) for e in store.events_after(0)] == [("visual-only", sessions["visual-only"])]
+    store.close()
