@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-__all__ = ["write_gallery", "write_plots"]
+__all__ = ["write_gallery", "write_plots", "write_variant_plot"]
 
 
 def write_plots(report, out_dir: Path) -> list[Path]:
@@ -68,6 +68,38 @@ def write_plots(report, out_dir: Path) -> list[Path]:
     plt.close(fig)
     paths.append(p)
     return paths
+
+
+def write_variant_plot(rates, path: Path) -> Path:
+    """Bar chart of each A/B variant's click-through, add-to-cart and purchase rates with their 95 %
+    intervals (``scene_assets.feedback.variant_rates``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = [("ctr", "click-through"), ("add_to_cart_rate", "add to cart"), ("purchase_rate", "purchase")]
+    variants = rates["variant"].to_list()
+    width = 0.8 / max(len(variants), 1)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    x = np.arange(len(names))
+    for i, variant in enumerate(variants):
+        row = rates.row(i, named=True)
+        values = np.array([row[n] for n, _ in names])
+        errors = np.array([[row[n] - row[f"{n}_low"] for n, _ in names], [row[f"{n}_high"] - row[n] for n, _ in names]])
+        ax.bar(x + i * width - 0.4 + width / 2, values, width, yerr=errors, capsize=3,
+               label=f"{variant} ({row['served']} served)")
+    ax.set_xticks(x, [label for _, label in names])
+    ax.set_ylabel("share of recommendations served")
+    ax.set_title("A/B variants (95 % Wilson intervals)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _thumb_data_uri(path: str | None, size: int) -> str | None:

@@ -198,6 +198,16 @@ class FeedbackStore:
         with self.engine.connect() as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
 
+    def served_by_variant(self) -> pl.DataFrame:
+        """variant, served (recommendations served), sessions (distinct session ids): the A/B denominators."""
+        query = (sa.select(served_recommendations.c.variant, sa.func.count().label("served"),
+                           sa.func.count(sa.distinct(served_recommendations.c.session_id)).label("sessions"))
+                 .group_by(served_recommendations.c.variant).order_by(served_recommendations.c.variant))
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return pl.DataFrame([tuple(r) for r in rows], schema={"variant": pl.String, "served": pl.Int64, "sessions": pl.Int64},
+                            orient="row")
+
     def max_event_id(self) -> int:
         """The newest event's id (0 when there is none): a sensor's check for new feedback."""
         with self.engine.connect() as connection:
@@ -277,6 +287,39 @@ def feedback_pairs(events: pl.DataFrame, *, min_impressions: int = 50) -> tuple[
              .select(list(schema))
              .sort("scene_sha256", "product_id"))
     return pairs.cast(schema), propensity
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a rate (sensible at 0 and at few trials, unlike the normal one)."""
+    if trials <= 0:
+        return float("nan"), float("nan")
+    p = successes / trials
+    denom = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+RATE_EVENTS = {"ctr": ("click", "add_to_cart", "purchase"), "add_to_cart_rate": ("add_to_cart", "purchase"),
+               "purchase_rate": ("purchase",)}
+
+
+def variant_rates(served: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    """Per A/B variant: recommendations served and the share of them with at least one click (``ctr``;
+    an add to cart or a purchase counts as a click too), one add to cart (or purchase) and one purchase,
+    each with its 95 % Wilson interval (``*_low`` / ``*_high``). ``served``: variant, served (from
+    :meth:`FeedbackStore.served_by_variant`); ``events``: the feedback events."""
+    rows = []
+    for variant, n in served.select("variant", "served").iter_rows():
+        mine = events.filter(pl.col("variant") == variant)
+        row: dict[str, Any] = {"variant": variant, "served": int(n)}
+        for name, kinds in RATE_EVENTS.items():
+            hits = mine.filter(pl.col("event").is_in(kinds))["recommendation_id"].n_unique()
+            low, high = wilson_interval(hits, int(n))
+            row |= {name.removesuffix("_rate") + "s" if name != "ctr" else "clicked": hits,
+                    name: hits / n if n else float("nan"), f"{name}_low": low, f"{name}_high": high}
+        rows.append(row)
+    return pl.DataFrame(rows)
 
 
 def _served(row) -> ServedRecommendation:

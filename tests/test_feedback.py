@@ -372,3 +372,64 @@ def test_match_serves_each_shopper_its_variant_and_records_it(recommenders, tmp_
     store = FeedbackStore(url)
     assert [(e["variant"], e["session_id"]) for e in store.events_after(0)] == [("visual-only", sessions["visual-only"])]
     store.close()
+
+
+def test_ab_report_rates_intervals_mlflow_runs_and_plot(tmp_path: Path):
+    import dagster as dg
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.evaluation.resources import MlflowTracking
+    from pipelines.feedback.assets import ab_report, feedback_events
+    from pipelines.feedback.partitions import range_key
+    from pipelines.feedback.resources import FeedbackDatabase
+    from pipelines.io_managers import PolarsParquetIOManager
+    from pipelines.resources import ProjectStorage
+    from scene_assets.feedback import wilson_interval
+
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    store = FeedbackStore(url)
+    served = [ServedRecommendation(f"a{i}", "S" * 64, "v1", "control", ["x", "y"], f"s{i}") for i in range(40)]
+    served += [ServedRecommendation(f"b{i}", "S" * 64, "v1", "colour", ["x", "y"], f"t{i}") for i in range(40)]
+    store.record_recommendations(served)
+    for i in range(4):
+        store.append_event(recommendation_id=f"a{i}", product_id="x", event="click")
+    for i in range(20):
+        store.append_event(recommendation_id=f"b{i}", product_id="y", event="click")
+        if i < 5:
+            store.append_event(recommendation_id=f"b{i}", product_id="y", event="purchase")
+    last = store.max_event_id()
+    store.close()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    resources = {"feedback_db": FeedbackDatabase(url=url), "io_manager": PolarsParquetIOManager(base_dir=str(tmp_path / "wh")),
+                 "mlflow_tracking": MlflowTracking(tracking_uri=uri, experiment="t", artifact_root=str(tmp_path / "art")),
+                 "storage": ProjectStorage(data_dir=str(tmp_path / "data"))}
+    with dg.instance_for_test() as instance:
+        key = range_key(1, last)
+        instance.add_dynamic_partitions("feedback_event_ranges", [key])
+        assert dg.materialize([feedback_events], partition_key=key, instance=instance, resources=resources).success
+        run = dg.materialize([feedback_events, ab_report], selection=[ab_report], instance=instance, resources=resources)
+    rates = {r["variant"]: r for r in run.output_for_node("ab_report").iter_rows(named=True)}
+    assert rates["control"]["served"] == rates["colour"]["served"] == 40
+    assert rates["control"]["ctr"] == pytest.approx(4 / 40) and rates["colour"]["ctr"] == pytest.approx(20 / 40)
+    assert rates["colour"]["purchase_rate"] == pytest.approx(5 / 40) and rates["control"]["purchase_rate"] == 0
+    assert (rates["colour"]["ctr_low"], rates["colour"]["ctr_high"]) == pytest.approx(wilson_interval(20, 40))
+    meta = run.asset_materializations_for_node("ab_report")[0].metadata
+    assert meta["leader"].value == "colour" and meta["decided"].value is True  # .35-.65 clears .04-.23
+    assert Path(meta["plot"].value).is_file() and {"mlflow_run_control", "mlflow_run_colour"} <= set(meta)
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("t-ab")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags["variant"] for r in runs) == ["colour", "control"]
+    colour = next(r for r in runs if r.data.tags["variant"] == "colour")
+    assert colour.data.metrics["ctr"] == pytest.approx(0.5) and colour.data.metrics["served"] == 40
+    assert [a.path for a in client.list_artifacts(colour.info.run_id)] == ["variant_rates.png"]
+
+
+def test_wilson_interval():
+    from scene_assets.feedback import wilson_interval
+
+    low, high = wilson_interval(0, 10)
+    assert low == 0 and 0.25 < high < 0.35
+    low, high = wilson_interval(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-3) and high == pytest.approx(0.5962, abs=1e-3)
+    assert all(np.isnan(wilson_interval(0, 0)))

@@ -28,9 +28,10 @@ class MlflowTracking(dg.ConfigurableResource):
     def uri(self) -> str:
         return self.tracking_uri or settings.mlflow_tracking_uri()
 
-    def logger(self) -> MlflowLogger:
+    def logger(self, experiment: str | None = None) -> MlflowLogger:
+        """A logger for ``experiment`` (default: this resource's) in this tracking store."""
         root = Path(self.artifact_root) if self.artifact_root else settings.mlflow_artifact_root()
-        return MlflowLogger.local(self.uri(), self.experiment, root)
+        return MlflowLogger.local(self.uri(), experiment or self.experiment, root)
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
         base = self.ui_url.rstrip("/") or settings.mlflow_ui_url()

@@ -6,10 +6,13 @@ import time
 import dagster as dg
 import polars as pl
 
+from evaluation.reporting import write_variant_plot
+from pipelines.evaluation.resources import MlflowTracking
 from pipelines.feedback.partitions import feedback_event_ranges, parse_range
 from pipelines.metadata import counts_table, markdown_table
 from pipelines.feedback.resources import FeedbackDatabase
-from scene_assets.feedback import events_frame, feedback_pairs as make_pairs
+from pipelines.resources import ProjectStorage
+from scene_assets.feedback import RATE_EVENTS, events_frame, feedback_pairs as make_pairs, variant_rates
 
 GROUP = "feedback"
 
@@ -69,4 +72,56 @@ def feedback_pairs(context: dg.AssetExecutionContext, feedback_events: pl.DataFr
             "| rank | P(examined) |\n|---|---|\n" + "\n".join(f"| {r} | {p:.3f} |" for r, p in sorted(propensity.items()))),
         "seconds": round(time.perf_counter() - started, 3),
         "preview": markdown_table(pairs),
+    })
+
+
+@dg.asset(
+    group_name=GROUP,
+    ins={"feedback_events": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
+    kinds={"polars", "mlflow"},
+    automation_condition=dg.AutomationCondition.eager(),
+    description="The A/B report: per scoring variant, recommendations served and the share of them clicked, added "
+    "to cart and bought, with 95 % Wilson intervals; one MLflow run per variant (experiment scene-matcher-ab) and a "
+    "bar chart. The leader is the variant with the highest click-through; `decided` says whether its interval clears "
+    "every other variant's.",
+)
+def ab_report(context: dg.AssetExecutionContext, feedback_events: pl.DataFrame, feedback_db: FeedbackDatabase,
+              mlflow_tracking: MlflowTracking, storage: ProjectStorage) -> dg.Output[pl.DataFrame]:
+    started = time.perf_counter()
+    store = feedback_db.store()
+    try:
+        served = store.served_by_variant()
+    finally:
+        store.close()
+    events = (feedback_events if feedback_events.width else events_frame([])).unique("event_id", keep="last")
+    rates = variant_rates(served, events)
+    if rates.is_empty():
+        return dg.Output(rates, metadata={"variants": 0, "served": 0, "seconds": round(time.perf_counter() - started, 3)})
+    run_tag = f"{int(time.time())}"
+    plot = write_variant_plot(rates, storage.path("feedback", "ab", run_tag) / "variant_rates.png")
+    tracking = mlflow_tracking.logger(f"{mlflow_tracking.experiment}-ab")
+    links = {}
+    for row in rates.iter_rows(named=True):
+        run_id = tracking.start_run(f"ab-{row['variant']}", tags={"kind": "ab_variant", "variant": row["variant"]})
+        tracking.log(run_id, params={"variant": row["variant"], "events_seen": events.height},
+                     metrics={k: v for k, v in row.items() if k != "variant"})
+        tracking.log_artifact(run_id, plot)
+        tracking.finish(run_id)
+        links[f"mlflow_run_{row['variant']}"] = dg.MetadataValue.url(mlflow_tracking.run_url(tracking.experiment_id, run_id))
+    ordered = rates.sort("ctr", descending=True)
+    leader = ordered.row(0, named=True)
+    decided = all(leader["ctr_low"] > other["ctr_high"] for other in ordered.iter_rows(named=True)
+                  if other["variant"] != leader["variant"])
+    return dg.Output(rates, metadata={
+        "variants": rates.height,
+        "served": int(rates["served"].sum()),
+        "events": events.height,
+        "leader": leader["variant"],
+        "decided": decided and rates.height > 1,
+        "table": markdown_table(rates.select("variant", "served", *[c for name in RATE_EVENTS
+                                                                     for c in (name, f"{name}_low", f"{name}_high")])
+                                .with_columns(pl.selectors.float().round(4)), limit=20),
+        "plot": dg.MetadataValue.path(str(plot)),
+        **links,
+        "seconds": round(time.perf_counter() - started, 3),
     })
