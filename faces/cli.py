@@ -244,10 +244,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from scene_assets.ranking.variants import VariantPlan
     from scene_assets.settings import data_dir
 
+    capture = args.feedback_db_url != "off"
     settings_ = ServingSettings(allow_url_fetch=args.allow_url_fetch, reload_interval_s=args.reload_interval,
                                 redis_url=args.redis_url or None, redis_ttl_s=args.redis_ttl,
-                                feedback_db_url=(None if args.feedback_db_url == "off"
-                                                 else args.feedback_db_url or feedback.configured_url(data_dir())),
+                                feedback_db_url=(args.feedback_db_url or feedback.configured_url(data_dir())) if capture else None,
+                                # the photos shoppers reacted to: what learning from their feedback needs
+                                scene_photos_dir=str(feedback.scene_photos_dir(data_dir())) if capture else None,
                                 variants=VariantPlan.load(args.variants) if args.variants else None)
     print(f"scene-matcher: serving {provider.describe()}\n  (a learned scorer fitted on another encoder is refused; "
           "/ready says why)")

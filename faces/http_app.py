@@ -465,7 +465,8 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
         recommendation_id = uuid.uuid4().hex
         if runtime.recommendation_log is not None:
             runtime.recommendation_log.submit(ServedRecommendation(
-                recommendation_id, scene_sha256, served.version, variant_name, result.product_ids, session))
+                recommendation_id, scene_sha256, served.version, variant_name, result.product_ids, session,
+                photo=data))
         return answer_response(result.body, index_version=served.version, cached=cached,
                                took_ms=round((time.perf_counter() - t0) * 1000, 2),
                                recommendation_id=recommendation_id, variant=variant_name)

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from faces.answer_cache import AnswerCache, EncodedAnswer, LocalAnswerCache, RedisAnswerCache
-from scene_assets.feedback import FeedbackStore, RecommendationLog
+from scene_assets.feedback import FeedbackStore, RecommendationLog, ScenePhotoArchive
 from scene_assets.ranking.variants import VariantPlan
 from scene_assets.matching import Recommender
 from scene_assets.memory import release_free_memory
@@ -96,7 +96,8 @@ class ServingSettings:
     * ``feedback_db_url``: where served recommendations and shopper feedback are recorded
       (``scene_assets.feedback``: a ``sqlite:///`` file, or PostgreSQL; the CLI defaults it to
       ``$SCENE_MATCHER_FEEDBACK_DB_URL``, else a SQLite file under the data folder); None = ``/feedback``
-      answers 503 and nothing is recorded.
+      answers 503 and nothing is recorded. ``scene_photos_dir``: where the scene photos of recorded
+      recommendations are kept (content-addressed; ``scene_assets.feedback.ScenePhotoArchive``); None = not kept.
     * ``variants``: an A/B plan (``scene_assets.ranking.variants.VariantPlan``): each ``/match`` with a
       ``session_id`` is scored with its shopper's variant (stable hash of the session id); None = every
       answer is the ``default`` variant.
@@ -117,6 +118,7 @@ class ServingSettings:
     request_timeout_s: float | None = 60.0
     max_concurrency: int = field(default_factory=_default_concurrency)
     feedback_db_url: str | None = None
+    scene_photos_dir: str | None = None
     variants: VariantPlan | None = None
 
     def __post_init__(self) -> None:
@@ -260,7 +262,8 @@ class ServingRuntime:
         self.recommendation_log: RecommendationLog | None = None
         if settings.feedback_db_url:
             self.feedback = FeedbackStore(settings.feedback_db_url)
-            self.recommendation_log = RecommendationLog(self.feedback)
+            self.recommendation_log = RecommendationLog(
+                self.feedback, photos=ScenePhotoArchive(settings.scene_photos_dir) if settings.scene_photos_dir else None)
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
         # Model calls running, and whether any finished since the last heap trim (guarded by the GIL:

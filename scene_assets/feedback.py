@@ -3,6 +3,9 @@
 Two tables in one SQL database (SQLAlchemy Core): a SQLite file by default, PostgreSQL when the server
 is given ``SCENE_MATCHER_FEEDBACK_DB_URL`` (any SQLAlchemy URL with an installed driver):
 
+The scene photos themselves are kept beside it (:class:`ScenePhotoArchive`, content-addressed by the
+sha256 the rows name): learning from feedback needs the photos the shoppers reacted to.
+
 * ``served_recommendations``: one row per ``/match`` answer - its ``recommendation_id``, the scene
   photo's sha256, the index version and scoring variant that served it, the optional session id and the
   product ids in rank order. Written by :class:`RecommendationLog` in small batches from a background
@@ -84,6 +87,7 @@ class ServedRecommendation:
     product_ids: Sequence[str]
     session_id: str | None = None
     served_at: float = field(default_factory=time.time)
+    photo: bytes | None = field(default=None, repr=False, compare=False)  # kept by the log's photo archive
 
     def row(self) -> dict[str, Any]:
         return {"recommendation_id": self.recommendation_id, "scene_sha256": self.scene_sha256,
@@ -99,6 +103,11 @@ def default_url(data_dir: str | Path) -> str:
 
 
 ENV_FEEDBACK_DB_URL = "SCENE_MATCHER_FEEDBACK_DB_URL"
+
+
+def scene_photos_dir(data_dir: str | Path) -> Path:
+    """Where the server keeps the scene photos of recorded recommendations (and the pipeline reads them)."""
+    return Path(data_dir) / "feedback" / "scenes"
 
 
 def configured_url(data_dir: str | Path) -> str:
@@ -327,6 +336,32 @@ def _served(row) -> ServedRecommendation:
                                 json.loads(row["product_ids"]), row["session_id"], row["served_at"])
 
 
+class ScenePhotoArchive:
+    """Scene photos by the sha256 of their bytes (``<dir>/<first 2 hex>/<sha256>``), each written once,
+    atomically (a reader never sees half a photo)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    def path_of(self, sha256: str) -> Path:
+        return self.directory / sha256[:2] / sha256
+
+    def keep(self, sha256: str, data: bytes) -> bool:
+        """Store ``data`` under ``sha256`` unless it is there; True when it was written now."""
+        from scene_assets.indexes.store import write_atomic_bytes
+
+        path = self.path_of(sha256)
+        if path.is_file():
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic_bytes(path, data)
+        return True
+
+    def read(self, sha256: str) -> bytes | None:
+        path = self.path_of(sha256)
+        return path.read_bytes() if path.is_file() else None
+
+
 class RecommendationLog:
     """Served recommendations written to a :class:`FeedbackStore` from a background thread, in batches
     of what arrived within ``flush_interval_s``: ``submit`` is a queue put. :meth:`flush` waits until
@@ -335,8 +370,10 @@ class RecommendationLog:
     loses those recommendations (at most ``flush_interval_s`` of them); events on them are then refused
     as unknown. Write failures are logged and counted (``failures``), never raised into a request."""
 
-    def __init__(self, store: FeedbackStore, *, flush_interval_s: float = 0.05, max_batch: int = 500) -> None:
+    def __init__(self, store: FeedbackStore, *, flush_interval_s: float = 0.05, max_batch: int = 500,
+                 photos: ScenePhotoArchive | None = None) -> None:
         self.store = store
+        self.photos = photos
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
         self.failures = 0
@@ -377,8 +414,12 @@ class RecommendationLog:
                 except queue.Empty:
                     break
             try:
+                if self.photos is not None:
+                    for served in batch:
+                        if served.photo is not None:
+                            self.photos.keep(served.scene_sha256, served.photo)
                 self.store.record_recommendations(batch)
-            except Exception as exc:  # noqa: BLE001 - a database error must not end the writer
+            except Exception as exc:  # noqa: BLE001 - a database or disk error must not end the writer
                 self.failures += len(batch)
                 log.warning("feedback store %s: %d served recommendations not recorded (%s)",
                             self.store.describe(), len(batch), exc)

@@ -95,12 +95,16 @@ def test_recommendation_log_writes_in_batches_and_flushes_on_demand(tmp_path: Pa
 @pytest.fixture
 def feedback_client(recommenders, tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'feedback.db'}"
-    with running(FakeProvider(recommenders, "v1"), _settings(feedback_db_url=url)) as client:
-        yield client, url
+    settings = _settings(feedback_db_url=url, scene_photos_dir=str(tmp_path / "scenes"))
+    with running(FakeProvider(recommenders, "v1"), settings) as client:
+        yield client, url, tmp_path / "scenes"
 
 
 def test_match_answers_carry_a_recommendation_id_and_feedback_is_recorded(feedback_client):
-    client, url = feedback_client
+    from scene_assets.feedback import ScenePhotoArchive
+    from tests.test_serving import _wait_for
+
+    client, url, scenes = feedback_client
     first, again = _post(client, k="3", session_id="shopper-1"), _post(client, k="3")
     assert first.status_code == again.status_code == 200
     a, b = first.json(), again.json()
@@ -121,10 +125,15 @@ def test_match_answers_carry_a_recommendation_id_and_feedback_is_recorded(feedba
         (b["recommendation_id"], b["items"][0]["product_id"], 1, "click", None)]
     assert accepted.json()["event_id"] == events[0]["event_id"]
     store.close()
+    # the photo the shopper reacted to is kept, once, by the sha256 the events name (for learning from them)
+    archive = ScenePhotoArchive(scenes)
+    _wait_for(lambda: archive.read(events[0]["scene_sha256"]) == SCENE_JPEG, 5, "the scene photo archived")
+    assert len(list(scenes.rglob("*"))) == 2  # one folder, one photo
+    assert archive.keep(events[0]["scene_sha256"], SCENE_JPEG) is False
 
 
 def test_feedback_input_is_validated_and_bounded(feedback_client):
-    client, _ = feedback_client
+    client, _, _ = feedback_client
     answer = _post(client, k="2").json()
     rid, listed = answer["recommendation_id"], answer["items"][0]["product_id"]
     cases = {
@@ -205,8 +214,11 @@ def test_an_acknowledged_event_survives_sigkill(tmp_path: Path):
             process.kill()
             process.wait(10)
     store = FeedbackStore(f"sqlite:///{data / 'feedback' / 'feedback.db'}")
-    assert [e["event_id"] for e in store.events_after(0)] == acknowledged and len(acknowledged) == 9
+    events = store.events_after(0)
+    assert [e["event_id"] for e in events] == acknowledged and len(acknowledged) == 9
     store.close()
+    # the server's defaults keep the photos under the data folder too
+    assert (data / "feedback" / "scenes" / events[0]["scene_sha256"][:2] / events[0]["scene_sha256"]).is_file()
 
 
 # --------------------------------------------------------------------------------------------
