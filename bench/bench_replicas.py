@@ -226,8 +226,9 @@ def main() -> int:
                 time.sleep(0.1)
 
         with (redis_server(root) as redis_url,
-              serve(current, "--redis-url", redis_url, "--reload-interval", "1") as (_, base_a),
-              serve(current, "--redis-url", redis_url, "--reload-interval", "1") as (_, base_b)):
+              # one data folder, as replicas share a volume: feedback recorded in one SQLite file, as served
+              serve(current, "--redis-url", redis_url, "--reload-interval", "1", data_dir=root / "data") as (_, base_a),
+              serve(current, "--redis-url", redis_url, "--reload-interval", "1", data_dir=root / "data") as (_, base_b)):
             bases = [base_a, base_b]
             before = [httpx.get(f"{b}/ready", trust_env=False).json()["version"] for b in bases]
             load = run_load(bases, payloads, args.requests, args.concurrency)

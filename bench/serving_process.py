@@ -38,13 +38,17 @@ def rss_kib(pid: int) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def serve(index_dir: Path, *extra_args: str, ready_timeout_s: float = 300) -> Iterator[tuple[subprocess.Popen, str]]:
+def serve(index_dir: Path, *extra_args: str, ready_timeout_s: float = 300,
+          data_dir: Path | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
     """Start `scene-matcher serve --index DIR` on a free loopback port, wait for /ready, yield (process,
-    base URL); the server is stopped (SIGTERM, then SIGKILL) however the block ends."""
+    base URL); the server is stopped (SIGTERM, then SIGKILL) however the block ends. ``data_dir``: its data
+    folder (where it records feedback and keeps scene photos by default), else the environment's."""
     import httpx
 
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "PYTHONPATH": str(ROOT)}
+    if data_dir is not None:
+        env["SCENE_MATCHER_DATA_DIR"] = str(data_dir)
     server = subprocess.Popen(
         [sys.executable, "-m", "faces.cli", "serve", "--index", str(index_dir), "--port", str(port), "--device", "cpu",
          *extra_args],

@@ -254,7 +254,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"scene-matcher: serving {provider.describe()}\n  (a learned scorer fitted on another encoder is refused; "
           "/ready says why)")
     print(f"scene-matcher: serving on http://{args.host}:{args.port} (docs at /docs, metrics at /metrics)")
-    serve(provider, host=args.host, port=args.port, settings=settings_)
+    serve(provider, host=args.host, port=args.port, settings=settings_, access_log=args.access_log)
     return 0
 
 
@@ -546,6 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="database recording served recommendations and shopper feedback (POST /feedback): a "
                         "SQLAlchemy URL, e.g. postgresql+psycopg2://... (default $SCENE_MATCHER_FEEDBACK_DB_URL; "
                         "empty: a SQLite file under the data folder; 'off': no capture)")
+    serve_.add_argument("--access-log", action="store_true",
+                        help="log a line per request (off: /metrics counts requests; a balancer in front logs them)")
     serve_.add_argument("--variants", default=os.environ.get("SCENE_MATCHER_VARIANTS", ""),
                         help="A/B plan (JSON or YAML: salt, variants with name, share, weights): each /match with a "
                         "session_id is scored with its shopper's variant (default $SCENE_MATCHER_VARIANTS; empty: none)")
