@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 ENV_SHOTS = "SCENE_MATCHER_UI_SHOTS"
 # The groups of pipelines/*/assets.py; the UI must show these (and any group added later).
-EXPECTED_GROUPS = {"catalog", "enrichment", "embeddings", "index", "evaluation", "export"}
+EXPECTED_GROUPS = {"catalog", "enrichment", "embeddings", "index", "evaluation", "export", "feedback"}
 METADATA_ASSET = "cleaned_catalog"
 LIST_VIEWPORT = {"width": 1600, "height": 1300}
 
@@ -57,7 +57,7 @@ def shots(tmp_path: Path):
 def test_ui_shows_assets_materialization_metadata_and_automation(chromium: str, tmp_path: Path, shots: Path):
     project = ui.project_catalog()
     assert EXPECTED_GROUPS <= set(project["groups"]), project["groups"]
-    assert {"catalog_file_sensor", "scene_inbox_sensor"} <= set(project["sensors"])
+    assert {"catalog_file_sensor", "scene_inbox_sensor", "feedback_sensor"} <= set(project["sensors"])
     assert {"nightly_full_export", "weekly_full_export"} <= set(project["schedules"])
 
     sandbox = ui.Sandbox.create(tmp_path / "sandbox")
