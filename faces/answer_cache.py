@@ -145,15 +145,9 @@ class AnswerCache:
         self.local = local
         self.shared = shared
 
-    def get(self, key: str) -> tuple[EncodedAnswer | None, str | None]:
-        """(encoded answer, where it came from: "local" / "shared") or (None, None)."""
-        value = self.local.get(key)
-        if value is not None:
-            return value, "local"
-        return self.get_shared(key)
-
     def get_shared(self, key: str) -> tuple[EncodedAnswer | None, str | None]:
-        """The shared tier alone (a network round trip: callers on an event loop run it in a thread)."""
+        """The shared tier, after a miss in ``local`` (a network round trip: callers on an event loop run it
+        in a thread): (encoded answer, "shared") or (None, None)."""
         if self.shared is not None:
             value = self.shared.get(key)
             if value is not None:

@@ -295,10 +295,6 @@ class ServingRuntime:
         else:
             await anyio.to_thread.run_sync(self._cache.put, key, value)
 
-    @property
-    def shared_cache(self) -> RedisAnswerCache | None:
-        return self._cache.shared
-
     def close(self) -> None:
         self._cache.close()
         if self.recommendation_log is not None:

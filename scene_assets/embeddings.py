@@ -265,6 +265,12 @@ class ImageFeatureStage:
     encode_batch: Callable
     project: Callable[[np.ndarray], np.ndarray] | None
 
+    @property
+    def vector_space(self) -> str:
+        """What an index of these features holds: "trunk" (pooled CNN features, projected to the joint
+        space only for the encoder's head) or "joint" (the encoder's final image vectors)."""
+        return "trunk" if self.project is not None else "joint"
+
     @classmethod
     def of(cls, encoder) -> "ImageFeatureStage":
         if isinstance(encoder, FeatureMapEncoder):

@@ -3,9 +3,6 @@
 Two tables in one SQL database (SQLAlchemy Core): a SQLite file by default, PostgreSQL when the server
 is given ``SCENE_MATCHER_FEEDBACK_DB_URL`` (any SQLAlchemy URL with an installed driver):
 
-The scene photos themselves are kept beside it (:class:`ScenePhotoArchive`, content-addressed by the
-sha256 the rows name): learning from feedback needs the photos the shoppers reacted to.
-
 * ``served_recommendations``: one row per ``/match`` answer - its ``recommendation_id``, the scene
   photo's sha256, the index version and scoring variant that served it, the optional session id and the
   product ids in rank order. Written by :class:`RecommendationLog` in small batches from a background
@@ -16,6 +13,9 @@ sha256 the rows name): learning from feedback needs the photos the shoppers reac
   process being killed (SQLite in WAL mode with ``synchronous=NORMAL``: the commit is in the operating
   system before the call returns; a power loss may still drop the last commits:
   ``FeedbackStore(url, sqlite_synchronous="FULL")`` for that).
+
+The scene photos themselves are kept beside it (:class:`ScenePhotoArchive`, content-addressed by the
+sha256 the rows name): learning from feedback needs the photos the shoppers reacted to.
 
 ``event_id`` increases with every event, so a consumer (the Dagster sensor of #20) reads new events
 after a cursor (:meth:`FeedbackStore.events_after`, :meth:`FeedbackStore.events_between`).
@@ -120,8 +120,6 @@ def scene_photos_dir(data_dir: str | Path) -> Path:
 
 def configured_url(data_dir: str | Path) -> str:
     """``$SCENE_MATCHER_FEEDBACK_DB_URL``, else :func:`default_url` (what the server and the pipeline share)."""
-    import os
-
     return os.environ.get(ENV_FEEDBACK_DB_URL) or default_url(data_dir)
 
 
@@ -197,21 +195,17 @@ class FeedbackStore:
 
     def events_after(self, event_id: int, limit: int = 10_000) -> list[dict[str, Any]]:
         """Events with ids above ``event_id`` in id order (at most ``limit``): a consumer's next batch."""
-        query = (sa.select(feedback_events, served_recommendations.c.scene_sha256,
-                           served_recommendations.c.index_version)
-                 .join(served_recommendations)
-                 .where(feedback_events.c.event_id > int(event_id))
-                 .order_by(feedback_events.c.event_id).limit(int(limit)))
-        with self.engine.connect() as connection:
-            return [dict(row) for row in connection.execute(query).mappings()]
+        return self._events(feedback_events.c.event_id > int(event_id), limit=int(limit))
 
     def events_between(self, first: int, last: int) -> list[dict[str, Any]]:
         """Events with ``first <= event_id <= last`` in id order (one partition of ``feedback_events``)."""
+        return self._events(feedback_events.c.event_id.between(int(first), int(last)))
+
+    def _events(self, where, limit: int | None = None) -> list[dict[str, Any]]:
+        """Events matching ``where`` in id order, each with its recommendation's scene and index version."""
         query = (sa.select(feedback_events, served_recommendations.c.scene_sha256,
                            served_recommendations.c.index_version)
-                 .join(served_recommendations)
-                 .where(feedback_events.c.event_id.between(int(first), int(last)))
-                 .order_by(feedback_events.c.event_id))
+                 .join(served_recommendations).where(where).order_by(feedback_events.c.event_id).limit(limit))
         with self.engine.connect() as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
 
@@ -440,9 +434,9 @@ class RecommendationLog:
             return
         try:
             if self.photos is not None:
-                for served in batch:
-                    if served.photo is not None:
-                        self.photos.keep(served.scene_sha256, served.photo)
+                # once per photo: a batch of cached answers repeats the same few scenes many times
+                for sha256, photo in {s.scene_sha256: s.photo for s in batch if s.photo is not None}.items():
+                    self.photos.keep(sha256, photo)
             self.store.record_recommendations(batch)
         except Exception as exc:  # noqa: BLE001 - a database or disk error must not end the writer
             self.failures += len(batch)

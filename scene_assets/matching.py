@@ -108,6 +108,12 @@ def catalog_mean(vectors: np.ndarray, chunk_rows: int = 262_144) -> np.ndarray:
     return (total / v.shape[0]).astype(np.float32)
 
 
+def manifest_search_threads(manifest: dict) -> int:
+    """The FAISS thread count a saved index's search was measured fastest on (``indexes.flat_choice``);
+    1 for an index saved before it was measured, or of the sharded kind."""
+    return int((manifest.get("spec") or {}).get("search_threads", 1))
+
+
 def build_product_index(
     vectors: np.ndarray,
     product_ids: Sequence[str],
@@ -276,7 +282,7 @@ class Recommender:
         if opened.int_ids is not None:
             kwargs.setdefault("int_ids", opened.int_ids)
         kwargs.setdefault("space", manifest.get("vector_space", "joint"))
-        kwargs.setdefault("search_threads", (manifest.get("spec") or {}).get("search_threads", 1))
+        kwargs.setdefault("search_threads", manifest_search_threads(manifest))
         if "catalog_mean" not in kwargs and manifest.get("catalog_mean") is not None:
             kwargs["catalog_mean"] = np.asarray(manifest["catalog_mean"], dtype=np.float32)
         return cls(encoder, index, pids, catalog, **kwargs)

@@ -44,7 +44,7 @@ from scene_assets.indexes.flat_build import MEMBERS_FILE, IndexBuildReport, buil
 from scene_assets.indexes.flat_choice import LatencyBudget
 from scene_assets.indexes.store import write_atomic, write_atomic_bytes, write_atomic_parquet
 from scene_assets.indexes.vectors import sorted_by_product_id, vector_matrix
-from scene_assets.matching import Recommender, catalog_mean
+from scene_assets.matching import Recommender, catalog_mean, manifest_search_threads
 from scene_assets.ranking import ScoringWeights
 from scene_assets.ranking.catalog import ProductInfo, StringColumn
 from scene_assets.regions import RegionConfig, center_and_normalize, center_and_normalize_in_place, compute_regions
@@ -482,7 +482,7 @@ def load_recommender(
         product_factors=factors,
         product_info=stored.info if stored_info else None,
         int_ids=stored.int_ids if stored_info else None,
-        **{"search_threads": (manifest.get("spec") or {}).get("search_threads", 1), **kwargs},
+        **{"search_threads": manifest_search_threads(manifest), **kwargs},
     )
     return recommender, bundle
 

@@ -17,6 +17,12 @@ from scene_assets.feedback import RATE_EVENTS, events_frame, feedback_pairs as m
 GROUP = "feedback"
 
 
+def _all_events(partitions: pl.DataFrame) -> pl.DataFrame:
+    """Every partition's events as one frame (the events schema when there is no partition yet), each event
+    once: a partition re-read after new events were appended to an earlier range must not count twice."""
+    return (partitions if partitions.width else events_frame([])).unique("event_id", keep="last")
+
+
 @dg.asset(
     group_name=GROUP,
     partitions_def=feedback_event_ranges,
@@ -58,8 +64,7 @@ def feedback_events(context: dg.AssetExecutionContext, feedback_db: FeedbackData
 )
 def feedback_pairs(context: dg.AssetExecutionContext, feedback_events: pl.DataFrame) -> dg.Output[pl.DataFrame]:
     started = time.perf_counter()
-    # a partition re-read after new events were appended to an earlier range must not count twice
-    events = (feedback_events if feedback_events.width else events_frame([])).unique("event_id", keep="last")
+    events = _all_events(feedback_events)
     pairs, propensity = make_pairs(events)
     return dg.Output(pairs, metadata={
         "events": events.height,
@@ -93,7 +98,7 @@ def ab_report(context: dg.AssetExecutionContext, feedback_events: pl.DataFrame, 
         served = store.served_by_variant()
     finally:
         store.close()
-    events = (feedback_events if feedback_events.width else events_frame([])).unique("event_id", keep="last")
+    events = _all_events(feedback_events)
     rates = variant_rates(served, events)
     if rates.is_empty():
         return dg.Output(rates, metadata={"variants": 0, "served": 0, "seconds": round(time.perf_counter() - started, 3)})

@@ -81,7 +81,7 @@ def scene_index(
     features = read_all_shards(storage, "image_features").filter(pl.col("fingerprint") == stage.fingerprint)
     if features.height == 0:
         raise dg.Failure("no image features with the current encoder's fingerprint; materialize product_image_features")
-    space = "trunk" if stage.project is not None else "joint"
+    space = stage.vector_space
     directory = storage.path("index", f"scene-{stage.fingerprint[:16]}")
     # The index kind is timed on real region queries: scene photos of the evaluation dataset (the labeled
     # scenes users score on; the embedded sample when none is configured), computed only when the kind is

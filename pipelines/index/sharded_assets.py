@@ -72,9 +72,6 @@ def _feature_sources(storage: ProjectStorage) -> tuple[list[ParquetVectorSource]
         raise dg.Failure(f"{e} (product_image_features)") from None
 
 
-def _space(model) -> str:
-    return "trunk" if ImageFeatureStage.of(model).project is not None else "joint"
-
 
 def _trained_from_input(ivf_trained_index: dict) -> sharded_build.TrainedIndex:
     trained = sharded_build.load_trained(ivf_trained_index["path"])
@@ -117,7 +114,7 @@ def ivf_trained_index(context: dg.AssetExecutionContext, config: IvfIndexConfig,
                       storage: ProjectStorage) -> dg.Output[dict]:
     started = time.perf_counter()
     sources, fingerprint = _feature_sources(storage)
-    space = _space(encoder.encoder())
+    space = ImageFeatureStage.of(encoder.encoder()).vector_space
     n = sum(s.count() for s in sources)
     dim = vector_dim(sources)
     budget = int(config.memory_budget_gb * 2**30)
