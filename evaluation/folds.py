@@ -9,7 +9,7 @@ import dataclasses
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,9 @@ from scene_assets.progress import track
 from scene_assets.ranking import FusionRanker, RankerConfig, ScoringWeights, column, fit_ranker
 from scene_assets.prepared_scene import PreparedScene
 from scene_assets.scene_analysis import ROOM_TYPES, classifier_probs
+
+if TYPE_CHECKING:
+    from evaluation.feedback_training import FeedbackScenes
 
 __all__ = ["FoldRun", "ServedFolds", "build_recommender", "cross_validate", "fit_fold", "fit_learned", "label_popularity",
            "training_composites",
@@ -169,18 +172,30 @@ def _composite_pairs(rec: Recommender, composites: CompositePairs | None, scene_
 
 def fit_learned(rec: Recommender, dataset: LabeledDataset, scenes: Mapping[str, PreparedScene],
                 scene_ids: Sequence[str], config: EvaluationConfig,
-                composites: CompositePairs | None = None) -> LearnedScorer:
+                composites: CompositePairs | None = None, feedback: "FeedbackScenes | None" = None) -> LearnedScorer:
     """Projection, room classifier and label priors from the labels of ``scene_ids`` only (and the
-    composites made from those scenes, when ``config.composites`` is set)."""
+    composites made from those scenes, when ``config.composites`` is set). ``feedback``: shopper photos
+    with the products shoppers engaged with and passed over (:mod:`evaluation.feedback_training`) - the
+    projection also trains on them, weighted; the room classifier and the priors stay label-only (a
+    shopper's photo has no room label)."""
     row = {pid: i for i, pid in enumerate(rec.product_ids)}
     rooms = dataset.rooms()
     t0 = time.perf_counter()
     stored = rec.stored_vectors()
     pair_q, pair_rows = _composite_pairs(rec, composites if config.composites is not None else None, scene_ids, row)
-    projection = fit_region_projection(
-        [scenes[s].queries for s in scene_ids],
-        [np.asarray(sorted(row[p] for p in dataset.relevant[s] if p in row), dtype=np.int64) for s in scene_ids],
-        stored, config.projection, pair_queries=pair_q, pair_products=pair_rows)
+    queries = [scenes[s].queries for s in scene_ids]
+    positives = [np.asarray(sorted(row[p] for p in dataset.relevant[s] if p in row), dtype=np.int64) for s in scene_ids]
+    weighted: dict[str, Any] = {}
+    if feedback is not None and len(feedback):
+        extra = feedback.training_inputs(row)
+        ones = [np.ones(len(p), dtype=np.float32) for p in positives]
+        empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+        weighted = {"positive_weights": ones + extra.positive_weights,
+                    "scene_weights": [1.0] * len(positives) + extra.scene_weights,
+                    "negatives": [empty] * len(positives) + extra.negatives}
+        queries, positives = queries + extra.queries, positives + extra.positives
+    projection = fit_region_projection(queries, positives, stored, config.projection,
+                                       pair_queries=pair_q, pair_products=pair_rows, **weighted)
     t_proj = time.perf_counter() - t0
     room_clf = None
     feats = [scenes[s].regions.global_average for s in scene_ids]
@@ -191,9 +206,11 @@ def fit_learned(rec: Recommender, dataset: LabeledDataset, scenes: Mapping[str, 
     priors = LabelPriors.fit({s: rooms[s] for s in scene_ids}, {s: sorted(dataset.relevant[s]) for s in scene_ids},
                              categories, ROOM_TYPES)
     fp = rec.encoder.trunk_fingerprint() if isinstance(rec.encoder, FeatureMapEncoder) else rec.encoder.fingerprint()
-    return LearnedScorer(projection, room_clf, priors, None, fp,
-                         {"training_dataset": dataset.fingerprint, "training_scenes": len(scene_ids),
-                          "projection_fit_s": round(t_proj, 2)})
+    info = {"training_dataset": dataset.fingerprint, "training_scenes": len(scene_ids),
+            "projection_fit_s": round(t_proj, 2)}
+    if weighted:
+        info |= {"feedback": feedback.fingerprint(), "feedback_scenes": len(feedback)}
+    return LearnedScorer(projection, room_clf, priors, None, fp, info)
 
 
 def _room_probs(learned: LearnedScorer, scene: PreparedScene) -> np.ndarray:

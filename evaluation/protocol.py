@@ -55,6 +55,7 @@ import numpy as np
 
 from evaluation.config import EvaluationConfig
 from evaluation.dataset import LabeledDataset
+from evaluation.feedback_training import FeedbackScenes
 from evaluation.folds import (
     FoldRun,
     ServedFolds,
@@ -91,22 +92,24 @@ def same_data(train: LabeledDataset | None, dataset: LabeledDataset) -> bool:
 
 def fit_serving_scorer(rec: Recommender, dataset: LabeledDataset, results: Sequence[SceneResult],
                        config: EvaluationConfig, *, scenes: Mapping[str, PreparedScene] | None = None,
-                       composites: CompositePairs | None = None, cache_dir: str | os.PathLike | None = None
-                       ) -> LearnedScorer:
+                       composites: CompositePairs | None = None, cache_dir: str | os.PathLike | None = None,
+                       feedback: FeedbackScenes | None = None) -> LearnedScorer:
     """The learned scorer to serve with: projection, room classifier and label priors fitted on ALL
     scenes of ``dataset``; the fusion ranker (when ``config.ranker``) and the confidence calibrator
     fitted on ``results`` - out-of-fold results of the same recipe (each scene scored by models that
     never saw its labels: what the ranker must learn from and the calibrator must calibrate; never
     in-sample scores). ``scenes``: ``dataset``'s prepared scenes, when already at hand; ``composites``:
     ``dataset``'s synthetic composites (:func:`~evaluation.folds.training_composites`), when already at
-    hand - made here when ``config.composites`` asks for them and ``cache_dir`` is given."""
+    hand - made here when ``config.composites`` asks for them and ``cache_dir`` is given. ``feedback``:
+    shopper photos the projection also trains on (:mod:`evaluation.feedback_training`; the ranker and the
+    calibrator still come from ``results``)."""
     if config.ranker is not None and any(r.scores is None for r in results):
         raise ValueError("the out-of-fold results hold no ranker scores to calibrate on: they were not scored with "
                          "a ranker; re-run the evaluation with one")
     scenes = scenes if scenes is not None else scenes_for(config, prepare_scenes(rec, dataset, config.use_captions))
     if composites is None and cache_dir is not None:
         composites = training_composites(rec, dataset, config, Path(cache_dir))
-    scorer = fit_learned(rec, dataset, scenes, dataset.scene_ids, config, composites)
+    scorer = fit_learned(rec, dataset, scenes, dataset.scene_ids, config, composites, feedback=feedback)
     if config.ranker is not None:
         scorer.ranker = fit_ranker(results, config.ranker)
     scorer.calibrator = IsotonicCalibrator.fit(*calibration_pairs(results, config.weights, config.calibration_top_k))

@@ -408,7 +408,7 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
         overrides = _request_weights(weights)
         if overrides is None and variant is not None and variant.weights:
             overrides = dict(variant.weights)  # the shopper's A/B variant; weights sent with the request win
-        recommender = served.recommender
+        recommender, version = served.for_variant(variant_name)
         try:
             request_weights = None if overrides is None else _request_scoring_weights(recommender, overrides)
         except ValueError as exc:  # every weight 0
@@ -439,7 +439,7 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
                   "exclude_categories": sorted(exclude) or None, "room": room, "weights": overrides,
                   "ranking": ranking.model_dump(exclude={"weights"}), "variant": variant_name}
         scene_sha256 = hashlib.sha256(data).hexdigest()
-        key = _cache_key(scene_sha256, served.version, params)
+        key = _cache_key(scene_sha256, version, params)
         result = await runtime.cache_get(key)
         cached = result is not None
         if cached:
@@ -464,9 +464,9 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
         recommendation_id = new_recommendation_id()
         if runtime.recommendation_log is not None:
             runtime.recommendation_log.submit(ServedRecommendation(
-                recommendation_id, scene_sha256, served.version, variant_name, result.product_ids, session,
+                recommendation_id, scene_sha256, version, variant_name, result.product_ids, session,
                 photo=data))
-        return answer_response(result.body, index_version=served.version, cached=cached,
+        return answer_response(result.body, index_version=version, cached=cached,
                                took_ms=round((time.perf_counter() - t0) * 1000, 2),
                                recommendation_id=recommendation_id, variant=variant_name)
 

@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -26,7 +26,7 @@ from scene_assets.feedback import FeedbackStore, RecommendationLog, ScenePhotoAr
 from scene_assets.ranking.variants import VariantPlan
 from scene_assets.matching import Recommender
 from scene_assets.memory import release_free_memory
-from scene_assets.recommender_bundle import LoadedRecommender
+from scene_assets.recommender_bundle import LoadedRecommender, with_scorer
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +240,12 @@ class Served:
     encoder_fingerprint: str
     products: int
     loaded_at: str
+    # A/B variants pinned to a learned scorer version: name -> (that view of the recommender, its version)
+    variants: Mapping[str, tuple[Recommender, str]] = field(default_factory=dict)
+
+    def for_variant(self, name: str) -> tuple[Recommender, str]:
+        """(recommender, version) a variant is served by: its pinned scorer's view, else the served one."""
+        return self.variants.get(name) or (self.recommender, self.version)
 
 
 class ServingRuntime:
@@ -323,17 +329,27 @@ class ServingRuntime:
                 return False  # backing off a version that failed to load
             t0 = time.perf_counter()
             try:
-                new_version, recommender, info = _loaded_fields(self.provider.load())
+                loaded = self.provider.load()
+                new_version, recommender, info = _loaded_fields(loaded)
                 fp = _encoder_fingerprint(recommender, info)
                 products = int(info.get("products") or len(recommender.product_ids))
+                # a variant's pinned scorer that cannot serve this bundle fails the whole load (the old
+                # version keeps serving): half an A/B test must not silently fall back to the control
+                pinned = self.settings.variants.pinned_scorers if self.settings.variants is not None else {}
+                variants = {}
+                for name, folder in pinned.items():
+                    view = with_scorer(loaded, folder)
+                    variants[name] = (view.recommender, view.version)
             except Exception as exc:
                 log.exception("loading recommender version %s failed; %s", version,
                               "keeping version " + self.served.version if self.served else "nothing to serve")
                 self._record_failure(version, f"loading version {version} failed: {type(exc).__name__}: {exc}")
                 return False
             old = self.served
+            if variants:
+                info = info | {"variant_versions": {name: version for name, (_, version) in variants.items()}}
             self.served = Served(new_version, recommender, info, fp, products,
-                                  datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                                  datetime.now(timezone.utc).isoformat(timespec="seconds"), variants)
             # Entries of the old version can never be hit again (the version is in the key).
             self._cache.clear_local()
             self._failed_version, self._failures, self.last_reload_error = None, 0, None

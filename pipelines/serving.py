@@ -4,7 +4,8 @@
   listing: its ``index_dir`` metadata names the folder), or of ``two_stage_bundle`` (large catalogs
   served from the merged sharded index, ``--bundle-asset two_stage_bundle``), unless a folder is named
   (``--index DIR``).
-* **Learned scorer**: the latest ``learned_scorer`` materialization, if any, unless a scorer folder is
+* **Learned scorer**: the latest ``learned_scorer`` materialization, or the latest ``feedback_scorer``
+  (retrained on shopper feedback) whose blocking check passed after it, if any, unless a scorer folder is
   named (``--learned DIR``) or none is wanted (``--no-learned``; the export job's ``use_learned:
   false``). A named bundle folder gets a named scorer only: ``--index DIR`` serves that folder as it
   is and does not consult the Dagster instance, whose scorers belong to its own bundles.
@@ -31,6 +32,7 @@ SCENE_INDEX = dg.AssetKey("scene_index")
 TWO_STAGE_BUNDLE = dg.AssetKey("two_stage_bundle")
 BUNDLE_ASSETS = {"scene_index": SCENE_INDEX, "two_stage_bundle": TWO_STAGE_BUNDLE}
 LEARNED_SCORER = dg.AssetKey("learned_scorer")
+FEEDBACK_CHECK = dg.AssetCheckKey(dg.AssetKey("feedback_scorer"), "feedback_scorer_holds_on_labels")
 
 
 class NoBundleError(RuntimeError):
@@ -55,9 +57,37 @@ def latest_bundle_dir(instance: dg.DagsterInstance, asset: dg.AssetKey = SCENE_I
 
 
 def latest_learned_dir(instance: dg.DagsterInstance) -> tuple[Path, str] | None:
-    """(folder, fingerprint) of the latest learned_scorer materialization, if any."""
+    """(folder, fingerprint) of the newest scorer that may serve: the latest learned_scorer materialization,
+    or a feedback_scorer whose blocking check passed after it (the newest such), if any."""
+    candidates = []
     event = instance.get_latest_materialization_event(LEARNED_SCORER)
-    if event is None or event.asset_materialization is None:
+    if event is not None and event.asset_materialization is not None:
+        metadata = event.asset_materialization.metadata
+        candidates.append((event.timestamp, Path(str(metadata["learned_dir"].value)),
+                           str(metadata["learned_fingerprint"].value)))
+    passed = latest_passed_feedback_scorer(instance)
+    if passed is not None:
+        candidates.append(passed)
+    if not candidates:
         return None
-    metadata = event.asset_materialization.metadata
-    return Path(str(metadata["learned_dir"].value)), str(metadata["learned_fingerprint"].value)
+    _, directory, fingerprint = max(candidates, key=lambda c: c[0])
+    return directory, fingerprint
+
+
+def latest_passed_feedback_scorer(instance: dg.DagsterInstance, limit: int = 20) -> tuple[float, Path, str] | None:
+    """(time, folder, fingerprint) of the newest feedback_scorer whose blocking check passed (its evaluation
+    names the scorer it judged), None when none did. A failed check's scorer never serves by default; a
+    variant plan can still pin it by folder, for an A/B test."""
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    executed = {AssetCheckExecutionRecordStatus.SUCCEEDED}  # the check ran to a verdict (passed or not)
+    for record in instance.event_log_storage.get_asset_check_execution_history(FEEDBACK_CHECK, limit=limit,
+                                                                                status=executed):
+        entry = record.event
+        evaluation = None if entry is None or entry.dagster_event is None else entry.dagster_event.event_specific_data
+        if evaluation is None or not getattr(evaluation, "passed", False):
+            continue
+        metadata = evaluation.metadata
+        if "learned_dir" in metadata and "learned_fingerprint" in metadata:
+            return entry.timestamp, Path(str(metadata["learned_dir"].value)), str(metadata["learned_fingerprint"].value)
+    return None

@@ -112,6 +112,9 @@ def fit_region_projection(
     *,
     pair_queries: np.ndarray | None = None,
     pair_products: np.ndarray | None = None,
+    positive_weights: Sequence[np.ndarray] | None = None,
+    scene_weights: Sequence[float] | None = None,
+    negatives: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> RegionProjection:
     """Fit the two maps. ``scene_queries[i]``: ``R_i x D`` region vectors of training scene i
     (centred + normalised, as the recommender queries with them); ``positives[i]``: row indices into
@@ -120,11 +123,23 @@ def fit_region_projection(
 
     ``pair_queries`` (``M x D``, centred + normalised like the scene regions) and ``pair_products``
     (``M`` rows into ``products``): exact (region, product) pairs, e.g. synthetic composites
-    (:mod:`scene_assets.composites`); each step also trains on ``config.composite_batch`` of them."""
+    (:mod:`scene_assets.composites`); each step also trains on ``config.composite_batch`` of them.
+
+    Weighted scenes (shopper feedback, :mod:`evaluation.feedback_training`): ``positive_weights[i]`` (one
+    per row of ``positives[i]``) weighs scene i's positives inside its loss (a purchase says more than a
+    click); ``scene_weights[i]`` weighs scene i against the others (a labeled scene 1); ``negatives[i]`` =
+    (rows, weights) of products shown in scene i and passed over: each counts ``1 + weight`` times in the
+    softmax's denominator, so the map is pushed harder to rank them below the positives. Without any of
+    the three, training is exactly the unweighted recipe above."""
     import torch
 
     cfg = config or ProjectionConfig()
     keep = [i for i, p in enumerate(positives) if len(p)]
+    weighted = positive_weights is not None or scene_weights is not None or negatives is not None
+    for name, given in (("positive_weights", positive_weights), ("scene_weights", scene_weights),
+                        ("negatives", negatives)):
+        if given is not None and len(given) != len(positives):
+            raise ValueError(f"{len(given)} {name} for {len(positives)} scenes")
     if not keep:
         raise ValueError("no training scene has a labeled product in the catalog")
     X = np.asarray(products, dtype=np.float32)
@@ -158,8 +173,20 @@ def fit_region_projection(
         M[j, : q.shape[0]] = True
     P = np.zeros((len(qs), n), dtype=np.float32)
     for j, i in enumerate(keep):
-        P[j, np.asarray(positives[i], dtype=np.int64)] = 1.0
+        P[j, np.asarray(positives[i], dtype=np.int64)] = (
+            1.0 if positive_weights is None else np.asarray(positive_weights[i], dtype=np.float32))
     Qt, Mt, Pt = torch.from_numpy(Q), torch.from_numpy(M), torch.from_numpy(P)
+    if weighted:
+        W = np.ones(len(qs), dtype=np.float32) if scene_weights is None else np.asarray(
+            [scene_weights[i] for i in keep], dtype=np.float32)
+        B = np.zeros((len(qs), n), dtype=np.float32)  # log of how many times each product counts as a negative
+        for j, i in enumerate(keep):
+            if negatives is not None and len(negatives[i][0]):
+                rows, weights = negatives[i]
+                B[j, np.asarray(rows, dtype=np.int64)] = np.log1p(np.maximum(np.asarray(weights, dtype=np.float32), 0))
+        if not (np.isfinite(P).all() and (P >= 0).all() and np.isfinite(W).all() and (W >= 0).all() and W.sum() > 0):
+            raise ValueError("positive and scene weights must be finite, >= 0, and not all 0")
+        Wt, Bt = torch.from_numpy(W), torch.from_numpy(B)
     inv_t = 1.0 / cfg.temperature
     for _ in range(cfg.epochs):
         order = torch.randperm(len(qs), generator=gen)
@@ -170,9 +197,15 @@ def fit_region_projection(
             sim = torch.einsum("brd,nd->brn", reg, prod)
             sim = sim.masked_fill(~Mt[b].unsqueeze(-1), -2.0)
             logits = sim.max(dim=1).values * inv_t  # B x n
-            logp = torch.log_softmax(logits, dim=1)
-            pos = Pt[b]
-            loss = -((logp * pos).sum(dim=1) / pos.sum(dim=1)).mean()
+            if weighted:
+                logp = torch.log_softmax(logits + Bt[b], dim=1)
+                pos, w = Pt[b], Wt[b]
+                per_scene = -(logp * pos).sum(dim=1) / pos.sum(dim=1).clamp_min(1e-12)
+                loss = (per_scene * w).sum() / w.sum().clamp_min(1e-12)
+            else:
+                logp = torch.log_softmax(logits, dim=1)
+                pos = Pt[b]
+                loss = -((logp * pos).sum(dim=1) / pos.sum(dim=1)).mean()
             if pairs:
                 cb = torch.randint(len(Ct), (cfg.composite_batch,), generator=gen)
                 cq = torch.nn.functional.normalize(Ct[cb] @ Wq, dim=1)
@@ -182,7 +215,8 @@ def fit_region_projection(
             loss.backward()
             opt.step()
     return RegionProjection(basis @ Wq.detach().numpy(), basis @ Wp.detach().numpy(),
-                            cfg.to_dict() | {"training_scenes": len(qs), "training_pairs": len(Ct) if pairs else 0})
+                            cfg.to_dict() | {"training_scenes": len(qs), "training_pairs": len(Ct) if pairs else 0}
+                            | ({"weighted": True} if weighted else {}))
 
 
 # --------------------------------------------------------------------------------------------

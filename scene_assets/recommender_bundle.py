@@ -624,3 +624,18 @@ def load_served(
     info = bundle_info(directory, bundle, recommender)
     fingerprint = None if recommender.learned is None else learned_fingerprint or info["learned_scorer"]
     return LoadedRecommender(served_version(bundle["version"], fingerprint), recommender, info)
+
+
+def with_scorer(loaded: LoadedRecommender, learned: Any) -> LoadedRecommender:
+    """``loaded`` served with the learned scorer ``learned`` (a ``LearnedScorer`` or its folder) in place of its
+    own: a view sharing the index and the per-product arrays (what an A/B variant pinned to a scorer version
+    serves; ``scene_assets.ranking.variants``). Its version names the bundle and that scorer. A scorer fitted
+    on another encoder is refused (:class:`BundleError`), as by :func:`load_served`."""
+    from scene_assets.embeddings import ImageFeatureStage
+
+    directory = Path(loaded.info.get("index_dir", "."))
+    scorer = _checked_scorer(learned, ImageFeatureStage.of(loaded.recommender.encoder).fingerprint, directory)
+    recommender = loaded.recommender.with_learned(scorer)
+    bundle_version = str(loaded.info.get("bundle_version") or loaded.version.split("+")[0])
+    info = loaded.info | {"learned_scorer": scorer.fingerprint(), "learned_training": scorer.info}
+    return LoadedRecommender(served_version(bundle_version, info["learned_scorer"]), recommender, info)

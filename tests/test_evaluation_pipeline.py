@@ -44,7 +44,8 @@ def evaluated(tmp_path_factory, materialized_sample):
         result = defs.resolve_job_def("evaluation_job").execute_in_process(instance=instance, run_config=RUN_CONFIG)
         assert result.success
         mlflow.set_tracking_uri(uri)
-        yield {"instance": instance, "result": result, "uri": uri, "tmp": tmp, "data": data}
+        yield {"instance": instance, "result": result, "uri": uri, "tmp": tmp, "data": data, "sample": sample,
+               "mlflow": MlflowTracking(tracking_uri=uri, experiment=EXPERIMENT, artifact_root=str(tmp / "artifacts"))}
 
 
 def _materialization(instance, key: str):
@@ -190,3 +191,90 @@ def test_learned_scorer_is_served_with_the_scene_index(evaluated):
     # without it, the same index serves the plain defaults
     plain = MaterializedBundleProvider(evaluated["instance"], learned=None).load()
     assert plain.recommender.learned is None and "+" not in plain.version
+
+
+def _shoppers_on_the_sample(url: str, photos_dir: Path) -> int:
+    """Every sample scene photo served once (its labeled products listed after three others) and archived;
+    the shopper looks at the list, clicks the labeled products and buys the first. Returns the events."""
+    import hashlib
+
+    import polars as pl
+
+    from scene_assets.feedback import FeedbackStore, ScenePhotoArchive, ServedRecommendation
+
+    scenes = pl.read_csv(SAMPLE / "scenes.csv")
+    labels = pl.read_csv(SAMPLE / "scene_products.csv")
+    catalog = pl.read_csv(SAMPLE / "products.csv")["product_id"].to_list()
+    store, archive = FeedbackStore(url), ScenePhotoArchive(photos_dir)
+    events = 0
+    for i, (sid, image) in enumerate(scenes.select("scene_id", "image").iter_rows()):
+        data = (SAMPLE / image).read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        archive.keep(sha, data)
+        labeled = labels.filter(pl.col("scene_id") == sid)["product_id"].to_list()
+        others = [p for p in catalog if p not in labeled][i % 5: i % 5 + 3]
+        listed = others + labeled
+        store.record_recommendations([ServedRecommendation(f"rec-{i}", sha, "v1", "control", listed, f"shopper-{i}")])
+        for product in listed:
+            store.append_event(recommendation_id=f"rec-{i}", product_id=product, event="impression")
+        for j, product in enumerate(labeled):
+            store.append_event(recommendation_id=f"rec-{i}", product_id=product, event="purchase" if j == 0 else "click")
+        events += len(listed) + len(labeled)
+    store.close()
+    return events
+
+
+def test_feedback_sensor_retrains_the_scorer_behind_its_blocking_check(evaluated, tmp_path):
+    """Shopper events -> feedback_sensor -> feedback_events (partition) -> feedback_pairs -> feedback_scorer and
+    its blocking check on the labeled held-out folds -> served by default once it passed."""
+    from pipelines.feedback.resources import FeedbackDatabase
+    from pipelines.feedback.sensors import feedback_sensor
+    from pipelines.serving import latest_learned_dir
+    from scene_assets.learned import LearnedScorer
+
+    instance = evaluated["instance"]
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    events = _shoppers_on_the_sample(url, tmp_path / "scenes")
+    feedback_db = FeedbackDatabase(url=url, photos_dir=str(tmp_path / "scenes"))
+    defs = evaluated["sample"].defs(labeled_data=LabeledData(dataset=str(SAMPLE)), mlflow_tracking=evaluated["mlflow"],
+                                    feedback_db=feedback_db)
+    before = latest_learned_dir(instance)
+    assert before is not None and before[1] == _materialization(instance, "learned_scorer")["learned_fingerprint"].value
+
+    tick = feedback_sensor(dg.build_sensor_context(instance=instance, resources={"feedback_db": feedback_db}))
+    assert tick.cursor == str(events) and len(tick.run_requests) == 1
+    instance.add_dynamic_partitions("feedback_event_ranges", [tick.run_requests[0].partition_key])
+    job = defs.resolve_job_def("feedback_events_job")
+    assert job.execute_in_process(instance=instance, partition_key=tick.run_requests[0].partition_key).success
+    retrain = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={dg.AssetKey("feedback_pairs"), dg.AssetKey("feedback_scorer")},
+        asset_check_selection={serving_check_key()})
+    result = retrain.execute_in_process(instance=instance, raise_on_error=False)
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+
+    meta = _materialization(instance, "feedback_scorer")
+    assert meta["feedback_scenes"].value == 9 and meta["labeled_scenes"].value == 9
+    assert meta["feedback_photos_skipped"].value == 0 and "mlflow_run" in meta
+    scorer = LearnedScorer.load(meta["learned_dir"].value)
+    assert scorer.info["feedback_scenes"] == 9 and scorer.calibrator is not None
+    assert scorer.fingerprint() != before[1]
+    (evaluation,) = result.get_asset_check_evaluations()
+    check = evaluation.metadata
+    assert check["learned_fingerprint"].value == meta["learned_fingerprint"].value
+    assert check["scenes"].value == 9 and check["folds"].value == 3
+    # each fold leaves out the feedback on its own held-out photos: every photo is held out once
+    assert check["excluded_feedback"].value == 9 and check["feedback_scenes"].value == 9
+    diff, half = check["ndcg@10_difference"].value, check["ndcg@10_half_width"].value
+    assert diff == pytest.approx(check["ndcg@10_with_feedback"].value - check["ndcg@10_labels_only"].value, abs=1e-9)
+    assert evaluation.passed == (diff + half >= 0)
+    after = latest_learned_dir(instance)
+    if evaluation.passed:  # the retrained scorer serves from now on
+        assert after == (Path(meta["learned_dir"].value), meta["learned_fingerprint"].value)
+    else:  # a failed check keeps the labels-only scorer serving
+        assert after == before
+
+
+def serving_check_key():
+    from pipelines.serving import FEEDBACK_CHECK
+
+    return FEEDBACK_CHECK

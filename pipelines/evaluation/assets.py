@@ -56,7 +56,7 @@ def _float_metadata(values: dict) -> dict:
     return {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def _stored_config(scene_evaluation: dict) -> EvaluationConfig:
+def stored_evaluation_config(scene_evaluation: dict) -> EvaluationConfig:
     """The config a ``scene_evaluation`` materialization ran with. A setting it predates reads as what
     that run did: no ranker (it scored with the weights), no composites (labels only); settings since
     removed are dropped."""
@@ -217,7 +217,7 @@ def rerank_sweep(
     started = time.perf_counter()
     dataset = load_labeled_dataset(labeled_data.dataset_dir(catalog_source.catalog_path()))
     train_dir = labeled_data.train_dir()
-    eval_config = _stored_config(scene_evaluation)
+    eval_config = stored_evaluation_config(scene_evaluation)
     recommender, bundle = load_recommender(scene_index["path"])
     run = run_evaluation(dataset, train=load_labeled_dataset(train_dir) if train_dir else None, config=eval_config,
                          recommender=recommender, cache_dir=storage.path("cache", "evaluation"), progress=context.log.info)
@@ -288,7 +288,7 @@ def learned_scorer(
 ) -> dg.Output:
     started = time.perf_counter()
     train_dir = labeled_data.train_dir() or labeled_data.dataset_dir(catalog_source.catalog_path())
-    eval_config = _stored_config(scene_evaluation)
+    eval_config = stored_evaluation_config(scene_evaluation)
     recommender, bundle = load_recommender(scene_index["path"])
     dataset = restrict_to_index(load_labeled_dataset(train_dir), recommender)
     # projection, room classifier, priors: on all training scenes; ranker and calibrator: on the evaluation's

@@ -1,18 +1,29 @@
-"""Feedback domain (#20): shopper events read from the server's database in ranges of event ids, and
-the weighted (scene, product) training pairs made from them. Logic in scene_assets/feedback.py."""
+"""Feedback domain (#20): shopper events read from the server's database in ranges of event ids, the
+weighted (scene, product) training pairs made from them, the A/B report, and the learned scorer retrained on
+labels + feedback behind a blocking check on the labeled held-out folds. Logic in scene_assets/feedback.py
+and evaluation/feedback_training.py."""
 
 import time
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
+from evaluation.dataset import load_labeled_dataset
+from evaluation.feedback_training import FeedbackTrainingConfig, feedback_check, prepare_feedback_scenes
+from evaluation.folds import prepare_scenes, restrict_to_index, scenes_for, training_composites
+from evaluation.protocol import fit_serving_scorer
+from evaluation.report import load_results
 from evaluation.reporting import write_variant_plot
-from pipelines.evaluation.resources import MlflowTracking
+from pipelines.evaluation.assets import stored_evaluation_config
+from pipelines.evaluation.resources import LabeledData, MlflowTracking
 from pipelines.feedback.partitions import feedback_event_ranges, parse_range
 from pipelines.metadata import counts_table, markdown_table
 from pipelines.feedback.resources import FeedbackDatabase
-from pipelines.resources import ProjectStorage
+from pipelines.resources import CatalogSource, ProjectStorage
 from scene_assets.feedback import RATE_EVENTS, events_frame, feedback_pairs as make_pairs, variant_rates
+from scene_assets.recommender_bundle import load_recommender
 
 GROUP = "feedback"
 
@@ -130,3 +141,138 @@ def ab_report(context: dg.AssetExecutionContext, feedback_events: pl.DataFrame, 
         **links,
         "seconds": round(time.perf_counter() - started, 3),
     })
+
+
+class FeedbackScorerConfig(dg.Config):
+    scene_weight: float = Field(default=FeedbackTrainingConfig().scene_weight, description="The most one shopper "
+                                "photo counts in the projection's training, a labeled scene counting 1 (its weight "
+                                "grows with the engagement it got: 1 - exp(-sum of its positive pair weights)).")
+    negative_strength: float = Field(default=FeedbackTrainingConfig().negative_strength, description="How hard "
+                                     "products shown and passed over push down: each counts 1 + this x its pair "
+                                     "weight times in the softmax's denominator. 0: positives only.")
+    tolerance: float = Field(default=FeedbackTrainingConfig().tolerance, description="nDCG@10 the blocking check "
+                             "lets the feedback cost on the labeled held-out folds beyond its 95 % interval.")
+
+    def training(self) -> FeedbackTrainingConfig:
+        return FeedbackTrainingConfig(self.scene_weight, self.negative_strength, self.tolerance)
+
+
+def _labeled_training(scene_index: dict, scene_evaluation: dict, labeled_data: LabeledData,
+                      catalog_source: CatalogSource):
+    """(recommender, bundle, labeled training dataset, evaluation config, prepared labeled scenes): what
+    learned_scorer trains on."""
+    config = stored_evaluation_config(scene_evaluation)
+    recommender, bundle = load_recommender(scene_index["path"])
+    train_dir = labeled_data.train_dir() or labeled_data.dataset_dir(catalog_source.catalog_path())
+    dataset = restrict_to_index(load_labeled_dataset(train_dir), recommender)
+    scenes = scenes_for(config, prepare_scenes(recommender, dataset, config.use_captions))
+    return recommender, bundle, dataset, config, scenes
+
+
+@dg.asset(
+    group_name=GROUP,
+    ins={"scene_index": dg.AssetIn(input_manager_key="model_io_manager"),
+         "scene_evaluation": dg.AssetIn(input_manager_key="model_io_manager")},
+    io_manager_key="model_io_manager",
+    kinds={"numpy", "mlflow"},
+    # nightly, on whatever feedback arrived: a retrain prepares every labeled scene and feedback photo and fits
+    # the projection (minutes), too heavy to repeat for every batch of events the sensor finds
+    automation_condition=dg.AutomationCondition.on_cron("0 3 * * *"),
+    description="The learned scorer retrained on the labels AND the shoppers' feedback: learned_scorer's recipe "
+    "(same evaluation config, calibrator and ranker from the evaluation's out-of-fold results) with every archived "
+    "scene photo that got an engagement added to the region->product projection's training - engaged products as "
+    "weighted positives, products passed over as hard negatives. It serves only once its blocking check "
+    "(feedback_scorer_holds_on_labels) passed; `scene-matcher serve` then prefers it to an older learned_scorer, and "
+    "a variant plan can pin either version (`learned: <folder>`).",
+)
+def feedback_scorer(context: dg.AssetExecutionContext, config: FeedbackScorerConfig, scene_index: dict,
+                    scene_evaluation: dict, feedback_pairs: pl.DataFrame, labeled_data: LabeledData,
+                    catalog_source: CatalogSource, feedback_db: FeedbackDatabase, mlflow_tracking: MlflowTracking,
+                    storage: ProjectStorage) -> dg.Output[dict]:
+    started = time.perf_counter()
+    recommender, bundle, dataset, eval_config, scenes = _labeled_training(scene_index, scene_evaluation,
+                                                                         labeled_data, catalog_source)
+    feedback = prepare_feedback_scenes(recommender, feedback_pairs, feedback_db.photos().path_of, config.training(),
+                                       eval_config)
+    for sha, why in feedback.skipped:
+        context.log.warning(f"feedback photo {sha[:12]} skipped: {why}")
+    if not len(feedback):
+        raise dg.Failure(f"no feedback scene to learn from: {feedback_pairs.height} pairs, "
+                         f"{len(feedback.skipped)} photos skipped (see the warnings); nothing retrained")
+    results, _ = load_results(Path(scene_evaluation["results_path"]))
+    scorer = fit_serving_scorer(recommender, dataset, results, eval_config, scenes=scenes,
+                                cache_dir=storage.path("cache", "evaluation"), feedback=feedback)
+    scorer.info |= {"dataset": str(dataset.root), "index_version": bundle["version"],
+                    "evaluation_run_id": scene_evaluation["mlflow_run_id"], "weights": eval_config.weights.to_dict()}
+    fingerprint = scorer.fingerprint()
+    directory = storage.path("models", "learned", fingerprint)
+    scorer.save(directory)
+    tracking = mlflow_tracking.logger()
+    run_id = tracking.log_learned_scorer(
+        scorer, directory,
+        params={"fingerprint": fingerprint, "dataset_hash": dataset.fingerprint, "training_scenes": len(dataset.scene_ids),
+                "feedback_scenes": len(feedback), "feedback": feedback.fingerprint(),
+                "feedback_config": feedback.config.to_dict(), "encoder": bundle["encoder_fingerprint"],
+                "evaluation_run_id": scene_evaluation["mlflow_run_id"]},
+        evaluation_metrics=scene_evaluation["metrics"], tags={"dagster_run_id": context.run_id, "kind": "feedback_scorer"})
+    return dg.Output(
+        {"path": str(directory), "fingerprint": fingerprint, "feedback": feedback.fingerprint(),
+         "training": config.training().to_dict()},
+        metadata={
+            "learned_dir": dg.MetadataValue.path(str(directory)),
+            "learned_fingerprint": fingerprint,
+            "labeled_scenes": len(dataset.scene_ids),
+            "feedback_scenes": len(feedback),
+            "feedback_photos_skipped": len(feedback.skipped),
+            "feedback_pairs": feedback_pairs.height,
+            "feedback_fingerprint": feedback.fingerprint(),
+            "mlflow_run": dg.MetadataValue.url(mlflow_tracking.run_url(tracking.experiment_id, run_id)),
+            "seconds": round(time.perf_counter() - started, 2),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=feedback_scorer,
+    blocking=True,
+    additional_ins={"scene_index": dg.AssetIn(input_manager_key="model_io_manager"),
+                    "scene_evaluation": dg.AssetIn(input_manager_key="model_io_manager"),
+                    "feedback_pairs": dg.AssetIn()},
+    description="Before a feedback-trained scorer may serve: the evaluation's folds over the labeled scenes, each "
+    "held-out fold scored by a model fitted on its training labels alone and by one fitted on them plus the feedback "
+    "(minus feedback on photos that are held-out scenes). Fails when the 95 % interval of the paired nDCG@10 "
+    "difference lies entirely below -tolerance.",
+)
+def feedback_scorer_holds_on_labels(feedback_scorer: dict, scene_index: dict, scene_evaluation: dict,
+                                    feedback_pairs: pl.DataFrame, labeled_data: LabeledData,
+                                    catalog_source: CatalogSource, feedback_db: FeedbackDatabase,
+                                    storage: ProjectStorage) -> dg.AssetCheckResult:
+    recommender, _, dataset, eval_config, scenes = _labeled_training(scene_index, scene_evaluation, labeled_data,
+                                                                     catalog_source)
+    training = FeedbackTrainingConfig(**feedback_scorer["training"])
+    feedback = prepare_feedback_scenes(recommender, feedback_pairs, feedback_db.photos().path_of, training, eval_config)
+    composites = training_composites(recommender, dataset, eval_config, storage.path("cache", "evaluation"))
+    check = feedback_check(recommender, dataset, scenes, eval_config, feedback, composites=composites)
+    table = pl.DataFrame(check.table()).with_columns(pl.selectors.float().round(4))
+    return dg.AssetCheckResult(
+        passed=check.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(f"nDCG@10 on {check.scenes} held-out labeled scenes: {check.labels_only['ndcg@10']:.4f} labels "
+                     f"only, {check.with_feedback['ndcg@10']:.4f} with feedback (difference "
+                     f"{check.difference['ndcg@10']:+.4f} ± {check.half_width['ndcg@10']:.4f})"),
+        metadata={
+            "learned_fingerprint": feedback_scorer["fingerprint"],
+            "learned_dir": dg.MetadataValue.path(feedback_scorer["path"]),
+            "feedback_fingerprint": feedback.fingerprint(),
+            "ndcg@10_labels_only": check.labels_only["ndcg@10"],
+            "ndcg@10_with_feedback": check.with_feedback["ndcg@10"],
+            "ndcg@10_difference": check.difference["ndcg@10"],
+            "ndcg@10_half_width": check.half_width["ndcg@10"],
+            "scenes": check.scenes,
+            "folds": check.folds,
+            "feedback_scenes": check.feedback_scenes,
+            "excluded_feedback": check.excluded_feedback,
+            "table": markdown_table(table, limit=len(table)),
+            "seconds": check.seconds,
+        },
+    )

@@ -18,5 +18,14 @@ class FeedbackDatabase(dg.ConfigurableResource):
         "else the SQLite file under the data folder that the server writes by default.",
     )
 
+    photos_dir: str = Field(
+        default="",
+        description="Folder of the scene photos the server archived (what retraining on feedback reads). Empty: "
+        "the server's default, <data_dir>/feedback/scenes.",
+    )
+
     def store(self) -> feedback.FeedbackStore:
         return feedback.FeedbackStore(self.url or feedback.configured_url(settings.data_dir()))
+
+    def photos(self) -> feedback.ScenePhotoArchive:
+        return feedback.ScenePhotoArchive(self.photos_dir or feedback.scene_photos_dir(settings.data_dir()))

@@ -8,13 +8,19 @@ A plan is a JSON or YAML file::
       - name: control          # the first variant also serves requests without a session id
         share: 0.5
       - name: colour-heavy
-        share: 0.5
+        share: 0.25
         weights: {color: 2.0, visual: 1.0}   # factors it sets; the others keep the served weights
+      - name: retrained
+        share: 0.25
+        learned: ../models/learned/3f9c0a1b2c3d4e5f   # a learned scorer version (folder; relative: to this file)
 
 A shopper (``session_id``) is assigned by a stable hash of the salt and the session id, so the same
 shopper sees the same variant on every request and every replica, and the shares hold over many
 shoppers. A variant with ``weights`` is scored with the hand-weighted mix (as request weights are);
-one without serves the served configuration (its learned ranker, when it has one). No Dagster imports.
+one without serves the served configuration (its learned ranker, when it has one). A variant with ``learned``
+serves that learned scorer version (a folder written by the learned_scorer or feedback_scorer asset) over
+the same index instead of the served one - how a scorer retrained on feedback is tried on a share of
+shoppers before it serves everyone. No Dagster imports.
 """
 
 from __future__ import annotations
@@ -41,9 +47,11 @@ class Variant:
     name: str
     share: float
     weights: Mapping[str, float] = field(default_factory=dict)
+    learned: str | None = None  # folder of the learned scorer version it serves (None: the served one)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "share": self.share, "weights": dict(self.weights)}
+        return {"name": self.name, "share": self.share, "weights": dict(self.weights)} | (
+            {"learned": self.learned} if self.learned is not None else {})
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,11 @@ class VariantPlan:
             raise VariantPlanError(f"variant shares add up to {total:g}, not 1")
 
     @property
+    def pinned_scorers(self) -> dict[str, str]:
+        """variant name -> the learned scorer folder it serves, for the variants that name one."""
+        return {v.name: v.learned for v in self.variants if v.learned is not None}
+
+    @property
     def control(self) -> Variant:
         return self.variants[0]
 
@@ -97,7 +110,9 @@ class VariantPlan:
         return {"salt": self.salt, "variants": [v.to_dict() for v in self.variants]}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "variant plan") -> "VariantPlan":
+    def from_dict(cls, data: Mapping[str, Any], where: str = "variant plan", base_dir: Path | None = None
+                  ) -> "VariantPlan":
+        """``base_dir``: what a relative ``learned`` folder is relative to (the plan file's folder)."""
         if not isinstance(data, Mapping) or not isinstance(data.get("variants"), list):
             raise VariantPlanError(f"{where}: expected a mapping with a 'variants' list")
         unknown = sorted(set(data) - {"salt", "variants"})
@@ -105,9 +120,18 @@ class VariantPlan:
             raise VariantPlanError(f"{where}: unknown key(s) {unknown}")
         variants = []
         for i, item in enumerate(data["variants"]):
-            if not isinstance(item, Mapping) or set(item) - {"name", "share", "weights"} or "name" not in item:
-                raise VariantPlanError(f"{where}: variant {i + 1} must have 'name', 'share' and optional 'weights' only")
-            variants.append(Variant(str(item["name"]), item.get("share", 0.0), dict(item.get("weights") or {})))
+            if not isinstance(item, Mapping) or set(item) - {"name", "share", "weights", "learned"} or "name" not in item:
+                raise VariantPlanError(f"{where}: variant {i + 1} must have 'name', 'share' and optional 'weights' and "
+                                       "'learned' only")
+            learned = item.get("learned")
+            if learned is not None:
+                folder = Path(str(learned)).expanduser()
+                folder = folder if folder.is_absolute() or base_dir is None else (base_dir / folder)
+                if not (folder / "learned.json").is_file():
+                    raise VariantPlanError(f"{where}: variant {item['name']}: learned {learned!r} is not a learned "
+                                           f"scorer folder ({folder} has no learned.json)")
+                learned = str(folder.resolve())
+            variants.append(Variant(str(item["name"]), item.get("share", 0.0), dict(item.get("weights") or {}), learned))
         try:
             return cls(tuple(variants), str(data.get("salt", "")))
         except VariantPlanError as exc:
@@ -131,7 +155,7 @@ class VariantPlan:
             raise VariantPlanError(f"{path}: not valid JSON ({exc})") from None
         except Exception as exc:  # noqa: BLE001 - yaml.YAMLError and its subclasses
             raise VariantPlanError(f"{path}: not valid YAML ({exc})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(data, str(path), path.resolve().parent)
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
