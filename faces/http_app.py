@@ -408,6 +408,8 @@ def create_app(provider: RecommenderProvider, settings: ServingSettings | None =
         overrides = _request_weights(weights)
         if overrides is None and variant is not None and variant.weights:
             overrides = dict(variant.weights)  # the shopper's A/B variant; weights sent with the request win
+        if fusion == "auto" and variant is not None and variant.fusion is not None:
+            fusion = variant.fusion
         recommender, version = served.for_variant(variant_name)
         try:
             request_weights = None if overrides is None else _request_scoring_weights(recommender, overrides)

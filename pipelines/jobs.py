@@ -57,5 +57,13 @@ ivf_merge_job = dg.define_asset_job(
 IVF_INDEX_STEPS = [ivf_train_job, ivf_shards_job, ivf_merge_job]
 
 # The CLI's `scene-matcher materialize` runs these in order as one "main job".
+feedback_retrain_job = dg.define_asset_job(
+    "feedback_retrain_job",
+    selection=dg.AssetSelection.assets("feedback_pairs", "ab_report", "feedback_scorer"),
+    description="From every feedback_events partition read so far: the training pairs, the A/B report, and the learned "
+    "scorer retrained on labels + feedback with its blocking check on the labeled held-out folds (needs "
+    "evaluation_job's scene_evaluation). The feedback_sensor reads new events into feedback_events partitions.",
+)
+
 MAIN_JOB_STEPS = [catalog_job, embed_shards_job, index_job]
-ALL_JOBS = [*MAIN_JOB_STEPS, alignment_job, evaluation_job, *IVF_INDEX_STEPS]
+ALL_JOBS = [*MAIN_JOB_STEPS, alignment_job, evaluation_job, *IVF_INDEX_STEPS, feedback_retrain_job]

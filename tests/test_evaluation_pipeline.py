@@ -16,6 +16,7 @@ import mlflow
 import pytest
 
 from pipelines.evaluation.resources import LabeledData, MlflowTracking
+from tests.feedback_shoppers import shoppers_on_the_sample
 from scene_assets.ranking import ScoringWeights
 from scene_assets.settings import PROJECT_ROOT
 
@@ -193,37 +194,6 @@ def test_learned_scorer_is_served_with_the_scene_index(evaluated):
     assert plain.recommender.learned is None and "+" not in plain.version
 
 
-def _shoppers_on_the_sample(url: str, photos_dir: Path) -> int:
-    """Every sample scene photo served once (its labeled products listed after three others) and archived;
-    the shopper looks at the list, clicks the labeled products and buys the first. Returns the events."""
-    import hashlib
-
-    import polars as pl
-
-    from scene_assets.feedback import FeedbackStore, ScenePhotoArchive, ServedRecommendation
-
-    scenes = pl.read_csv(SAMPLE / "scenes.csv")
-    labels = pl.read_csv(SAMPLE / "scene_products.csv")
-    catalog = pl.read_csv(SAMPLE / "products.csv")["product_id"].to_list()
-    store, archive = FeedbackStore(url), ScenePhotoArchive(photos_dir)
-    events = 0
-    for i, (sid, image) in enumerate(scenes.select("scene_id", "image").iter_rows()):
-        data = (SAMPLE / image).read_bytes()
-        sha = hashlib.sha256(data).hexdigest()
-        archive.keep(sha, data)
-        labeled = labels.filter(pl.col("scene_id") == sid)["product_id"].to_list()
-        others = [p for p in catalog if p not in labeled][i % 5: i % 5 + 3]
-        listed = others + labeled
-        store.record_recommendations([ServedRecommendation(f"rec-{i}", sha, "v1", "control", listed, f"shopper-{i}")])
-        for product in listed:
-            store.append_event(recommendation_id=f"rec-{i}", product_id=product, event="impression")
-        for j, product in enumerate(labeled):
-            store.append_event(recommendation_id=f"rec-{i}", product_id=product, event="purchase" if j == 0 else "click")
-        events += len(listed) + len(labeled)
-    store.close()
-    return events
-
-
 def test_feedback_sensor_retrains_the_scorer_behind_its_blocking_check(evaluated, tmp_path):
     """Shopper events -> feedback_sensor -> feedback_events (partition) -> feedback_pairs -> feedback_scorer and
     its blocking check on the labeled held-out folds -> served by default once it passed."""
@@ -234,7 +204,7 @@ def test_feedback_sensor_retrains_the_scorer_behind_its_blocking_check(evaluated
 
     instance = evaluated["instance"]
     url = f"sqlite:///{tmp_path / 'feedback.db'}"
-    events = _shoppers_on_the_sample(url, tmp_path / "scenes")
+    events = shoppers_on_the_sample(url, tmp_path / "scenes")
     feedback_db = FeedbackDatabase(url=url, photos_dir=str(tmp_path / "scenes"))
     defs = evaluated["sample"].defs(labeled_data=LabeledData(dataset=str(SAMPLE)), mlflow_tracking=evaluated["mlflow"],
                                     feedback_db=feedback_db)

@@ -163,6 +163,11 @@ def test_variant_plan_pins_a_learned_scorer_folder(tmp_path: Path):
     plan = VariantPlan.load(plan_path)
     assert plan.pinned_scorers == {"retrained": str((tmp_path / "models" / "retrained").resolve())}
     assert VariantPlan.from_dict(plan.to_dict()).pinned_scorers == plan.pinned_scorers  # round trip (absolute)
+    ranked = VariantPlan.from_dict({"variants": [{"name": "a", "share": 0.5, "fusion": "ranker"},
+                                                 {"name": "b", "share": 0.5, "fusion": "weights"}]})
+    assert [v.fusion for v in ranked.variants] == ["ranker", "weights"]
+    with pytest.raises(VariantPlanError, match="fusion 'magic'"):
+        VariantPlan.from_dict({"variants": [{"name": "a", "share": 1, "fusion": "magic"}]})
     plan_path.write_text(json.dumps({"variants": [{"name": "a", "share": 1, "learned": "../models/nothing"}]}))
     with pytest.raises(VariantPlanError, match="plan.json: variant a: learned '../models/nothing' is not a learned scorer"):
         VariantPlan.load(plan_path)

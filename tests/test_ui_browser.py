@@ -5,7 +5,10 @@ embedded sample (fake encoder, so it takes seconds). The test fails unless the p
 every asset group and asset in the global lineage graph and the asset list, the metadata of the latest
 `cleaned_catalog` materialization (each value next to its label), every sensor and schedule on the
 Automation page, and — after the `evaluation_job` on the sample — the `scene_evaluation` materialization's
-link into a real `mlflow ui`, followed to the run page, which must show the run and its metrics. Screenshots go to the test's tmp folder and, when set, to $SCENE_MATCHER_UI_SHOTS.
+link into a real `mlflow ui`, followed to the run page, which must show the run and its metrics; then shopper
+feedback on the sample (two A/B variants), the feedback sensor's run and `feedback_retrain_job`: the `ab_report`
+and `feedback_scorer` materializations with their metadata, the scorer's blocking check on its Checks tab, and
+the A/B report's link to the control variant's MLflow run. Screenshots go to the test's tmp folder and, when set, to $SCENE_MATCHER_UI_SHOTS.
 
 Without Playwright or Chromium the test is skipped, except in CI (CI=true), where it fails.
 """
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -77,6 +82,17 @@ def test_ui_shows_assets_materialization_metadata_and_automation(chromium: str, 
         filter_string="tags.kind = 'evaluation'")
     assert len(runs) == 1, runs
     evaluation_run = runs[0]
+    # shoppers on the sample (two variants) recorded as a server would, the feedback sensor's tick and run, then
+    # the retrain job: feedback_pairs, ab_report, feedback_scorer and its blocking check
+    done = subprocess.run([sys.executable, "-m", "tests.feedback_shoppers", "control", "colour-only"], cwd=ui.REPO,
+                          env=sandbox.env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = ui.materialize_main_job(sandbox, "feedback_retrain_job")
+    assert "feedback_retrain_job finished" in summary and "(ok)" in summary, summary
+    with sandbox.instance() as instance:
+        feedback_metadata = {key: instance.fetch_materializations(dg.AssetKey(key), limit=1).records[0]
+                             .asset_materialization.metadata for key in ("feedback_scorer", "ab_report")}
+    assert feedback_metadata["ab_report"]["leader"].value == "control"
 
     with ui.dagster_ui(sandbox) as base_url, ui.mlflow_ui(sandbox) as mlflow_url, \
             ui.browser_page(project["groups"]) as page:
@@ -105,11 +121,23 @@ def test_ui_shows_assets_materialization_metadata_and_automation(chromium: str, 
                                          [evaluation_run.info.run_name, "ndcg_at_10", "recall_at_10"])
             assert evaluation_run.info.run_id in href, href
             page.screenshot(path=str(shots / "05-mlflow-evaluation-run.png"))
+
+            step = "feedback"
+            page.set_viewport_size(LIST_VIEWPORT)
+            ui.open_materialization(page, base_url, "ab_report", feedback_metadata["ab_report"])
+            page.screenshot(path=str(shots / "06-ab-report.png"), full_page=True)
+            ui.open_materialization(page, base_url, "feedback_scorer", feedback_metadata["feedback_scorer"])
+            ui.open_check(page, base_url, "feedback_scorer", "feedback_scorer_holds_on_labels")
+            page.screenshot(path=str(shots / "07-feedback-scorer-check.png"), full_page=True)
+            href = ui.follow_mlflow_link(page, base_url, "ab_report", "mlflow_run_control", mlflow_url,
+                                         ["ab-control", "ctr"])
+            page.screenshot(path=str(shots / "08-mlflow-ab-control.png"))
         except Exception:
             page.screenshot(path=str(shots / f"failed-at-{step}.png"), full_page=True)
             raise
 
     expected = ["01-asset-graph.png", "02-asset-list.png", f"03-{METADATA_ASSET}-materialization.png", "04-automation.png",
-                "05-mlflow-evaluation-run.png"]
+                "05-mlflow-evaluation-run.png", "06-ab-report.png", "07-feedback-scorer-check.png",
+                "08-mlflow-ab-control.png"]
     assert sorted(p.name for p in shots.iterdir()) == expected
     assert all((shots / name).stat().st_size > 10_000 for name in expected)

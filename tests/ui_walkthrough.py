@@ -408,6 +408,16 @@ def open_materialization(page: "Page", base_url: str, asset: str, metadata: dict
             expect(row).to_contain_text(value)
 
 
+def open_check(page: "Page", base_url: str, asset: str, check: str) -> None:
+    """The asset's Checks tab: the check listed with its latest result (passed or failed: both are verdicts)."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{base_url}/assets/{asset}?view=checks")
+    row = page.locator("tr").filter(has=page.get_by_text(check, exact=True)).first
+    expect(row).to_be_visible()
+    expect(row).to_contain_text(re.compile("Passed|Failed"))
+
+
 def follow_mlflow_link(page: "Page", base_url: str, asset: str, label: str, mlflow_url: str,
                        expected_texts: list[str]) -> str:
     """The asset's latest materialization shows a ``label`` row linking into the MLflow UI; the link is

@@ -13,6 +13,7 @@ A plan is a JSON or YAML file::
       - name: retrained
         share: 0.25
         learned: ../models/learned/3f9c0a1b2c3d4e5f   # a learned scorer version (folder; relative: to this file)
+        fusion: ranker                                # its fusion ranker (weights: the weighted mix)
 
 A shopper (``session_id``) is assigned by a stable hash of the salt and the session id, so the same
 shopper sees the same variant on every request and every replica, and the shares hold over many
@@ -20,7 +21,8 @@ shoppers. A variant with ``weights`` is scored with the hand-weighted mix (as re
 one without serves the served configuration (its learned ranker, when it has one). A variant with ``learned``
 serves that learned scorer version (a folder written by the learned_scorer or feedback_scorer asset) over
 the same index instead of the served one - how a scorer retrained on feedback is tried on a share of
-shoppers before it serves everyone. No Dagster imports.
+shoppers before it serves everyone. ``fusion`` (weights / ranker) picks how its factors are combined, as the
+``fusion`` request field does (a request's own non-default choice wins). No Dagster imports.
 """
 
 from __future__ import annotations
@@ -48,10 +50,12 @@ class Variant:
     share: float
     weights: Mapping[str, float] = field(default_factory=dict)
     learned: str | None = None  # folder of the learned scorer version it serves (None: the served one)
+    fusion: str | None = None  # "weights" or "ranker": how its factors are combined (None: as served, "auto")
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "share": self.share, "weights": dict(self.weights)} | (
-            {"learned": self.learned} if self.learned is not None else {})
+            {"learned": self.learned} if self.learned is not None else {}) | (
+            {"fusion": self.fusion} if self.fusion is not None else {})
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class VariantPlan:
         for v in self.variants:
             if not v.name or not v.name.replace("-", "").replace("_", "").isalnum() or len(v.name) > 64:
                 raise VariantPlanError(f"variant name {v.name!r}: letters, digits, '-' and '_' only, at most 64")
+            if v.fusion not in (None, "weights", "ranker"):
+                raise VariantPlanError(f"variant {v.name}: fusion {v.fusion!r} is not 'weights' or 'ranker'")
             if not (isinstance(v.share, (int, float)) and math.isfinite(v.share) and 0 <= v.share <= 1):
                 raise VariantPlanError(f"variant {v.name}: share {v.share!r} is not in [0, 1]")
             unknown = sorted(set(v.weights) - set(FACTORS))
@@ -120,9 +126,9 @@ class VariantPlan:
             raise VariantPlanError(f"{where}: unknown key(s) {unknown}")
         variants = []
         for i, item in enumerate(data["variants"]):
-            if not isinstance(item, Mapping) or set(item) - {"name", "share", "weights", "learned"} or "name" not in item:
-                raise VariantPlanError(f"{where}: variant {i + 1} must have 'name', 'share' and optional 'weights' and "
-                                       "'learned' only")
+            if not isinstance(item, Mapping) or set(item) - {"name", "share", "weights", "learned", "fusion"} or "name" not in item:
+                raise VariantPlanError(f"{where}: variant {i + 1} must have 'name', 'share' and optional 'weights', "
+                                       "'learned' and 'fusion' only")
             learned = item.get("learned")
             if learned is not None:
                 folder = Path(str(learned)).expanduser()
@@ -131,7 +137,8 @@ class VariantPlan:
                     raise VariantPlanError(f"{where}: variant {item['name']}: learned {learned!r} is not a learned "
                                            f"scorer folder ({folder} has no learned.json)")
                 learned = str(folder.resolve())
-            variants.append(Variant(str(item["name"]), item.get("share", 0.0), dict(item.get("weights") or {}), learned))
+            variants.append(Variant(str(item["name"]), item.get("share", 0.0), dict(item.get("weights") or {}), learned,
+                                    item.get("fusion")))
         try:
             return cls(tuple(variants), str(data.get("salt", "")))
         except VariantPlanError as exc:
