@@ -17,7 +17,8 @@ SAMPLE = PROJECT_ROOT / "data" / "sample"
 def shoppers_on_the_sample(url: str, photos_dir: Path, variants: tuple[str, ...] = ("control",)) -> int:
     """Every sample scene photo served once per variant (its labeled products listed after three others) and
     archived; the shopper looks at the list, clicks the labeled products and buys the first - in the first
-    variant; in the others only the first labeled product is clicked. Returns the events recorded."""
+    variant; in the others the first labeled product is bought in every other scene and nothing is clicked in
+    the rest (so the first variant leads the A/B report). Returns the events recorded."""
     scenes = pl.read_csv(SAMPLE / "scenes.csv")
     labels = pl.read_csv(SAMPLE / "scene_products.csv")
     catalog = pl.read_csv(SAMPLE / "products.csv")["product_id"].to_list()
@@ -35,7 +36,7 @@ def shoppers_on_the_sample(url: str, photos_dir: Path, variants: tuple[str, ...]
                 store.record_recommendations([ServedRecommendation(rid, sha, "v1", variant, listed, f"shopper-{i}-{v}")])
                 for product in listed:
                     store.append_event(recommendation_id=rid, product_id=product, event="impression")
-                engaged = labeled if v == 0 else labeled[:1]
+                engaged = labeled if v == 0 else labeled[:1] if i % 2 == 0 else []
                 for j, product in enumerate(engaged):
                     store.append_event(recommendation_id=rid, product_id=product, event="purchase" if j == 0 else "click")
                 events += len(listed) + len(engaged)

@@ -409,13 +409,15 @@ def open_materialization(page: "Page", base_url: str, asset: str, metadata: dict
 
 
 def open_check(page: "Page", base_url: str, asset: str, check: str) -> None:
-    """The asset's Checks tab: the check listed with its latest result (passed or failed: both are verdicts)."""
+    """The asset's Checks tab: the check shown as blocking, with its latest evaluation's result (passed or failed:
+    both are verdicts)."""
     from playwright.sync_api import expect
 
     page.goto(f"{base_url}/assets/{asset}?view=checks")
-    row = page.locator("tr").filter(has=page.get_by_text(check, exact=True)).first
-    expect(row).to_be_visible()
-    expect(row).to_contain_text(re.compile("Passed|Failed"))
+    expect(page.get_by_text(check, exact=True).first).to_be_visible()
+    expect(page.get_by_text("blocking", exact=True).first).to_be_visible()  # "This is a blocking asset check."
+    expect(page.get_by_text("Evaluation result", exact=True).first).to_be_visible()
+    expect(page.get_by_text(re.compile("^(Passed|Failed)$")).first).to_be_visible()
 
 
 def follow_mlflow_link(page: "Page", base_url: str, asset: str, label: str, mlflow_url: str,
