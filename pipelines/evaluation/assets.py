@@ -22,7 +22,7 @@ from pipelines.evaluation.resources import LabeledData, MlflowTracking
 from pipelines.metadata import markdown_table
 from pipelines.resources import CatalogSource, ProjectStorage
 from scene_assets.composites import CompositeConfig
-from scene_assets.learned import ProjectionConfig
+from scene_assets.learned import LearnedScorer, ProjectionConfig
 from scene_assets.ranking import RankerConfig, ScoringWeights
 from scene_assets.recommender_bundle import load_recommender
 
@@ -266,6 +266,24 @@ def scoring_weights(context: dg.AssetExecutionContext, weight_sweep: dict, stora
     )
 
 
+def save_serving_scorer(recommender, bundle: dict, dataset, scene_evaluation: dict, eval_config: EvaluationConfig,
+                        storage: ProjectStorage, *, scenes=None, feedback=None) -> tuple[LearnedScorer, Path]:
+    """``fit_serving_scorer`` on ``dataset`` with the evaluation's out-of-fold results (for the ranker and the
+    calibrator), stamped with where it came from and saved under ``models/learned/<fingerprint>``: the one
+    recipe of learned_scorer and of feedback_scorer (``feedback``: the shoppers' photos it also trains on)."""
+    results, _ = load_results(Path(scene_evaluation["results_path"]))
+    try:
+        scorer = fit_serving_scorer(recommender, dataset, results, eval_config, scenes=scenes,
+                                    cache_dir=storage.path("cache", "evaluation"), feedback=feedback)
+    except ValueError as exc:
+        raise ValueError(f"{scene_evaluation['results_path']}: {exc}; re-materialize scene_evaluation") from exc
+    scorer.info |= {"dataset": str(dataset.root), "index_version": bundle["version"],
+                    "evaluation_run_id": scene_evaluation["mlflow_run_id"], "weights": eval_config.weights.to_dict()}
+    directory = storage.path("models", "learned", scorer.fingerprint())
+    scorer.save(directory)
+    return scorer, directory
+
+
 @_evaluation_asset(
     "scene_index",
     "scene_evaluation",
@@ -293,17 +311,8 @@ def learned_scorer(
     dataset = restrict_to_index(load_labeled_dataset(train_dir), recommender)
     # projection, room classifier, priors: on all training scenes; ranker and calibrator: on the evaluation's
     # out-of-fold results (each scene scored by models that never saw its labels)
-    results, _ = load_results(Path(scene_evaluation["results_path"]))
-    try:
-        scorer = fit_serving_scorer(recommender, dataset, results, eval_config,
-                                    cache_dir=storage.path("cache", "evaluation"))
-    except ValueError as exc:
-        raise ValueError(f"{scene_evaluation['results_path']}: {exc}; re-materialize scene_evaluation") from exc
-    scorer.info |= {"dataset": str(dataset.root), "index_version": bundle["version"],
-                    "evaluation_run_id": scene_evaluation["mlflow_run_id"], "weights": eval_config.weights.to_dict()}
+    scorer, directory = save_serving_scorer(recommender, bundle, dataset, scene_evaluation, eval_config, storage)
     fingerprint = scorer.fingerprint()
-    directory = storage.path("models", "learned", fingerprint)
-    scorer.save(directory)
     tracking = mlflow_tracking.logger()
     run_id = tracking.log_learned_scorer(
         scorer, directory,

@@ -4,7 +4,6 @@ labels + feedback behind a blocking check on the labeled held-out folds. Logic i
 and evaluation/feedback_training.py."""
 
 import time
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -13,10 +12,8 @@ from pydantic import Field
 from evaluation.dataset import load_labeled_dataset
 from evaluation.feedback_training import FeedbackTrainingConfig, feedback_check, prepare_feedback_scenes
 from evaluation.folds import prepare_scenes, restrict_to_index, scenes_for, training_composites
-from evaluation.protocol import fit_serving_scorer
-from evaluation.report import load_results
 from evaluation.reporting import write_variant_plot
-from pipelines.evaluation.assets import stored_evaluation_config
+from pipelines.evaluation.assets import save_serving_scorer, stored_evaluation_config
 from pipelines.evaluation.resources import LabeledData, MlflowTracking
 from pipelines.feedback.partitions import feedback_event_ranges, parse_range
 from pipelines.metadata import counts_table, markdown_table
@@ -199,14 +196,9 @@ def feedback_scorer(context: dg.AssetExecutionContext, config: FeedbackScorerCon
     if not len(feedback):
         raise dg.Failure(f"no feedback scene to learn from: {feedback_pairs.height} pairs, "
                          f"{len(feedback.skipped)} photos skipped (see the warnings); nothing retrained")
-    results, _ = load_results(Path(scene_evaluation["results_path"]))
-    scorer = fit_serving_scorer(recommender, dataset, results, eval_config, scenes=scenes,
-                                cache_dir=storage.path("cache", "evaluation"), feedback=feedback)
-    scorer.info |= {"dataset": str(dataset.root), "index_version": bundle["version"],
-                    "evaluation_run_id": scene_evaluation["mlflow_run_id"], "weights": eval_config.weights.to_dict()}
+    scorer, directory = save_serving_scorer(recommender, bundle, dataset, scene_evaluation, eval_config, storage,
+                                            scenes=scenes, feedback=feedback)
     fingerprint = scorer.fingerprint()
-    directory = storage.path("models", "learned", fingerprint)
-    scorer.save(directory)
     tracking = mlflow_tracking.logger()
     run_id = tracking.log_learned_scorer(
         scorer, directory,
