@@ -30,7 +30,7 @@ import dataclasses
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ from evaluation.folds import (
     score_scenes,
     split_folds,
 )
-from evaluation.scoring import METRIC_KEYS, SceneResult, score_results
+from evaluation.scoring import METRIC_KEYS, score_results
 from scene_assets.composites import CompositePairs
 from scene_assets.matching import Recommender
 from scene_assets.prepared_scene import PreparedScene
@@ -207,10 +207,6 @@ class FeedbackCheck:
         return dataclasses.asdict(self) | {"passed": self.passed}
 
 
-def _metrics(results: Sequence[SceneResult], config: EvaluationConfig) -> np.ndarray:
-    return score_results(results, config.weights)
-
-
 def feedback_check(rec: Recommender, dataset: LabeledDataset, scenes: Mapping[str, PreparedScene],
                    config: EvaluationConfig, feedback: FeedbackScenes, *, composites: CompositePairs | None = None,
                    photos: Mapping[str, str] | None = None, progress: Callable[[str], None] | None = None
@@ -235,8 +231,8 @@ def feedback_check(rec: Recommender, dataset: LabeledDataset, scenes: Mapping[st
         for name, extra in (("labels", None), ("feedback", held)):
             model = fit_learned(rec, dataset, scenes, train, config, composites, feedback=extra)
             model = dataclasses.replace(_as_configured(model, config), ranker=None)
-            per_model[name].append(_metrics(score_scenes(rec, dataset, scenes, test, model, f, pop, by_room,
-                                                         config.seed), config))
+            results = score_scenes(rec, dataset, scenes, test, model, f, pop, by_room, config.seed)
+            per_model[name].append(score_results(results, config.weights))
         if progress:
             progress(f"feedback check fold {f + 1}/{len(folds)}: {len(held)} feedback scenes "
                      f"({len(feedback) - len(held)} held out), {time.perf_counter() - t1:.0f}s")

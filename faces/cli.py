@@ -549,8 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_.add_argument("--access-log", action="store_true",
                         help="log a line per request (off: /metrics counts requests; a balancer in front logs them)")
     serve_.add_argument("--variants", default=os.environ.get("SCENE_MATCHER_VARIANTS", ""),
-                        help="A/B plan (JSON or YAML: salt, variants with name, share, weights): each /match with a "
-                        "session_id is scored with its shopper's variant (default $SCENE_MATCHER_VARIANTS; empty: none)")
+                        help="A/B plan (JSON or YAML: salt, variants with name, share and optional weights, fusion "
+                        "and learned - a learned scorer folder, relative to the plan): each /match with a session_id "
+                        "is scored with its shopper's variant (default $SCENE_MATCHER_VARIANTS; empty: none)")
     serve_.add_argument("--allow-url-fetch", action="store_true",
                         help="accept image_url in /match (public http(s) addresses only)")
     recommender_options(serve_)
