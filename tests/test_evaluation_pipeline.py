@@ -194,35 +194,44 @@ def test_learned_scorer_is_served_with_the_scene_index(evaluated):
     assert plain.recommender.learned is None and "+" not in plain.version
 
 
+def _retrain_from_feedback(evaluated, root: Path, scene_weight: float = 1.0):
+    """On a copy of the evaluated sample: shoppers -> feedback_sensor -> feedback_events (its partition run) ->
+    feedback_pairs -> feedback_scorer and its blocking check. Returns (the copy's instance, closed; the run's
+    result; the scorer served before; the one served after; feedback_scorer's metadata)."""
+    from pipelines.feedback.resources import FeedbackDatabase
+    from pipelines.feedback.sensors import feedback_sensor
+    from pipelines.serving import FEEDBACK_CHECK, latest_learned_dir
+
+    sample = evaluated["sample"].copy_to(root / "sample")
+    url = f"sqlite:///{root / 'feedback.db'}"
+    events = shoppers_on_the_sample(url, root / "scenes")
+    feedback_db = FeedbackDatabase(url=url, photos_dir=str(root / "scenes"))
+    defs = sample.defs(labeled_data=LabeledData(dataset=str(SAMPLE)), mlflow_tracking=evaluated["mlflow"],
+                       feedback_db=feedback_db)
+    with sample.instance() as instance:
+        before = latest_learned_dir(instance)
+        assert before is not None and before[1] == _materialization(instance, "learned_scorer")["learned_fingerprint"].value
+        tick = feedback_sensor(dg.build_sensor_context(instance=instance, resources={"feedback_db": feedback_db}))
+        assert tick.cursor == str(events) and len(tick.run_requests) == 1
+        instance.add_dynamic_partitions("feedback_event_ranges", [tick.run_requests[0].partition_key])
+        job = defs.resolve_job_def("feedback_events_job")
+        assert job.execute_in_process(instance=instance, partition_key=tick.run_requests[0].partition_key).success
+        retrain = defs.resolve_implicit_global_asset_job_def().get_subset(
+            asset_selection={dg.AssetKey("feedback_pairs"), dg.AssetKey("feedback_scorer")},
+            asset_check_selection={FEEDBACK_CHECK})
+        result = retrain.execute_in_process(
+            instance=instance, raise_on_error=False,
+            run_config={"ops": {"feedback_scorer": {"config": {"scene_weight": scene_weight}}}})
+        return instance, result, before, latest_learned_dir(instance), _materialization(instance, "feedback_scorer")
+
+
 def test_feedback_sensor_retrains_the_scorer_behind_its_blocking_check(evaluated, tmp_path):
     """Shopper events -> feedback_sensor -> feedback_events (partition) -> feedback_pairs -> feedback_scorer and
     its blocking check on the labeled held-out folds -> served by default once it passed."""
-    from pipelines.feedback.resources import FeedbackDatabase
-    from pipelines.feedback.sensors import feedback_sensor
-    from pipelines.serving import latest_learned_dir
     from scene_assets.learned import LearnedScorer
 
-    instance = evaluated["instance"]
-    url = f"sqlite:///{tmp_path / 'feedback.db'}"
-    events = shoppers_on_the_sample(url, tmp_path / "scenes")
-    feedback_db = FeedbackDatabase(url=url, photos_dir=str(tmp_path / "scenes"))
-    defs = evaluated["sample"].defs(labeled_data=LabeledData(dataset=str(SAMPLE)), mlflow_tracking=evaluated["mlflow"],
-                                    feedback_db=feedback_db)
-    before = latest_learned_dir(instance)
-    assert before is not None and before[1] == _materialization(instance, "learned_scorer")["learned_fingerprint"].value
-
-    tick = feedback_sensor(dg.build_sensor_context(instance=instance, resources={"feedback_db": feedback_db}))
-    assert tick.cursor == str(events) and len(tick.run_requests) == 1
-    instance.add_dynamic_partitions("feedback_event_ranges", [tick.run_requests[0].partition_key])
-    job = defs.resolve_job_def("feedback_events_job")
-    assert job.execute_in_process(instance=instance, partition_key=tick.run_requests[0].partition_key).success
-    retrain = defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection={dg.AssetKey("feedback_pairs"), dg.AssetKey("feedback_scorer")},
-        asset_check_selection={serving_check_key()})
-    result = retrain.execute_in_process(instance=instance, raise_on_error=False)
+    _, result, before, after, meta = _retrain_from_feedback(evaluated, tmp_path)
     assert result.success, [e.message for e in result.all_events if e.is_failure]
-
-    meta = _materialization(instance, "feedback_scorer")
     assert meta["feedback_scenes"].value == 9 and meta["labeled_scenes"].value == 9
     assert meta["feedback_photos_skipped"].value == 0 and "mlflow_run" in meta
     scorer = LearnedScorer.load(meta["learned_dir"].value)
@@ -236,15 +245,5 @@ def test_feedback_sensor_retrains_the_scorer_behind_its_blocking_check(evaluated
     assert check["excluded_feedback"].value == 9 and check["feedback_scenes"].value == 9
     diff, half = check["ndcg@10_difference"].value, check["ndcg@10_half_width"].value
     assert diff == pytest.approx(check["ndcg@10_with_feedback"].value - check["ndcg@10_labels_only"].value, abs=1e-9)
-    assert evaluation.passed == (diff + half >= 0)
-    after = latest_learned_dir(instance)
-    if evaluation.passed:  # the retrained scorer serves from now on
-        assert after == (Path(meta["learned_dir"].value), meta["learned_fingerprint"].value)
-    else:  # a failed check keeps the labels-only scorer serving
-        assert after == before
-
-
-def serving_check_key():
-    from pipelines.serving import FEEDBACK_CHECK
-
-    return FEEDBACK_CHECK
+    assert evaluation.passed and diff + half >= 0  # shoppers who buy the labeled products: no regression
+    assert after == (Path(meta["learned_dir"].value), meta["learned_fingerprint"].value)  # it serves from now on
