@@ -112,7 +112,6 @@ def shop(index: Path, work: Path, plan: dict, scenes: list[str], photos: dict[st
     (work / "plan.json").write_text(json.dumps(plan))
     url = f"sqlite:///{work / 'data' / 'feedback.db'}"
     (work / "data").mkdir(exist_ok=True)
-    recall: dict[tuple[str, str], list[float]] = {}
     posted = 0
     started = time.perf_counter()
     with (serve(index, "--variants", str(work / "plan.json"), "--feedback-db-url", url, data_dir=work / "data") as (_, base),
@@ -123,9 +122,6 @@ def shop(index: Path, work: Path, plan: dict, scenes: list[str], photos: dict[st
                                  data={"k": str(k), "session_id": f"{work.name}-shopper-{i}"})
             answer.raise_for_status()
             body = answer.json()
-            listed = [item["product_id"] for item in body["items"]]
-            recall.setdefault((body["variant"], groups[scene]), []).append(
-                len(set(listed[:10]) & relevant[scene]) / len(relevant[scene]))
             for product, event in shopper(body, relevant[scene], rng):
                 response = client.post("/feedback", json={"recommendation_id": body["recommendation_id"],
                                                           "product_id": product, "event": event})
@@ -145,8 +141,7 @@ def shop(index: Path, work: Path, plan: dict, scenes: list[str], photos: dict[st
                 exact.setdefault((variant, groups[scene]), []).append(
                     len(set(listed[:10]) & relevant[scene]) / len(relevant[scene]))
     return {"url": url, "photos": work / "data" / "feedback" / "scenes", "events": posted, "serving_s": serving_s,
-            "recall": {f"{v}|{g}": float(np.mean(r)) for (v, g), r in exact.items()},
-            "session_recall": {f"{v}|{g}": float(np.mean(r)) for (v, g), r in recall.items()}}
+            "recall": {f"{v}|{g}": float(np.mean(r)) for (v, g), r in exact.items()}}
 
 
 def run_pipeline(work: Path, url: str) -> dict:

@@ -76,18 +76,17 @@ def latest_learned_dir(instance: dg.DagsterInstance) -> tuple[Path, str] | None:
 
 def latest_passed_feedback_scorer(instance: dg.DagsterInstance, limit: int = 20) -> tuple[float, Path, str] | None:
     """(time, folder, fingerprint) of the newest feedback_scorer whose blocking check passed (its evaluation
-    names the scorer it judged), None when none did. A failed check's scorer never serves by default; a
+    names the scorer it judged) among the check's latest ``limit`` passes, None when none did. A failed check's scorer never serves by default; a
     variant plan can still pin it by folder, for an A/B test."""
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-    executed = {AssetCheckExecutionRecordStatus.SUCCEEDED}  # the check ran to a verdict (passed or not)
+    passed = {AssetCheckExecutionRecordStatus.SUCCEEDED}  # an evaluation that passed (FAILED: one that did not)
     for record in instance.event_log_storage.get_asset_check_execution_history(FEEDBACK_CHECK, limit=limit,
-                                                                                status=executed):
+                                                                                status=passed):
         entry = record.event
-        evaluation = None if entry is None or entry.dagster_event is None else entry.dagster_event.event_specific_data
-        if evaluation is None or not getattr(evaluation, "passed", False):
+        if entry is None or entry.dagster_event is None:
             continue
-        metadata = evaluation.metadata
+        metadata = entry.dagster_event.event_specific_data.metadata
         if "learned_dir" in metadata and "learned_fingerprint" in metadata:
             return entry.timestamp, Path(str(metadata["learned_dir"].value)), str(metadata["learned_fingerprint"].value)
     return None

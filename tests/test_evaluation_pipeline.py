@@ -194,10 +194,10 @@ def test_learned_scorer_is_served_with_the_scene_index(evaluated):
     assert plain.recommender.learned is None and "+" not in plain.version
 
 
-def _retrain_from_feedback(evaluated, root: Path, scene_weight: float = 1.0):
+def _retrain_from_feedback(evaluated, root: Path):
     """On a copy of the evaluated sample: shoppers -> feedback_sensor -> feedback_events (its partition run) ->
-    feedback_pairs -> feedback_scorer and its blocking check. Returns (the copy's instance, closed; the run's
-    result; the scorer served before; the one served after; feedback_scorer's metadata)."""
+    feedback_pairs -> feedback_scorer and its blocking check. Returns (the run's result, the scorer served
+    before, the one served after, feedback_scorer's metadata)."""
     from pipelines.feedback.resources import FeedbackDatabase
     from pipelines.feedback.sensors import feedback_sensor
     from pipelines.serving import FEEDBACK_CHECK, latest_learned_dir
@@ -219,10 +219,8 @@ def _retrain_from_feedback(evaluated, root: Path, scene_weight: float = 1.0):
         retrain = defs.resolve_implicit_global_asset_job_def().get_subset(
             asset_selection={dg.AssetKey("feedback_pairs"), dg.AssetKey("feedback_scorer")},
             asset_check_selection={FEEDBACK_CHECK})
-        result = retrain.execute_in_process(
-            instance=instance, raise_on_error=False,
-            run_config={"ops": {"feedback_scorer": {"config": {"scene_weight": scene_weight}}}})
-        return instance, result, before, latest_learned_dir(instance), _materialization(instance, "feedback_scorer")
+        result = retrain.execute_in_process(instance=instance, raise_on_error=False)
+        return result, before, latest_learned_dir(instance), _materialization(instance, "feedback_scorer")
 
 
 def test_feedback_sensor_retrains_the_scorer_behind_its_blocking_check(evaluated, tmp_path):
@@ -230,7 +228,7 @@ def test_feedback_sensor_retrains_the_scorer_behind_its_blocking_check(evaluated
     its blocking check on the labeled held-out folds -> served by default once it passed."""
     from scene_assets.learned import LearnedScorer
 
-    _, result, before, after, meta = _retrain_from_feedback(evaluated, tmp_path)
+    result, before, after, meta = _retrain_from_feedback(evaluated, tmp_path)
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     assert meta["feedback_scenes"].value == 9 and meta["labeled_scenes"].value == 9
     assert meta["feedback_photos_skipped"].value == 0 and "mlflow_run" in meta

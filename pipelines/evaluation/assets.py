@@ -267,13 +267,15 @@ def scoring_weights(context: dg.AssetExecutionContext, weight_sweep: dict, stora
 
 
 def save_serving_scorer(recommender, bundle: dict, dataset, scene_evaluation: dict, eval_config: EvaluationConfig,
-                        storage: ProjectStorage, *, scenes=None, feedback=None) -> tuple[LearnedScorer, Path]:
+                        storage: ProjectStorage, *, scenes=None, composites=None, feedback=None
+                        ) -> tuple[LearnedScorer, Path]:
     """``fit_serving_scorer`` on ``dataset`` with the evaluation's out-of-fold results (for the ranker and the
     calibrator), stamped with where it came from and saved under ``models/learned/<fingerprint>``: the one
-    recipe of learned_scorer and of feedback_scorer (``feedback``: the shoppers' photos it also trains on)."""
+    recipe of learned_scorer and of feedback_scorer (``scenes`` / ``composites``: the dataset's, when already at
+    hand; ``feedback``: the shoppers' photos it also trains on)."""
     results, _ = load_results(Path(scene_evaluation["results_path"]))
     try:
-        scorer = fit_serving_scorer(recommender, dataset, results, eval_config, scenes=scenes,
+        scorer = fit_serving_scorer(recommender, dataset, results, eval_config, scenes=scenes, composites=composites,
                                     cache_dir=storage.path("cache", "evaluation"), feedback=feedback)
     except ValueError as exc:
         raise ValueError(f"{scene_evaluation['results_path']}: {exc}; re-materialize scene_evaluation") from exc

@@ -154,16 +154,15 @@ class FeedbackScorerConfig(dg.Config):
         return FeedbackTrainingConfig(self.scene_weight, self.negative_strength, self.tolerance)
 
 
-def _labeled_training(scene_index: dict, scene_evaluation: dict, labeled_data: LabeledData,
-                      catalog_source: CatalogSource):
-    """(recommender, bundle, labeled training dataset, evaluation config, prepared labeled scenes): what
-    learned_scorer trains on."""
-    config = stored_evaluation_config(scene_evaluation)
-    recommender, bundle = load_recommender(scene_index["path"])
-    train_dir = labeled_data.train_dir() or labeled_data.dataset_dir(catalog_source.catalog_path())
-    dataset = restrict_to_index(load_labeled_dataset(train_dir), recommender)
-    scenes = scenes_for(config, prepare_scenes(recommender, dataset, config.use_captions))
-    return recommender, bundle, dataset, config, scenes
+FEEDBACK_CHECK_SPEC = dg.AssetCheckSpec(
+    "feedback_scorer_holds_on_labels",
+    asset="feedback_scorer",
+    blocking=True,
+    description="Before a feedback-trained scorer may serve: the evaluation's folds over the labeled scenes, each "
+    "held-out fold scored by a model fitted on its training labels alone and by one fitted on them plus the feedback "
+    "(minus feedback on photos that are held-out scenes). Fails when the 95 % interval of the paired nDCG@10 "
+    "difference lies entirely below -tolerance.",
+)
 
 
 @dg.asset(
@@ -172,8 +171,11 @@ def _labeled_training(scene_index: dict, scene_evaluation: dict, labeled_data: L
          "scene_evaluation": dg.AssetIn(input_manager_key="model_io_manager")},
     io_manager_key="model_io_manager",
     kinds={"numpy", "mlflow"},
-    # nightly, on whatever feedback arrived: a retrain prepares every labeled scene and feedback photo and fits
-    # the projection (minutes), too heavy to repeat for every batch of events the sensor finds
+    # its check runs in the same step, as the project's other checks do: the labeled scenes and the feedback
+    # photos are prepared once for the fit and for the held-out comparison
+    check_specs=[FEEDBACK_CHECK_SPEC],
+    # nightly, on whatever feedback arrived: a retrain prepares every labeled scene and feedback photo, fits the
+    # projection and cross-validates (minutes), too heavy to repeat for every batch of events the sensor finds
     automation_condition=dg.AutomationCondition.on_cron("0 3 * * *"),
     description="The learned scorer retrained on the labels AND the shoppers' feedback: learned_scorer's recipe "
     "(same evaluation config, calibrator and ranker from the evaluation's out-of-fold results) with every archived "
@@ -185,10 +187,13 @@ def _labeled_training(scene_index: dict, scene_evaluation: dict, labeled_data: L
 def feedback_scorer(context: dg.AssetExecutionContext, config: FeedbackScorerConfig, scene_index: dict,
                     scene_evaluation: dict, feedback_pairs: pl.DataFrame, labeled_data: LabeledData,
                     catalog_source: CatalogSource, feedback_db: FeedbackDatabase, mlflow_tracking: MlflowTracking,
-                    storage: ProjectStorage) -> dg.Output[dict]:
+                    storage: ProjectStorage):
     started = time.perf_counter()
-    recommender, bundle, dataset, eval_config, scenes = _labeled_training(scene_index, scene_evaluation,
-                                                                         labeled_data, catalog_source)
+    eval_config = stored_evaluation_config(scene_evaluation)
+    recommender, bundle = load_recommender(scene_index["path"])
+    train_dir = labeled_data.train_dir() or labeled_data.dataset_dir(catalog_source.catalog_path())
+    dataset = restrict_to_index(load_labeled_dataset(train_dir), recommender)
+    scenes = scenes_for(eval_config, prepare_scenes(recommender, dataset, eval_config.use_captions))
     feedback = prepare_feedback_scenes(recommender, feedback_pairs, feedback_db.photos().path_of, config.training(),
                                        eval_config)
     for sha, why in feedback.skipped:
@@ -196,8 +201,9 @@ def feedback_scorer(context: dg.AssetExecutionContext, config: FeedbackScorerCon
     if not len(feedback):
         raise dg.Failure(f"no feedback scene to learn from: {feedback_pairs.height} pairs, "
                          f"{len(feedback.skipped)} photos skipped (see the warnings); nothing retrained")
+    composites = training_composites(recommender, dataset, eval_config, storage.path("cache", "evaluation"))
     scorer, directory = save_serving_scorer(recommender, bundle, dataset, scene_evaluation, eval_config, storage,
-                                            scenes=scenes, feedback=feedback)
+                                            scenes=scenes, composites=composites, feedback=feedback)
     fingerprint = scorer.fingerprint()
     tracking = mlflow_tracking.logger()
     run_id = tracking.log_learned_scorer(
@@ -207,9 +213,8 @@ def feedback_scorer(context: dg.AssetExecutionContext, config: FeedbackScorerCon
                 "feedback_config": feedback.config.to_dict(), "encoder": bundle["encoder_fingerprint"],
                 "evaluation_run_id": scene_evaluation["mlflow_run_id"]},
         evaluation_metrics=scene_evaluation["metrics"], tags={"dagster_run_id": context.run_id, "kind": "feedback_scorer"})
-    return dg.Output(
-        {"path": str(directory), "fingerprint": fingerprint, "feedback": feedback.fingerprint(),
-         "training": config.training().to_dict()},
+    yield dg.Output(
+        {"path": str(directory), "fingerprint": fingerprint, "feedback": feedback.fingerprint()},
         metadata={
             "learned_dir": dg.MetadataValue.path(str(directory)),
             "learned_fingerprint": fingerprint,
@@ -222,39 +227,18 @@ def feedback_scorer(context: dg.AssetExecutionContext, config: FeedbackScorerCon
             "seconds": round(time.perf_counter() - started, 2),
         },
     )
-
-
-@dg.asset_check(
-    asset=feedback_scorer,
-    blocking=True,
-    additional_ins={"scene_index": dg.AssetIn(input_manager_key="model_io_manager"),
-                    "scene_evaluation": dg.AssetIn(input_manager_key="model_io_manager"),
-                    "feedback_pairs": dg.AssetIn()},
-    description="Before a feedback-trained scorer may serve: the evaluation's folds over the labeled scenes, each "
-    "held-out fold scored by a model fitted on its training labels alone and by one fitted on them plus the feedback "
-    "(minus feedback on photos that are held-out scenes). Fails when the 95 % interval of the paired nDCG@10 "
-    "difference lies entirely below -tolerance.",
-)
-def feedback_scorer_holds_on_labels(feedback_scorer: dict, scene_index: dict, scene_evaluation: dict,
-                                    feedback_pairs: pl.DataFrame, labeled_data: LabeledData,
-                                    catalog_source: CatalogSource, feedback_db: FeedbackDatabase,
-                                    storage: ProjectStorage) -> dg.AssetCheckResult:
-    recommender, _, dataset, eval_config, scenes = _labeled_training(scene_index, scene_evaluation, labeled_data,
-                                                                     catalog_source)
-    training = FeedbackTrainingConfig(**feedback_scorer["training"])
-    feedback = prepare_feedback_scenes(recommender, feedback_pairs, feedback_db.photos().path_of, training, eval_config)
-    composites = training_composites(recommender, dataset, eval_config, storage.path("cache", "evaluation"))
     check = feedback_check(recommender, dataset, scenes, eval_config, feedback, composites=composites)
     table = pl.DataFrame(check.table()).with_columns(pl.selectors.float().round(4))
-    return dg.AssetCheckResult(
+    yield dg.AssetCheckResult(
+        check_name=FEEDBACK_CHECK_SPEC.name,
         passed=check.passed,
         severity=dg.AssetCheckSeverity.ERROR,
         description=(f"nDCG@10 on {check.scenes} held-out labeled scenes: {check.labels_only['ndcg@10']:.4f} labels "
                      f"only, {check.with_feedback['ndcg@10']:.4f} with feedback (difference "
                      f"{check.difference['ndcg@10']:+.4f} ± {check.half_width['ndcg@10']:.4f})"),
         metadata={
-            "learned_fingerprint": feedback_scorer["fingerprint"],
-            "learned_dir": dg.MetadataValue.path(feedback_scorer["path"]),
+            "learned_fingerprint": fingerprint,
+            "learned_dir": dg.MetadataValue.path(str(directory)),
             "feedback_fingerprint": feedback.fingerprint(),
             "ndcg@10_labels_only": check.labels_only["ndcg@10"],
             "ndcg@10_with_feedback": check.with_feedback["ndcg@10"],

@@ -5,11 +5,10 @@ from pipelines.feedback.assets import (
     feedback_events,
     feedback_pairs,
     feedback_scorer,
-    feedback_scorer_holds_on_labels,
 )
 from pipelines.feedback.sensors import feedback_events_job, feedback_sensor
 
 
 def defs() -> dg.Definitions:
     return dg.Definitions(assets=[feedback_events, feedback_pairs, ab_report, feedback_scorer],
-                          asset_checks=[feedback_scorer_holds_on_labels], jobs=[feedback_events_job], sensors=[feedback_sensor])
+                          jobs=[feedback_events_job], sensors=[feedback_sensor])
